@@ -1,0 +1,85 @@
+package tencentim
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Query is the part of a callback's query string that the protocol defines. Tencent always
+// sends SdkAppid and CallbackCommand; contenttype, ClientIP and OptPlatform are optional
+// (push callbacks omit the last two); Sign and RequestTime are present only when callback
+// authentication is enabled in the console. A missing key leaves its field empty.
+type Query struct {
+	SdkAppID        string // SdkAppid
+	CallbackCommand string // CallbackCommand, e.g. "C2C.CallbackAfterSendMsg"
+	ContentType     string // contenttype, normally "json"
+	ClientIP        string // ClientIP: the IM user's address, not Tencent's egress address
+	OptPlatform     string // OptPlatform, free-form ("RESTAPI", "iOS", "IOS", "Web", ...)
+	Sign            string // Sign: hex SHA-256 of token + RequestTime
+	RequestTime     string // RequestTime: Unix seconds, kept as sent because Sign covers the text
+	Raw             string // the query string exactly as received, without the leading '?'
+}
+
+// ParseQuery reads the protocol's keys from a raw query string such as r.URL.RawQuery.
+//
+// It scans the string once instead of building url.ParseQuery's map, because it runs for
+// every callback and needs seven known keys. Keys and values are percent-decoded with the
+// same rules as url.ParseQuery ('+' is a space), but only when they contain '%' or '+', so
+// the usual all-ASCII query costs no allocation. Key names are case-sensitive, as Tencent
+// sends them ("SdkAppid", "contenttype"). When a key repeats, the first non-empty value wins,
+// close to url.Values.Get, which Gin's c.Query uses; an empty value counts as missing.
+//
+// The error reports a malformed percent-escape in one of the protocol's keys; the receiver
+// answers it with 400 and Fail(err.Error()) and counts it as ReasonBadQuery. Unknown keys'
+// values are not decoded, and a key that cannot be decoded cannot be one of ours, so neither
+// can make a callback fail.
+func ParseQuery(raw string) (Query, error) {
+	q := Query{Raw: raw}
+	for rest := raw; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		key, value, _ := strings.Cut(pair, "=")
+		key, err := unescape(key)
+		if err != nil {
+			continue
+		}
+		field := q.field(key)
+		if field == nil || *field != "" {
+			continue
+		}
+		if *field, err = unescape(value); err != nil {
+			return Query{Raw: raw}, fmt.Errorf("query parameter %s: %w", key, err)
+		}
+	}
+	return q, nil
+}
+
+// field returns where the value of key belongs, or nil for a key the protocol does not define.
+func (q *Query) field(key string) *string {
+	switch key {
+	case "SdkAppid":
+		return &q.SdkAppID
+	case "CallbackCommand":
+		return &q.CallbackCommand
+	case "contenttype":
+		return &q.ContentType
+	case "ClientIP":
+		return &q.ClientIP
+	case "OptPlatform":
+		return &q.OptPlatform
+	case "Sign":
+		return &q.Sign
+	case "RequestTime":
+		return &q.RequestTime
+	}
+	return nil
+}
+
+// unescape decodes s only when it holds an escape, so plain text is returned without allocating.
+func unescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
+}
