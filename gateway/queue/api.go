@@ -1,0 +1,87 @@
+// Package queue owns the durable store of Fanout: NATS JetStream, embedded in the
+// process by default or external (a cluster) with Options.URL. It is the only
+// package that imports NATS. It knows jobs, destinations and dead letters as
+// opaque records; it knows nothing of rules, HTTP or Gin.
+//
+// Two streams hold everything. FANOUT_JOBS (work-queue retention) keeps each
+// job on subject fanout.jobs.<destination> until that destination's durable
+// consumer, shared by every replica, acknowledges it; retries are JetStream
+// redeliveries, so their state survives restarts. FANOUT_DLQ (limits
+// retention, dead_letter_max_age) keeps dead letters on
+// fanout.dlq.<destination>, the stream sequence being the dead letter's id.
+package queue
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Job is one delivery of one callback to one destination, as stored.
+type Job struct {
+	EventID     string    // hash of SdkAppid, CallbackCommand and the raw body
+	Destination string    // destination name (a subject token: [A-Za-z0-9_-]+)
+	Routes      []string  // names of the matched routes that send to Destination
+	Query       string    // the callback's raw query string
+	Body        []byte    // the callback's raw body
+	ReceivedAt  time.Time // when Fanout accepted the callback
+	RequestID   string    // the callback's request id, for logs
+}
+
+// TLS holds the client TLS files for an external JetStream.
+type TLS struct {
+	CA, Cert, Key string
+}
+
+// Options configure Open.
+type Options struct {
+	Dir              string        // embedded mode: the store directory
+	URL              string        // external mode: comma-separated server URLs
+	Credentials      string        // external mode: a .creds file
+	TLS              TLS           // external mode
+	Replicas         int           // stream replicas (external clusters)
+	SyncAlways       bool          // embedded: fsync every write before acknowledging it
+	SyncInterval     time.Duration // embedded: fsync period otherwise
+	DedupWindow      time.Duration // same EventID+Destination within this window is stored once
+	DeadLetterMaxAge time.Duration // dead letters older than this are discarded
+	Logger           *slog.Logger
+}
+
+// DeadLetterInfo says why a job is being dead-lettered.
+type DeadLetterInfo struct {
+	Reason       string // e.g. "status 400", "max attempts", "max age", "destination removed"
+	LastStatus   int    // last HTTP status, 0 when none
+	BodyExcerpt  string // start of the last response body
+	Attempts     int
+	FirstAttempt time.Time
+	LastAttempt  time.Time
+}
+
+// DeadLetter is a stored dead letter.
+type DeadLetter struct {
+	ID uint64 // stable id (the DLQ stream sequence)
+	Job
+	DeadLetterInfo
+	DeadAt time.Time
+}
+
+// DeadLetterFilter selects dead letters; zero fields match everything.
+type DeadLetterFilter struct {
+	Destination string
+	Reason      string    // substring match
+	Since       time.Time // DeadAt at or after
+	Until       time.Time // DeadAt before
+}
+
+// ErrNotFound is returned for a dead letter id that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Handler processes one message. It must end the message with exactly one of
+// Ack, Retry or DeadLetter (or leave it to be redelivered after the ack wait).
+type Handler func(ctx context.Context, m *Message)
+
+// Consumption is a running Consume; Stop ends it and waits for handlers in flight.
+type Consumption interface {
+	Stop()
+}

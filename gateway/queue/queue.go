@@ -1,0 +1,321 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and subject names. A destination name is one subject token, so the
+// jobs of destination "audit" live on "fanout.jobs.audit" and its dead
+// letters on "fanout.dlq.audit": per-destination counts and filters are then
+// subject filters that JetStream answers from its index.
+const (
+	jobsStream        = "FANOUT_JOBS"
+	jobsSubjectPrefix = "fanout.jobs."
+	dlqStream         = "FANOUT_DLQ"
+	dlqSubjectPrefix  = "fanout.dlq."
+)
+
+const (
+	// publishAckTimeout bounds how long an asynchronous publish waits for its
+	// ack inside the NATS client. Enqueue gives up at its ctx deadline much
+	// earlier; this only frees the client's bookkeeping for acks that never
+	// come (a cluster without quorum), so memory stays bounded in an outage.
+	publishAckTimeout = 30 * time.Second
+
+	// publishMaxPending caps asynchronous publishes awaiting their ack. At
+	// ~20k writes/s and millisecond acks a few hundred are in flight; the cap
+	// only matters when the store stalls, and then Enqueue should fail (503)
+	// rather than queue up unbounded memory.
+	publishMaxPending = 16384
+
+	// reconnectWait is the pause between reconnect attempts to an external
+	// JetStream; Fanout retries forever.
+	reconnectWait = time.Second
+
+	// closeFlushTimeout bounds the final flush of acks on Close.
+	closeFlushTimeout = 5 * time.Second
+)
+
+// Queue is an open JetStream store: the jobs stream that Enqueue writes and
+// Consume reads, and the dead-letter stream. It is safe for concurrent use.
+type Queue struct {
+	log  *slog.Logger
+	srv  *server.Server // embedded mode only
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	jobs jetstream.Stream
+	dlq  jetstream.Stream
+
+	closing chan struct{} // closed when Close begins: waits give up
+
+	mu           sync.Mutex
+	closed       bool
+	consumptions map[*consumption]struct{}
+}
+
+// Open connects to (or embeds) JetStream and creates or updates the streams.
+func Open(ctx context.Context, o Options) (*Queue, error) {
+	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{})}
+	if q.log == nil {
+		q.log = slog.Default()
+	}
+	q.log = q.log.With("component", "queue")
+
+	replicas := max(o.Replicas, 1)
+	var err error
+	switch {
+	case o.URL != "" && o.Dir != "":
+		return nil, errors.New("queue: set either dir (embedded) or url (external), not both")
+	case o.URL != "":
+		q.nc, err = connectExternal(o, q.log)
+	case o.Dir != "":
+		if replicas > 1 {
+			return nil, fmt.Errorf("queue: replicas %d needs an external JetStream cluster (url); the embedded store has one replica", replicas)
+		}
+		q.srv, q.nc, err = startEmbedded(ctx, o, q.log)
+	default:
+		return nil, errors.New("queue: neither dir (embedded) nor url (external) is set")
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	q.js, err = jetstream.New(q.nc,
+		jetstream.WithPublishAsyncTimeout(publishAckTimeout),
+		jetstream.WithPublishAsyncMaxPending(publishMaxPending),
+	)
+	if err != nil {
+		q.shutdown()
+		return nil, fmt.Errorf("queue: jetstream: %w", err)
+	}
+	if err := q.createStreams(ctx, o, replicas); err != nil {
+		q.shutdown()
+		return nil, err
+	}
+	return q, nil
+}
+
+// createStreams creates the streams or updates them to the configured
+// settings, so a changed dedup window or dead-letter age applies on restart.
+func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) error {
+	var err error
+	q.jobs, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        jobsStream,
+		Description: "Fanout deliveries waiting for their destination",
+		Subjects:    []string{jobsSubjectPrefix + "*"},
+		// WorkQueue: a job is stored until its destination's consumer
+		// acknowledges it, and each destination has exactly one consumer.
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Duplicates: o.DedupWindow,
+		Replicas:   replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("queue: create or update stream %s: %w", jobsStream, err)
+	}
+	q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        dlqStream,
+		Description: "Fanout deliveries that gave up, kept for inspection and replay",
+		Subjects:    []string{dlqSubjectPrefix + "*"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.DeadLetterMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("queue: create or update stream %s: %w", dlqStream, err)
+	}
+	return nil
+}
+
+// startEmbedded runs a JetStream server inside the process, reachable only
+// through an in-process connection, the way nats-server's own tests embed it.
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Server, *nats.Conn, error) {
+	s, err := server.NewServer(&server.Options{
+		ServerName:             "fanout-embedded",
+		JetStream:              true,
+		StoreDir:               o.Dir,
+		SyncAlways:             o.SyncAlways,
+		SyncInterval:           o.SyncInterval,
+		DontListen:             true,
+		NoSigs:                 true,
+		DisableJetStreamBanner: true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: %w", o.Dir, err)
+	}
+	s.SetLoggerV2(serverLogger{log}, false, false, false)
+	go s.Start()
+
+	// Recovering a large store can take a while; honour the caller's deadline.
+	wait := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
+	if !s.ReadyForConnections(wait) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: not ready after %s", o.Dir, wait.Round(time.Millisecond))
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name("fanout"))
+	if err != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, nil, fmt.Errorf("queue: connect to embedded JetStream: %w", err)
+	}
+	return s, nc, nil
+}
+
+// connectExternal connects to an external JetStream (usually a cluster) and
+// keeps reconnecting forever: while it is down Enqueue fails (503) and
+// Connected reports false, and Fanout recovers on its own when it is back.
+func connectExternal(o Options, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("fanout"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		// No reconnect buffer: a write attempted while disconnected fails at
+		// once instead of being sent later, after Fanout already answered 503.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from JetStream", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to JetStream", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			log.Debug("JetStream connection closed")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("JetStream connection error", "subject", subject, "error", err)
+		}),
+	}
+	if o.Credentials != "" {
+		opts = append(opts, nats.UserCredentials(o.Credentials))
+	}
+	if o.TLS.CA != "" {
+		opts = append(opts, nats.RootCAs(o.TLS.CA))
+	}
+	if o.TLS.Cert != "" || o.TLS.Key != "" {
+		opts = append(opts, nats.ClientCert(o.TLS.Cert, o.TLS.Key))
+	}
+	servers := strings.Split(o.URL, ",")
+	for i := range servers {
+		servers[i] = strings.TrimSpace(servers[i])
+	}
+	nc, err := nats.Connect(strings.Join(servers, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("queue: connect to %s: %w", redactURLs(servers), err)
+	}
+	log.Info("connected to JetStream", "url", nc.ConnectedUrlRedacted())
+	return nc, nil
+}
+
+// redactURLs names the servers without any userinfo, for errors and logs.
+func redactURLs(servers []string) string {
+	out := make([]string, len(servers))
+	for i, s := range servers {
+		if at := strings.LastIndex(s, "@"); at >= 0 {
+			scheme := ""
+			if j := strings.Index(s, "://"); j >= 0 && j < at {
+				scheme = s[:j+3]
+			}
+			s = scheme + "<secret>@" + s[at+1:]
+		}
+		out[i] = s
+	}
+	return strings.Join(out, ",")
+}
+
+// Close stops consumers, closes the connection and shuts the embedded server
+// down. It waits for handlers in flight. It is idempotent.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	close(q.closing)
+	running := make([]*consumption, 0, len(q.consumptions))
+	for c := range q.consumptions {
+		running = append(running, c)
+	}
+	q.mu.Unlock()
+
+	for _, c := range running {
+		c.Stop()
+	}
+	var err error
+	if q.nc.IsConnected() {
+		// Make sure the server has the acks the handlers sent.
+		if ferr := q.nc.FlushTimeout(closeFlushTimeout); ferr != nil {
+			err = fmt.Errorf("queue: flush on close: %w", ferr)
+		}
+	}
+	q.shutdown()
+	return err
+}
+
+// shutdown closes the connection, then the embedded server: reverse order of
+// Open.
+func (q *Queue) shutdown() {
+	if q.nc != nil {
+		q.nc.Close()
+	}
+	if q.srv != nil {
+		q.srv.Shutdown()
+		q.srv.WaitForShutdown()
+	}
+}
+
+// Connected reports whether the queue can take writes now.
+func (q *Queue) Connected() bool {
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	return !closed && q.nc.IsConnected()
+}
+
+// errClosed is returned by every operation after Close.
+var errClosed = errors.New("queue: closed")
+
+// checkDestination rejects names that are not one subject token: a dot or a
+// wildcard would store the job where its consumer cannot see it.
+func checkDestination(d string) error {
+	if d == "" {
+		return errors.New("empty destination")
+	}
+	for i := 0; i < len(d); i++ {
+		c := d[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("destination %q: only letters, digits, '_' and '-' are allowed", d)
+		}
+	}
+	return nil
+}
+
+// serverLogger sends the embedded server's logs to slog. Its notices (startup
+// details) go to debug so a normal start stays quiet.
+type serverLogger struct{ log *slog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
