@@ -1,0 +1,188 @@
+package delivery
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Limiter paces the attempts of one destination. Send calls Wait before every HTTP attempt;
+// an error (the context ended) stops the round like a cancellation. Rate limiting itself is
+// not implemented yet: this is where it plugs in.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Destination is one downstream webhook as delivery needs it: config already expanded and
+// compiled by the gateway. Build it with NewDestination, which validates it and decodes the
+// signing secrets once; do not change its fields afterwards (a reload builds a new one).
+type Destination struct {
+	Name           string
+	URL            string            // absolute http(s) URL; its userinfo and query are secrets
+	Headers        map[string]string // sent as is; the values are secrets and are never logged
+	SigningSecrets []string          // Standard Webhooks secrets, "whsec_" + base64 key; several allow rotation
+	Timeout        time.Duration     // of one HTTP attempt, reading the answer included
+	Policy         Policy
+	ForwardQuery   bool   // append the callback's original query to URL
+	TIMToken       string // recompute Sign and RequestTime for this token; "" removes them
+	// Transform makes the body sent from the callback's raw query and body; nil sends the
+	// original bytes.
+	// Its error dead-letters the job (reason "transform"): the same input fails every time.
+	Transform func(rawQuery string, body []byte) ([]byte, error)
+	RateLimit Limiter // nil = unlimited
+
+	target   *url.URL // URL parsed
+	redacted string   // URL without userinfo, query and fragment, for logs
+	keys     [][]byte // SigningSecrets decoded
+}
+
+// reservedHeaders are set by Fanout on every attempt; a configured header must not hide them,
+// or a receiver could no longer deduplicate or verify.
+var reservedHeaders = []string{"Fanout-Route", "Fanout-Attempt", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// NewDestination validates d and returns a copy ready for Send. Every problem is reported,
+// each naming the field; header values, secrets and the URL's query never appear in the
+// error (a bad signing secret is named by its index).
+func NewDestination(d Destination) (*Destination, error) {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if d.Name == "" {
+		add("name: empty")
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // url.Error repeats the URL, query and userinfo included
+		}
+		add("url: %w", err)
+	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		add("url: must be an absolute http:// or https:// URL")
+	}
+	if d.Timeout <= 0 {
+		add("timeout %s: must be positive", d.Timeout)
+	}
+	if err := d.Policy.validate(); err != nil {
+		add("retry: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(d.Headers)) {
+		switch {
+		case !validHeaderName(name):
+			add("header %q: not a valid header name", name)
+		case isReserved(name):
+			add("header %q: set by Fanout on every request, cannot be configured", name)
+		case !validHeaderValue(d.Headers[name]):
+			add("header %q: the value holds a control character", name)
+		}
+	}
+	keys := make([][]byte, 0, len(d.SigningSecrets))
+	for i, s := range d.SigningSecrets {
+		key, err := decodeSecret(s)
+		if err != nil {
+			add("signing_secret[%d]: %w", i, err)
+			continue
+		}
+		keys = append(keys, key)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("destination %q: %w", d.Name, errors.Join(errs...))
+	}
+
+	d.target = u
+	d.redacted = redactURL(u)
+	d.keys = keys
+	return &d, nil
+}
+
+// RedactedURL is the destination URL without userinfo, query and fragment: what logs, errors
+// and the admin API may show.
+func (d *Destination) RedactedURL() string { return d.redacted }
+
+// decodeSecret reads a Standard Webhooks secret: "whsec_" followed by the base64 of the key.
+func decodeSecret(s string) ([]byte, error) {
+	b64, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return nil, errors.New(`must start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, errors.New(`not valid base64 after "whsec_"`)
+	}
+	if len(key) == 0 {
+		return nil, errors.New("empty key")
+	}
+	return key, nil
+}
+
+// signature is the webhook-signature header value: one "v1,<base64 HMAC-SHA256>" over
+// id.timestamp.body per key, space-separated, so a receiver holding either the old or the new
+// secret verifies during a rotation.
+func signature(keys [][]byte, id, timestamp string, body []byte) string {
+	sigs := make([]string, len(keys))
+	for i, key := range keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id))
+		mac.Write([]byte{'.'})
+		mac.Write([]byte(timestamp))
+		mac.Write([]byte{'.'})
+		mac.Write(body)
+		sigs[i] = "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
+	return strings.Join(sigs, " ")
+}
+
+// redactURL drops what may hold a secret: userinfo, query and fragment.
+func redactURL(u *url.URL) string {
+	r := *u
+	r.User = nil
+	r.RawQuery = ""
+	r.ForceQuery = false
+	r.Fragment = ""
+	r.RawFragment = ""
+	return r.String()
+}
+
+func isReserved(name string) bool {
+	for _, r := range reservedHeaders {
+		if http.CanonicalHeaderKey(name) == r {
+			return true
+		}
+	}
+	return false
+}
+
+// validHeaderName reports whether name is an RFC 9110 token; net/http would refuse the request
+// at send time otherwise, and the job would be retried until it dies.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// validHeaderValue reports whether v has no control character but tab (no header injection).
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,138 @@
+package delivery
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// configPolicy is the policy of the config's defaults (SPEC section 2).
+var configPolicy = Policy{MaxAttempts: 12, Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.2, MaxAge: 24 * time.Hour}
+
+func TestPolicyWait(t *testing.T) {
+	noJitter := configPolicy
+	noJitter.Jitter = 0
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{0, time.Second}, // treated as 1
+		{1, time.Second},
+		{2, 2 * time.Second},
+		{4, 8 * time.Second},
+		{10, 512 * time.Second},
+		{11, 10 * time.Minute}, // 1024s capped at Max
+		{1000, 10 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run("attempt "+strconv.Itoa(tt.attempt), func(t *testing.T) {
+			if got := noJitter.Wait(tt.attempt); got != tt.want {
+				t.Errorf("Wait(%d) = %s, want %s", tt.attempt, got, tt.want)
+			}
+			// With jitter 0.2 every wait is within +/-20% of the plain one, and not always equal.
+			lo, hi := time.Duration(float64(tt.want)*0.8), time.Duration(float64(tt.want)*1.2)
+			distinct := map[time.Duration]bool{}
+			for range 200 {
+				w := configPolicy.Wait(tt.attempt)
+				if w < lo || w > hi {
+					t.Fatalf("Wait(%d) with jitter = %s, want within [%s, %s]", tt.attempt, w, lo, hi)
+				}
+				distinct[w] = true
+			}
+			if len(distinct) < 2 {
+				t.Errorf("Wait(%d) with jitter 0.2 gave the same wait 200 times", tt.attempt)
+			}
+		})
+	}
+}
+
+func TestQuickRoundAndFirstAttempt(t *testing.T) {
+	allQuick := Policy{MaxAttempts: 6, Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 3}
+	tests := []struct {
+		name      string
+		p         Policy
+		quick     int         // quickRound(1)
+		firstOf   map[int]int // delivery count -> first attempt
+		ackWaitTO time.Duration
+		ackWait   time.Duration
+	}{
+		{
+			// Waits 1s, 2s, 4s are quick, 8s is not: the first delivery makes attempts 1-4.
+			name: "config defaults", p: configPolicy, quick: 4,
+			firstOf:   map[int]int{0: 1, 1: 1, 2: 5, 3: 6, 9: 12, 10: 12, 500: 12},
+			ackWaitTO: 10 * time.Second,
+			ackWait:   4*10*time.Second + 3*6*time.Second + ackWaitMargin,
+		},
+		{
+			name: "every wait quick", p: allQuick, quick: 6,
+			firstOf:   map[int]int{1: 1, 2: 6, 3: 6},
+			ackWaitTO: time.Second,
+			ackWait:   6*time.Second + 5*QuickRetryMax + ackWaitMargin,
+		},
+		{
+			name: "no wait quick", p: Policy{MaxAttempts: 3, Initial: time.Minute, Max: time.Hour, Multiplier: 2}, quick: 1,
+			firstOf:   map[int]int{1: 1, 2: 2, 3: 3, 4: 3},
+			ackWaitTO: 10 * time.Second,
+			ackWait:   10*time.Second + ackWaitMargin,
+		},
+		{
+			name: "one attempt", p: Policy{MaxAttempts: 1, Initial: time.Second, Max: time.Second, Multiplier: 1}, quick: 1,
+			firstOf:   map[int]int{1: 1, 2: 1},
+			ackWaitTO: 10 * time.Second,
+			ackWait:   10*time.Second + ackWaitMargin,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.quickRound(1); got != tt.quick {
+				t.Errorf("quickRound(1) = %d, want %d", got, tt.quick)
+			}
+			for delivery, want := range tt.firstOf {
+				if got := tt.p.firstAttempt(delivery); got != want {
+					t.Errorf("firstAttempt(delivery %d) = %d, want %d", delivery, got, want)
+				}
+			}
+			// A later round is never longer than the first one (AckWait relies on it).
+			for a := 2; a <= tt.p.MaxAttempts; a++ {
+				if tt.p.quickRound(a) > tt.p.quickRound(1) {
+					t.Errorf("quickRound(%d) = %d > quickRound(1) = %d", a, tt.p.quickRound(a), tt.p.quickRound(1))
+				}
+			}
+			d := &Destination{Timeout: tt.ackWaitTO, Policy: tt.p}
+			if got := AckWait(d); got != tt.ackWait {
+				t.Errorf("AckWait = %s, want %s", got, tt.ackWait)
+			}
+		})
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(p *Policy)
+		want string // "" = valid
+	}{
+		{"defaults", func(*Policy) {}, ""},
+		{"no max age", func(p *Policy) { p.MaxAge = 0 }, ""},
+		{"zero attempts", func(p *Policy) { p.MaxAttempts = 0 }, "max_attempts 0: must be at least 1"},
+		{"zero initial", func(p *Policy) { p.Initial = 0 }, "backoff initial 0s: must be positive"},
+		{"max below initial", func(p *Policy) { p.Max = time.Millisecond }, "backoff max 1ms: must be at least initial 1s"},
+		{"shrinking", func(p *Policy) { p.Multiplier = 0.5 }, "backoff multiplier 0.5: must be a number >= 1"},
+		{"jitter 1", func(p *Policy) { p.Jitter = 1 }, "backoff jitter 1: must be in [0, 1)"},
+		{"negative age", func(p *Policy) { p.MaxAge = -time.Second }, "max_age -1s: must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := configPolicy
+			tt.edit(&p)
+			err := p.validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("validate: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("validate = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,340 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/gateway/tencentim"
+)
+
+// Result is what one Send did.
+type Result struct {
+	Outcome     Outcome
+	Delay       time.Duration // Retry: redeliver after this
+	Reason      string        // a Reason* constant
+	Status      int           // HTTP status of the last attempt, 0 when none came back
+	BodyExcerpt string        // start of the last answer's body when it was not 2xx
+	Attempts    int           // HTTP attempts made by this Send
+	LastAttempt time.Time     // when the last attempt started; zero when none was made
+	Gone        bool          // the last answer was 410 Gone: the endpoint was removed
+	Err         error         // the last attempt's failure; nil when Delivered
+}
+
+// SenderOptions configure NewSender.
+type SenderOptions struct {
+	Version string // User-Agent: fanout/<Version>
+	// Observe, when set, is called after every HTTP attempt with the destination's name, the
+	// attempt's reason (a Reason* constant) and its duration, reading the answer included:
+	// the gateway counts fanout_delivery_attempts_total and fanout_delivery_duration_seconds
+	// with it. It runs on the worker's goroutine, so it must be quick and safe for concurrent use.
+	Observe func(destination, result string, took time.Duration)
+}
+
+// Sender makes the HTTP attempts of every destination. One per process: its connection pool
+// is shared, so keep-alive connections to a receiver survive reloads and are reused by all
+// the workers of a destination. It is safe for concurrent use.
+type Sender struct {
+	userAgent string
+	observe   func(destination, result string, took time.Duration)
+	transport *http.Transport
+	rt        http.RoundTripper // transport, minus CloseIdleConnections
+}
+
+// NewSender returns a Sender with a transport tuned for many requests to few hosts.
+func NewSender(o SenderOptions) *Sender {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0 // no global cap: the per-host cap below bounds each destination
+	// A busy destination has up to `concurrency` requests in flight; keep that many
+	// connections warm instead of the default 2, or every burst opens new ones.
+	t.MaxIdleConnsPerHost = 512
+	version := o.Version
+	if version == "" {
+		version = "dev"
+	}
+	return &Sender{
+		userAgent: "fanout/" + version,
+		observe:   o.Observe,
+		transport: t,
+		rt:        keepIdle{t},
+	}
+}
+
+// CloseIdleConnections closes the pooled connections that are idle, for shutdown.
+func (s *Sender) CloseIdleConnections() { s.transport.CloseIdleConnections() }
+
+// keepIdle hides the shared transport's CloseIdleConnections: go-retryablehttp calls it
+// whenever a Do ends in an error, which would drop the warm connections of every
+// destination each time one receiver is down.
+type keepIdle struct{ rt http.RoundTripper }
+
+func (k keepIdle) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
+
+// Send delivers job to d: one round of attempts, the first numbered firstAttempt (see
+// Worker for how a redelivery is numbered). After a failed attempt that may be retried, the
+// next one follows in-process if its backoff is at most QuickRetryMax; otherwise Send ends
+// with Outcome Retry and the wait in Delay, for the queue to redeliver. The round ends Dead
+// on an answer that will not change (classify), after MaxAttempts, or when the next attempt
+// would start after job.ReceivedAt+MaxAge; a first attempt is always made, however old the
+// job. A Retry-After can lengthen a wait, up to Policy.Max. When ctx ends, Send stops at
+// once with Outcome Retry (reason "canceled" if an attempt was cut short). d must come from
+// NewDestination.
+func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, firstAttempt int) Result {
+	if d.target == nil {
+		panic("delivery: Send with a Destination not built by NewDestination")
+	}
+	body := job.Body
+	if d.Transform != nil {
+		b, err := d.Transform(job.Query, job.Body)
+		if err != nil {
+			return Result{Outcome: Dead, Reason: ReasonTransform, Err: fmt.Errorf("destination %q: transform: %w", d.Name, err)}
+		}
+		body = b
+	}
+	r := &round{
+		sender:    s,
+		d:         d,
+		job:       job,
+		body:      body,
+		webhookID: webhookID(d, job),
+		header:    s.baseHeader(d, job),
+		attempt:   max(firstAttempt, 1),
+	}
+	return r.run(ctx)
+}
+
+// baseHeader is the part of the headers that is the same for every attempt: defaults, then
+// the configured headers (which may replace User-Agent or Content-Type), then Fanout's own.
+func (s *Sender) baseHeader(d *Destination, job queue.Job) http.Header {
+	h := make(http.Header, len(d.Headers)+8)
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", s.userAgent)
+	for k, v := range d.Headers {
+		h.Set(k, v)
+	}
+	if len(job.Routes) > 0 {
+		h.Set("Fanout-Route", strings.Join(job.Routes, ","))
+	}
+	h.Set("Webhook-Id", webhookID(d, job))
+	return h
+}
+
+// webhookID is the same for every attempt and every redelivery of one event to one
+// destination, and differs between destinations, so a receiver can deduplicate on it.
+func webhookID(d *Destination, job queue.Job) string {
+	return "msg_" + job.EventID + "_" + d.Name
+}
+
+// round is the state of one Send: go-retryablehttp runs the loop (body rewinds, the waits,
+// draining answers for reuse), and its hooks call back into round, which decides.
+type round struct {
+	sender    *Sender
+	d         *Destination
+	job       queue.Job
+	body      []byte
+	webhookID string
+	header    http.Header
+
+	attempt int           // number of the attempt being made
+	started time.Time     // when it started
+	wait    time.Duration // planned wait before the next attempt
+	res     Result        // as of the last attempt
+}
+
+func (r *round) run(ctx context.Context) Result {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, r.d.target.String(), r.body)
+	if err != nil { // cannot happen: NewDestination parsed the URL
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return Result{Outcome: Dead, Reason: ReasonConnection, Err: fmt.Errorf("destination %q: build request: %w", r.d.Name, err)}
+	}
+	if host := r.header.Get("Host"); host != "" {
+		req.Host = host // net/http ignores a Host header; the field is what it sends
+	}
+	if err := r.prepare(req.Request); err != nil {
+		return Result{Outcome: Retry, Reason: ReasonCanceled, Err: err}
+	}
+
+	client := &retryablehttp.Client{
+		HTTPClient: &http.Client{
+			Transport: r.sender.rt,
+			Timeout:   r.d.Timeout,
+			// A redirect is answered, not followed: the signature and the headers were made
+			// for this URL, and classify dead-letters the 3xx so that the config gets fixed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		RetryMax:   r.d.Policy.MaxAttempts, // an upper bound: checkRetry ends the round
+		CheckRetry: r.checkRetry,
+		Backoff:    func(time.Duration, time.Duration, int, *http.Response) time.Duration { return r.wait },
+		PrepareRetry: func(req *http.Request) error {
+			r.attempt++
+			return r.prepare(req)
+		},
+		// Return the last response or error as is (no wrapping with the URL, no closed body).
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	resp, _ := client.Do(req)
+	if resp != nil {
+		drainAndClose(resp.Body)
+	}
+	// When Do stopped between two attempts (ctx ended during a wait or in the limiter),
+	// r.res is the last attempt's Retry with the planned wait, which is what the queue needs.
+	return r.res
+}
+
+// prepare waits for the rate limit, then stamps req for attempt r.attempt: a fresh
+// timestamp, signature and Tencent Sign, as a receiver checking their age expects.
+func (r *round) prepare(req *http.Request) error {
+	if r.d.RateLimit != nil {
+		if err := r.d.RateLimit.Wait(req.Context()); err != nil {
+			return fmt.Errorf("destination %q: rate limit: %w", r.d.Name, err)
+		}
+	}
+	now := time.Now()
+	ts := strconv.FormatInt(now.Unix(), 10)
+	// A new map: the previous attempt's request, which retryablehttp copied shallowly,
+	// keeps its own.
+	req.Header = r.header.Clone()
+	req.Header.Set("Fanout-Attempt", strconv.Itoa(r.attempt))
+	req.Header.Set("Webhook-Timestamp", ts)
+	if len(r.d.keys) > 0 {
+		req.Header.Set("Webhook-Signature", signature(r.d.keys, r.webhookID, ts, r.body))
+	}
+	req.URL = r.url(now)
+	r.started = now
+	return nil
+}
+
+// url is the destination URL for an attempt at now. With ForwardQuery the callback's query
+// follows the URL's own, so a receiver reading the first value of a key that both carry gets
+// the configured one; Sign and RequestTime are made for TIMToken, or removed without it.
+func (r *round) url(now time.Time) *url.URL {
+	u := *r.d.target
+	if !r.d.ForwardQuery && r.d.TIMToken == "" {
+		return &u
+	}
+	forwarded := ""
+	if r.d.ForwardQuery {
+		forwarded = r.job.Query
+	}
+	forwarded = tencentim.Resign(forwarded, r.d.TIMToken, now)
+	switch {
+	case forwarded == "":
+	case u.RawQuery == "":
+		u.RawQuery = forwarded
+	default:
+		u.RawQuery += "&" + forwarded
+	}
+	return &u
+}
+
+// checkRetry runs after every attempt: it classifies the answer, reports the attempt to the
+// observer, records it in r.res and decides whether another attempt follows in-process.
+// Returning false ends the round with r.res as the Result.
+func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	v := classify(ctx, status, err)
+	excerpt := ""
+	if resp != nil && v.outcome != Delivered {
+		excerpt = readExcerpt(resp.Body) // retryablehttp drains the rest when it retries
+	}
+	now := time.Now()
+	if r.sender.observe != nil {
+		r.sender.observe(r.d.Name, v.reason, now.Sub(r.started))
+	}
+	r.res = Result{
+		Outcome:     v.outcome,
+		Reason:      v.reason,
+		Status:      status,
+		BodyExcerpt: excerpt,
+		Attempts:    r.res.Attempts + 1,
+		LastAttempt: r.started,
+		Gone:        v.gone,
+		Err:         attemptError(r.d, status, err, v),
+	}
+	if v.outcome != Retry || v.reason == ReasonCanceled {
+		return false, nil
+	}
+
+	p := r.d.Policy
+	if r.attempt >= p.MaxAttempts {
+		r.res.Outcome, r.res.Reason = Dead, ReasonMaxAttempts
+		return false, nil
+	}
+	wait, quick := p.Wait(r.attempt), p.backoff(r.attempt) <= QuickRetryMax
+	if resp != nil {
+		if ra, ok := retryAfter(resp.Header, now); ok && ra > wait {
+			wait = min(ra, p.Max)
+			quick = quick && wait <= QuickRetryMax
+		}
+	}
+	if p.MaxAge > 0 && !r.job.ReceivedAt.IsZero() && now.Add(wait).After(r.job.ReceivedAt.Add(p.MaxAge)) {
+		r.res.Outcome, r.res.Reason = Dead, ReasonMaxAge
+		return false, nil
+	}
+	r.res.Delay = wait
+	r.wait = wait
+	return quick, nil
+}
+
+// AskLimit bounds the answer Ask reads: a before-callback answer is a small JSON object.
+const AskLimit = 1 << 20
+
+// Ask makes one attempt to deliver job to d and returns the answer: for respond rules,
+// whose destination decides a "before" callback synchronously. The request is the one Send
+// would make (headers, signature, forwarded and re-signed query) with the original body;
+// there is no retry, and ctx bounds the whole exchange, reading the answer included.
+func (s *Sender) Ask(ctx context.Context, d *Destination, job queue.Job) (status int, answer []byte, err error) {
+	if d.target == nil {
+		panic("delivery: Ask with a Destination not built by NewDestination")
+	}
+	r := &round{sender: s, d: d, job: job, body: job.Body, webhookID: webhookID(d, job),
+		header: s.baseHeader(d, job), attempt: 1}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.String(), bytes.NewReader(job.Body))
+	if err != nil {
+		return 0, nil, fmt.Errorf("destination %q: build request: %w", d.Name, err)
+	}
+	if host := r.header.Get("Host"); host != "" {
+		req.Host = host
+	}
+	if err := r.prepare(req); err != nil {
+		return 0, nil, err
+	}
+	client := &http.Client{Transport: s.rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if s.observe != nil {
+		v := classify(ctx, statusOf(resp), err)
+		s.observe(d.Name, v.reason, time.Since(r.started))
+	}
+	if err != nil {
+		return 0, nil, attemptError(d, 0, err, classify(ctx, 0, err))
+	}
+	defer drainAndClose(resp.Body)
+	answer, err = io.ReadAll(io.LimitReader(resp.Body, AskLimit))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("destination %q: reading the answer: %w", d.Name, err)
+	}
+	return resp.StatusCode, answer, nil
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}

@@ -1,0 +1,316 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fanout-gw/fanout/gateway/queue"
+)
+
+// openQueue opens a real embedded JetStream queue in a fresh directory.
+func openQueue(t *testing.T) *queue.Queue {
+	t.Helper()
+	q, err := queue.Open(testContext(t), queue.Options{
+		Dir:              t.TempDir(),
+		DedupWindow:      time.Minute,
+		DeadLetterMaxAge: time.Hour,
+		Logger:           slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatalf("queue.Open: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// consume runs w on the destination's queue until the end of the test.
+func consume(t *testing.T, q *queue.Queue, w *Worker, dest string, ackWait time.Duration, h queue.Handler) {
+	t.Helper()
+	c, err := q.Consume(context.Background(), dest, 4, ackWait, h)
+	if err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	t.Cleanup(c.Stop)
+}
+
+func enqueue(t *testing.T, q *queue.Queue, jobs ...queue.Job) {
+	t.Helper()
+	if err := q.Enqueue(testContext(t), jobs); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+}
+
+func pending(t *testing.T, q *queue.Queue, dest string) int {
+	t.Helper()
+	n, _, err := q.Pending(testContext(t), dest)
+	if err != nil {
+		t.Fatalf("Pending: %v", err)
+	}
+	return n
+}
+
+func jobFor(dest string, i int) queue.Job {
+	j := testJob()
+	j.EventID = "ev" + strconv.Itoa(i)
+	j.Destination = dest
+	j.RequestID = "req-" + strconv.Itoa(i)
+	return j
+}
+
+// current is a live destination that a test can swap, as a reload does.
+func current(d *Destination) (func() *Destination, *atomic.Pointer[Destination]) {
+	var p atomic.Pointer[Destination]
+	p.Store(d)
+	return p.Load, &p
+}
+
+func TestWorkerDeliversThroughFlakyReceiver(t *testing.T) {
+	t.Parallel()
+	const jobs = 20
+	var (
+		mu        sync.Mutex
+		delivered = map[string]int{} // webhook-id -> 2xx answers
+	)
+	// Every other request fails, whichever job it carries.
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n%2 == 1 {
+			w.WriteHeader(503)
+			return
+		}
+		mu.Lock()
+		delivered[r.Header.Get("Webhook-Id")]++
+		mu.Unlock()
+	})
+	q := openQueue(t)
+	d := testDestination(t, rc.URL, func(d *Destination) {
+		d.Name = "flaky"
+		d.Policy.MaxAttempts = 50 // concurrent workers can draw several odd numbers in a row
+	})
+	cur, _ := current(d)
+	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
+	consume(t, q, w, "flaky", AckWait(d), w.Handle)
+
+	var all []queue.Job
+	for i := range jobs {
+		all = append(all, jobFor("flaky", i))
+	}
+	enqueue(t, q, all...)
+
+	waitFor(t, "every job delivered and acknowledged", func() bool {
+		mu.Lock()
+		n := len(delivered)
+		mu.Unlock()
+		return n == jobs && pending(t, q, "flaky") == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range jobs {
+		if id := "msg_ev" + strconv.Itoa(i) + "_flaky"; delivered[id] != 1 {
+			t.Errorf("%s delivered %d times, want 1", id, delivered[id])
+		}
+	}
+	if n := len(rc.requests()); n < jobs*2-1 {
+		t.Errorf("%d requests, want about one failure per delivery (>= %d)", n, jobs*2-1)
+	}
+	dead, _, err := q.ListDeadLetters(testContext(t), queue.DeadLetterFilter{Destination: "flaky"}, 0, 10)
+	if err != nil || len(dead) != 0 {
+		t.Errorf("dead letters %v, %v; want none", dead, err)
+	}
+}
+
+// syncBuffer is a log sink safe for the workers' goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestWorkerDeadLetters(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		status  int
+		label   string // Result.Reason, in the log
+		reason  string // of the dead letter
+		message string
+	}{
+		{"400", 400, "4xx", "status 400", "delivery failed, dead-lettering"},
+		{"410", 410, "410", "status 410", "endpoint is gone (410), dead-lettering: the receiver says this URL was removed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rc := newReceiver(t, status(tt.status, `{"error":"bad payload"}`))
+			q := openQueue(t)
+			// Every kind of secret a destination holds, to check that none is logged.
+			d := testDestination(t, strings.Replace(rc.URL, "http://", "http://robot:pa55word@", 1)+"/hook?access_token=qu3ry", func(d *Destination) {
+				d.Headers = map[string]string{"Authorization": "Bearer h3ader"}
+				d.SigningSecrets = []string{secretA}
+				d.ForwardQuery = true
+				d.TIMToken = "t1m-token"
+			})
+			var logs syncBuffer
+			cur, _ := current(d)
+			w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur,
+				Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+			consume(t, q, w, "audit", AckWait(d), w.Handle)
+			job := jobFor("audit", 1)
+			enqueue(t, q, job)
+
+			var dead []queue.DeadLetter
+			waitFor(t, "a dead letter", func() bool {
+				var err error
+				dead, _, err = q.ListDeadLetters(testContext(t), queue.DeadLetterFilter{Destination: "audit"}, 0, 10)
+				return err == nil && len(dead) > 0
+			})
+			if len(dead) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(dead))
+			}
+			dl := dead[0]
+			if dl.EventID != job.EventID || dl.Reason != tt.reason || dl.LastStatus != tt.status ||
+				dl.BodyExcerpt != `{"error":"bad payload"}` || dl.Attempts != 1 {
+				t.Errorf("dead letter %+v, want event %s reason %q status %d the body as excerpt and 1 attempt",
+					dl.DeadLetterInfo, job.EventID, tt.reason, tt.status)
+			}
+			if !dl.FirstAttempt.Equal(job.ReceivedAt) || dl.LastAttempt.Before(job.ReceivedAt) {
+				t.Errorf("first attempt %s, last %s; want ReceivedAt %s and after it", dl.FirstAttempt, dl.LastAttempt, job.ReceivedAt)
+			}
+			waitFor(t, "the job acknowledged", func() bool { return pending(t, q, "audit") == 0 })
+			if n := len(rc.requests()); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+
+			out := logs.String()
+			var line map[string]any
+			for l := range strings.Lines(out) {
+				if strings.Contains(l, `"level":"WARN"`) {
+					if err := json.Unmarshal([]byte(l), &line); err != nil {
+						t.Fatalf("log line %q: %v", l, err)
+					}
+				}
+			}
+			want := map[string]any{
+				"msg": tt.message, "destination": "audit", "event_id": job.EventID, "request_id": job.RequestID,
+				"attempt": 1.0, "reason": tt.label, "status": float64(tt.status),
+				"url": rc.URL + "/hook",
+			}
+			for k, v := range want {
+				if line[k] != v {
+					t.Errorf("warn line %s = %v, want %v (logs: %s)", k, line[k], v, out)
+				}
+			}
+			for _, secret := range []string{"pa55word", "qu3ry", "h3ader", "t1m-token", strings.TrimPrefix(secretA, "whsec_")} {
+				if strings.Contains(out, secret) {
+					t.Errorf("logs show the secret %q:\n%s", secret, out)
+				}
+			}
+		})
+	}
+}
+
+// TestWorkerRemovedDestination: while Current returns nil the message is not acknowledged
+// (JetStream redelivers it after the ack wait); once a destination is back, it is delivered.
+func TestWorkerRemovedDestination(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, status(200, ""))
+	q := openQueue(t)
+	cur, live := current(nil)
+	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
+	var calls atomic.Int32
+	consume(t, q, w, "audit", time.Second, func(ctx context.Context, m *queue.Message) {
+		calls.Add(1)
+		w.Handle(ctx, m)
+	})
+	enqueue(t, q, jobFor("audit", 1))
+
+	waitFor(t, "a redelivery of the unacknowledged job", func() bool { return calls.Load() >= 2 })
+	if n := len(rc.requests()); n != 0 {
+		t.Fatalf("%d requests while the destination was removed, want 0", n)
+	}
+	if n := pending(t, q, "audit"); n != 1 {
+		t.Fatalf("pending %d, want the job still queued", n)
+	}
+
+	live.Store(testDestination(t, rc.URL, nil))
+	waitFor(t, "delivery once the destination is back", func() bool {
+		return len(rc.requests()) == 1 && pending(t, q, "audit") == 0
+	})
+}
+
+// TestWorkerRetriesThroughTheQueue: a wait longer than QuickRetryMax goes back to the queue,
+// and the redelivery is numbered after the first delivery's quick attempts.
+func TestWorkerRetriesThroughTheQueue(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "6") // longer than QuickRetryMax
+			w.WriteHeader(503)
+		}
+	})
+	q := openQueue(t)
+	// Backoffs 2s and 4s are quick, 6s is not: the first delivery may make attempts 1-3.
+	d := testDestination(t, rc.URL, func(d *Destination) {
+		d.Policy = Policy{MaxAttempts: 10, Initial: 2 * time.Second, Max: 6 * time.Second, Multiplier: 2}
+	})
+	cur, _ := current(d)
+	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
+	consume(t, q, w, "audit", AckWait(d), w.Handle)
+	enqueue(t, q, jobFor("audit", 1))
+
+	waitFor(t, "delivery on the redelivery", func() bool {
+		return len(rc.requests()) == 2 && pending(t, q, "audit") == 0
+	})
+	reqs := rc.requests()
+	got := []string{reqs[0].header.Get("Fanout-Attempt"), reqs[1].header.Get("Fanout-Attempt")}
+	if want := []string{"1", "4"}; !slices.Equal(got, want) {
+		t.Errorf("Fanout-Attempt = %v, want %v", got, want)
+	}
+	if gap := reqs[1].at.Sub(reqs[0].at); gap < 6*time.Second {
+		t.Errorf("redelivered %s after the first attempt, want at least the 6s of Retry-After", gap)
+	}
+}
+
+func TestDeadLetterReason(t *testing.T) {
+	tests := []struct {
+		res  Result
+		want string
+	}{
+		{Result{Reason: Reason4xx, Status: 404}, "status 404"},
+		{Result{Reason: Reason410, Status: 410}, "status 410"},
+		{Result{Reason: Reason3xx, Status: 302}, "status 302"},
+		{Result{Reason: ReasonStatus, Status: 600}, "status 600"},
+		{Result{Reason: ReasonMaxAttempts, Status: 503}, "max attempts"},
+		{Result{Reason: ReasonMaxAge}, "max age"},
+		{Result{Reason: ReasonTransform, Err: fmt.Errorf("destination %q: transform: %w", "x", errors.New("bad field"))}, "transform: bad field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := deadLetterReason(tt.res); got != tt.want {
+				t.Errorf("deadLetterReason = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
