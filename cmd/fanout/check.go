@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/fanout-gw/fanout/gateway/config"
+)
+
+// runCheck loads each file as serve would and prints every problem.
+func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	format := fs.String("format", "text", "output format: text or json")
+	files, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return usagef("no config file given: fanout check FILE...")
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("unknown --format %q: want text or json", *format)
+	}
+	type result struct {
+		File     string          `json:"file"`
+		Valid    bool            `json:"valid"`
+		Problems config.Problems `json:"problems"`
+	}
+	var results []result
+	failed := false
+	for _, f := range files {
+		_, probs := config.Load(f)
+		ok := probs.Err() == nil
+		failed = failed || !ok
+		if probs == nil {
+			probs = config.Problems{}
+		}
+		results = append(results, result{File: f, Valid: ok, Problems: probs})
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range results {
+			for _, p := range r.Problems {
+				fmt.Fprintln(stdout, p)
+			}
+			errs, warns := len(r.Problems.Errors()), len(r.Problems.Warnings())
+			status := "ok"
+			if !r.Valid {
+				status = "invalid"
+			}
+			fmt.Fprintf(stdout, "%s: %s (%d errors, %d warnings)\n", r.File, status, errs, warns)
+		}
+	}
+	if failed {
+		return errReported
+	}
+	return nil
+}

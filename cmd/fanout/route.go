@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/rules"
+)
+
+// routeResult is what `fanout route` says about one payload.
+type routeResult struct {
+	Payload    string          `json:"payload"`
+	App        string          `json:"sdkappid"`
+	Command    string          `json:"command"`
+	Routes     []string        `json:"routes"`
+	Respond    *routeRespond   `json:"respond,omitempty"`
+	Deliveries []routeDelivery `json:"deliveries"`
+	RuleErrors []string        `json:"rule_errors,omitempty"`
+	Error      string          `json:"error,omitempty"`
+}
+
+type routeRespond struct {
+	From      string `json:"from"`
+	Timeout   string `json:"timeout"`
+	OnFailure string `json:"on_failure"`
+}
+
+type routeDelivery struct {
+	Destination string          `json:"destination"`
+	Routes      []string        `json:"routes"`
+	URL         string          `json:"url"`
+	Body        json.RawMessage `json:"body,omitempty"`
+	BodyError   string          `json:"body_error,omitempty"`
+	Transformed bool            `json:"transformed"`
+}
+
+// runRoute is a dry run of the rules serve evaluates: which routes match a payload, which
+// destinations get it and the exact body each receives.
+func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("route", flag.ContinueOnError)
+	cfgPath := fs.String("config", os.Getenv("FANOUT_CONFIG"), "config file (default $FANOUT_CONFIG, then config.yaml)")
+	query := fs.String("query", "", "query string of the callback, e.g. 'SdkAppid=1400000000&CallbackCommand=...' (default: the first app and the body's CallbackCommand)")
+	expect := fs.String("expect", "", "comma-separated route names: exit 1 unless exactly these match")
+	format := fs.String("format", "text", "output format: text or json")
+	payloads, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(payloads) == 0 {
+		return usagef("no payload given: fanout route --config FILE PAYLOAD.json|-|DIR")
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("unknown --format %q: want text or json", *format)
+	}
+	if *cfgPath == "" {
+		*cfgPath = "config.yaml"
+	}
+	q, err := url.ParseQuery(*query)
+	if err != nil {
+		return usagef("invalid --query: %v", err)
+	}
+	cfg, probs := config.Load(*cfgPath)
+	if cfg == nil {
+		fmt.Fprintln(stderr, probs.Error())
+		return errReported
+	}
+
+	var inputs []payloadInput
+	for _, p := range payloads {
+		in, err := readPayloads(p, stdin)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, in...)
+	}
+	var want []string
+	if *expect != "" {
+		want = strings.Split(*expect, ",")
+	}
+	failed := false
+	var results []routeResult
+	for _, in := range inputs {
+		r := explain(cfg, in, q)
+		if r.Error != "" {
+			failed = true
+		} else if want != nil && !slices.Equal(sorted(r.Routes), sorted(want)) {
+			r.Error = fmt.Sprintf("expected routes [%s], matched [%s]", strings.Join(want, ","), strings.Join(r.Routes, ","))
+			failed = true
+		}
+		results = append(results, r)
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range results {
+			printRoute(stdout, r)
+		}
+	}
+	if failed {
+		return errReported
+	}
+	return nil
+}
+
+type payloadInput struct {
+	name string
+	body []byte
+}
+
+// readPayloads reads a file, stdin ("-") or every *.json in a folder (sorted).
+func readPayloads(p string, stdin io.Reader) ([]payloadInput, error) {
+	if p == "-" {
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading stdin: %w", err)
+		}
+		return []payloadInput{{"-", b}}, nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{p}
+	if st.IsDir() {
+		files, err = filepath.Glob(filepath.Join(p, "*.json"))
+		if err != nil {
+			return nil, err
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("%s: no *.json payloads in this folder", p)
+		}
+	}
+	var out []payloadInput
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, payloadInput{f, b})
+	}
+	return out, nil
+}
+
+// explain evaluates one payload exactly as the receiver would after its checks.
+func explain(cfg *config.Config, in payloadInput, extra url.Values) routeResult {
+	r := routeResult{Payload: in.name, Routes: []string{}, Deliveries: []routeDelivery{}}
+	fields, err := rules.ParseBody(in.body)
+	if err != nil {
+		r.Error = fmt.Sprintf("%s: %v", in.name, err)
+		return r
+	}
+	q := url.Values{}
+	if len(cfg.Tencent.Apps) > 0 {
+		q.Set("SdkAppid", cfg.Tencent.Apps[0].SdkAppID)
+	}
+	if cmd, ok := fields["CallbackCommand"].(string); ok {
+		q.Set("CallbackCommand", cmd)
+	}
+	q.Set("contenttype", "json")
+	for k, v := range extra {
+		q[k] = v
+	}
+	query := map[string]string{}
+	for k, v := range q {
+		query[k] = v[0]
+	}
+	ev := rules.NewEvent(q.Get("SdkAppid"), q.Get("CallbackCommand"), query, fields)
+	r.App, r.Command = ev.AppID, ev.Command
+	m := cfg.Rules.Match(ev, func(kind, name string, err error) {
+		r.RuleErrors = append(r.RuleErrors, fmt.Sprintf("%s %s: %v (counts as no match)", kind, name, err))
+	})
+	r.Routes = append(r.Routes, m.Routes...)
+	if m.Respond != nil {
+		rr := cfg.Respond[m.RespondIndex]
+		r.Respond = &routeRespond{From: rr.From, Timeout: rr.Timeout.String(), OnFailure: rr.OnFailure}
+	}
+	for _, d := range m.Deliveries {
+		dest := cfg.Destination(d.Destination)
+		rd := routeDelivery{Destination: d.Destination, Routes: d.Routes, URL: dest.URL.String()}
+		if dest.ForwardQuery {
+			rd.URL += sep(rd.URL) + redactedQuery(q, dest.TIMToken != "")
+		}
+		body := in.body
+		if dest.Transform != nil {
+			rd.Transformed = true
+			body, err = dest.Transform.Render(ev)
+			if err != nil {
+				rd.BodyError = err.Error()
+				body = nil
+			}
+		}
+		rd.Body = body
+		r.Deliveries = append(r.Deliveries, rd)
+	}
+	return r
+}
+
+func sep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+// redactedQuery shows the forwarded query: Sign and RequestTime are re-signed (shown as
+// placeholders) with tim_token, removed without.
+func redactedQuery(q url.Values, resign bool) string {
+	c := url.Values{}
+	for k, v := range q {
+		if k != "Sign" && k != "RequestTime" {
+			c[k] = v
+		}
+	}
+	s := c.Encode()
+	if resign {
+		s += "&Sign=<re-signed>&RequestTime=<now>"
+	}
+	return s
+}
+
+func sorted(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+func printRoute(w io.Writer, r routeResult) {
+	fmt.Fprintf(w, "%s  (%s, SdkAppid %s)\n", r.Payload, r.Command, r.App)
+	if r.Error != "" && len(r.Routes) == 0 && len(r.Deliveries) == 0 {
+		fmt.Fprintf(w, "  error: %s\n\n", r.Error)
+		return
+	}
+	for _, e := range r.RuleErrors {
+		fmt.Fprintf(w, "  rule error: %s\n", e)
+	}
+	if len(r.Routes) == 0 {
+		fmt.Fprintln(w, "  routes: none match")
+	} else {
+		fmt.Fprintf(w, "  routes: %s\n", strings.Join(r.Routes, ", "))
+	}
+	if r.Respond != nil {
+		fmt.Fprintf(w, "  respond: answered synchronously by %s (timeout %s, on failure %s)\n", r.Respond.From, r.Respond.Timeout, r.Respond.OnFailure)
+	}
+	for _, d := range r.Deliveries {
+		fmt.Fprintf(w, "  -> %s  (routes: %s)\n     POST %s\n", d.Destination, strings.Join(d.Routes, ", "), d.URL)
+		switch {
+		case d.BodyError != "":
+			fmt.Fprintf(w, "     body error: %s (the delivery would be dead-lettered)\n", d.BodyError)
+		case d.Transformed:
+			fmt.Fprintf(w, "     body (transformed): %s\n", d.Body)
+		default:
+			fmt.Fprintf(w, "     body (original, %d bytes): %s\n", len(d.Body), compact(d.Body))
+		}
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+	fmt.Fprintln(w)
+}
+
+// compact prints a JSON body on one line (it is sent as is; this is only the display).
+func compact(b []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return string(b)
+	}
+	return buf.String()
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fanout-gw/fanout/gateway"
+)
+
+// stopTimeout bounds a graceful stop: callbacks in flight finish, workers stop, the queue closes.
+const stopTimeout = 20 * time.Second
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	config    string
+	logFormat string
+	logLevel  string
+}
+
+func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var o serveOptions
+	fs.StringVar(&o.config, "config", "", "config file (default $FANOUT_CONFIG, then config.yaml)")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	if o.config == "" {
+		o.config = os.Getenv("FANOUT_CONFIG")
+	}
+	if o.config == "" {
+		o.config = "config.yaml"
+	}
+	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	v, _ := buildInfo()
+	g, err := gateway.New(gateway.Options{ConfigPath: o.config, Logger: log, Version: v})
+	if err != nil {
+		return fmt.Errorf("config %s:\n%w", o.config, err)
+	}
+	if err := g.Start(ctx); err != nil {
+		return err
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go g.WatchConfig(watchCtx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: reloading the config")
+			_ = g.Reload(ctx) // logged by Reload
+		case <-ctx.Done():
+			log.Info("stopping: finishing callbacks in flight", "timeout", stopTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			return g.Stop(sctx)
+		}
+	}
+}
+
+// newLogger builds the process logger.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, usagef("invalid --log-format %q: want json or text", format)
+}

@@ -1,0 +1,198 @@
+// Package gateway wires Fanout together: the live config (swapped atomically on reload),
+// the callback path (verify, match, enqueue, answer), the per-destination workers, the
+// metrics and the two HTTP servers. It owns the lifecycle: New, Start, Stop(ctx), Reload.
+// It does not parse YAML (config does), evaluate expressions (rules), speak HTTP routing
+// (httpapi) or NATS (queue).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/httpapi"
+	"github.com/fanout-gw/fanout/gateway/queue"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	ConfigPath string
+	Logger     *slog.Logger // nil = slog.Default()
+	Version    string
+}
+
+// Gateway is one running Fanout.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	live    atomic.Pointer[runtime]
+	metrics *metrics
+	sender  *delivery.Sender
+	queue   *queue.Queue
+	ready   atomic.Bool
+	ruleLog ruleLimiter
+
+	mu       sync.Mutex // serialises reloads and worker changes
+	workers  map[string]*worker
+	workCtx  context.Context
+	stopWork context.CancelFunc
+
+	callbackSrv *httpapi.Server
+	adminSrv    *httpapi.Server
+	stopOnce    sync.Once
+	stopErr     error
+}
+
+// New loads the config and builds the first runtime. Nothing runs until Start.
+func New(opts Options) (*Gateway, error) {
+	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	g.metrics = newMetrics(g)
+	g.sender = delivery.NewSender(delivery.SenderOptions{
+		Version: opts.Version,
+		Observe: func(dest, result string, took time.Duration) {
+			g.metrics.attempts.WithLabelValues(dest, result).Inc()
+			g.metrics.attemptDuration.WithLabelValues(dest).Observe(took.Seconds())
+		},
+	})
+	cfg, probs := config.Load(opts.ConfigPath)
+	for _, p := range probs.Warnings() {
+		g.log.Warn("config", "problem", p.String())
+	}
+	if cfg == nil {
+		g.metrics.reloadOK.Set(0)
+		return nil, probs.Errors()
+	}
+	rt, err := g.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g.live.Store(rt)
+	g.loaded(cfg)
+	return g, nil
+}
+
+// loaded records a successful load in the metrics.
+func (g *Gateway) loaded(cfg *config.Config) {
+	g.metrics.configHash.Set(cfg.HashValue())
+	g.metrics.reloadOK.Set(1)
+	g.metrics.reloadTime.SetToCurrentTime()
+}
+
+// Start opens the queue, starts a worker per destination, then the admin and callback
+// servers. It returns once all are listening; serving errors later are logged.
+func (g *Gateway) Start(ctx context.Context) error {
+	cfg := g.live.Load().cfg
+	q, err := queue.Open(ctx, queueOptions(cfg.Queue, g.log))
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	g.queue = q
+	g.workCtx, g.stopWork = context.WithCancel(context.Background())
+	g.mu.Lock()
+	err = g.syncWorkers(ctx, g.live.Load())
+	g.mu.Unlock()
+	if err != nil {
+		g.Stop(ctx)
+		return err
+	}
+	if err := g.dropUnknownDestinations(ctx); err != nil {
+		g.log.Error("cannot move the deliveries of removed destinations to the dead-letter queue", "err", err)
+	}
+
+	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		g.Stop(ctx)
+		return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+	}
+	callbackLn, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		adminLn.Close()
+		g.Stop(ctx)
+		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
+	}
+	g.adminSrv = httpapi.NewAdmin(adminAPI{g}, g.log)
+	g.adminSrv.Serve(adminLn, "", "")
+	g.callbackSrv = httpapi.NewReceiver(g, g.log)
+	if err := g.callbackSrv.Serve(callbackLn, cfg.Server.TLS.Cert, cfg.Server.TLS.Key); err != nil {
+		callbackLn.Close()
+		g.Stop(ctx)
+		return fmt.Errorf("server.tls: %w", err)
+	}
+	g.ready.Store(true)
+	g.log.Info("fanout started", "listen", callbackLn.Addr().String(), "path", cfg.Server.Path,
+		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes))
+	return nil
+}
+
+func queueKind(q config.Queue) string {
+	if q.Embedded() {
+		return "embedded:" + q.Dir
+	}
+	return "external"
+}
+
+func queueOptions(q config.Queue, log *slog.Logger) queue.Options {
+	return queue.Options{
+		Dir: q.Dir, URL: q.URL.Value(), Credentials: q.Credentials,
+		TLS:      queue.TLS{CA: q.TLS.CA, Cert: q.TLS.Cert, Key: q.TLS.Key},
+		Replicas: q.Replicas, SyncAlways: q.SyncAlways, SyncInterval: q.SyncInterval,
+		DedupWindow: q.DedupWindow, DeadLetterMaxAge: q.DeadLetterMaxAge, Logger: log,
+	}
+}
+
+// CallbackAddr and AdminAddr are the addresses the servers listen on (after Start).
+func (g *Gateway) CallbackAddr() string { return g.callbackSrv.Addr() }
+
+// AdminAddr is the admin server's address (after Start).
+func (g *Gateway) AdminAddr() string { return g.adminSrv.Addr() }
+
+// Stop stops taking callbacks and waits for those in flight, stops the workers (a delivery
+// cut short is redelivered later: nothing is acknowledged that was not delivered), closes
+// the queue, then the admin server. It is idempotent and returns when ctx ends at the latest.
+func (g *Gateway) Stop(ctx context.Context) error {
+	g.stopOnce.Do(func() {
+		g.ready.Store(false)
+		var errs []error
+		if g.callbackSrv != nil {
+			errs = append(errs, g.callbackSrv.Shutdown(ctx))
+		}
+		g.mu.Lock()
+		if g.stopWork != nil {
+			g.stopWork()
+		}
+		stopped := make(chan struct{})
+		go func() {
+			for _, w := range g.workers {
+				w.consumption.Stop()
+			}
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("workers: %w", ctx.Err()))
+		}
+		g.workers = map[string]*worker{}
+		g.mu.Unlock()
+		if g.queue != nil {
+			errs = append(errs, g.queue.Close())
+		}
+		g.sender.CloseIdleConnections()
+		if g.adminSrv != nil {
+			errs = append(errs, g.adminSrv.Shutdown(ctx))
+		}
+		g.stopErr = errors.Join(errs...)
+		g.log.Info("fanout stopped")
+	})
+	return g.stopErr
+}

@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/queue"
+)
+
+// ReasonDestinationRemoved is the dead-letter reason of deliveries whose destination is no
+// longer configured.
+const ReasonDestinationRemoved = "destination removed"
+
+// worker is the running consumer of one destination.
+type worker struct {
+	consumption queue.Consumption
+	concurrency int
+	ackWait     time.Duration
+}
+
+// syncWorkers makes the running consumers match rt: new destinations start at once,
+// changed concurrency or ack wait restart the consumer (the new one starts before the old
+// one stops, so delivery never pauses), removed destinations stop and their queued
+// deliveries move to the dead-letter queue. URL, headers, secrets and retry policy need no
+// restart: workers read the live destination for every message. Callers hold g.mu.
+func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
+	for _, d := range rt.cfg.Destinations {
+		dest := rt.dests[d.Name]
+		ackWait := delivery.AckWait(dest)
+		old := g.workers[d.Name]
+		if old != nil && old.concurrency == d.Concurrency && old.ackWait == ackWait {
+			continue
+		}
+		c, err := g.queue.Consume(g.workCtx, d.Name, d.Concurrency, ackWait, g.handler(d.Name))
+		if err != nil {
+			return fmt.Errorf("destination %q: starting its worker: %w", d.Name, err)
+		}
+		g.workers[d.Name] = &worker{consumption: c, concurrency: d.Concurrency, ackWait: ackWait}
+		if old != nil {
+			go old.consumption.Stop()
+		}
+	}
+	for name, w := range g.workers {
+		if rt.dests[name] != nil {
+			continue
+		}
+		w.consumption.Stop()
+		delete(g.workers, name)
+		n, err := g.queue.RemoveDestination(ctx, name, ReasonDestinationRemoved)
+		if err != nil {
+			g.log.Error("removed destination: cannot move its deliveries to the dead-letter queue; they stay queued", "destination", name, "err", err)
+			continue
+		}
+		g.log.Warn("destination removed: its queued deliveries are in the dead-letter queue", "destination", name, "moved", n)
+	}
+	return nil
+}
+
+// dropUnknownDestinations dead-letters deliveries queued for destinations that the config
+// no longer has (removed while Fanout was down).
+func (g *Gateway) dropUnknownDestinations(ctx context.Context) error {
+	names, err := g.queue.QueuedDestinations(ctx)
+	if err != nil {
+		return err
+	}
+	rt := g.live.Load()
+	for _, name := range names {
+		if rt.dests[name] != nil {
+			continue
+		}
+		n, err := g.queue.RemoveDestination(ctx, name, ReasonDestinationRemoved)
+		if err != nil {
+			return fmt.Errorf("destination %q: %w", name, err)
+		}
+		if n > 0 {
+			g.log.Warn("destination no longer configured: its queued deliveries are in the dead-letter queue", "destination", name, "moved", n)
+		}
+	}
+	return nil
+}
+
+// handler is the queue handler of one destination: a delivery.Worker reading the live
+// destination for every message.
+func (g *Gateway) handler(name string) queue.Handler {
+	w := &delivery.Worker{
+		Queue:  g.queue,
+		Sender: g.sender,
+		Current: func() *delivery.Destination {
+			return g.live.Load().dests[name]
+		},
+		Logger: g.log,
+		Done: func(outcome delivery.Outcome) {
+			g.metrics.deliveries.WithLabelValues(name, outcome.String()).Inc()
+		},
+	}
+	return w.Handle
+}
