@@ -36,14 +36,16 @@ type TLS struct {
 
 // Options configure Open.
 type Options struct {
-	Dir              string        // embedded mode: the store directory
-	URL              string        // external mode: comma-separated server URLs
-	Credentials      string        // external mode: a .creds file
-	TLS              TLS           // external mode
-	Replicas         int           // stream replicas (external clusters)
-	SyncAlways       bool          // embedded: fsync every write before acknowledging it
-	SyncInterval     time.Duration // embedded: fsync period otherwise
-	DedupWindow      time.Duration // same EventID+Destination within this window is stored once
+	Dir          string        // embedded mode: the store directory
+	URL          string        // external mode: comma-separated server URLs
+	Credentials  string        // external mode: a .creds file
+	TLS          TLS           // external mode
+	Replicas     int           // stream replicas (external clusters)
+	SyncAlways   bool          // embedded: fsync every write before acknowledging it
+	SyncInterval time.Duration // embedded: fsync period otherwise
+	// DedupWindow: the same EventID+Destination within this window is stored once. 0 turns
+	// the de-duplication off (and saves the server about 100 bytes per job it would remember).
+	DedupWindow      time.Duration
 	DeadLetterMaxAge time.Duration // dead letters older than this are discarded
 	Logger           *slog.Logger
 }

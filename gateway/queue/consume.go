@@ -14,6 +14,9 @@ import (
 // own (consumer deleted, stream recreated) creates its consumer again.
 const restartWait = time.Second
 
+// pullExpiry is how long a pull request waits at the server (see start).
+const pullExpiry = time.Second
+
 // Message is a job delivered to a Handler. Its retry state (the attempt
 // count, the redelivery delay) lives in JetStream, not in the process, so a
 // restart or another replica continues where this one stopped.
@@ -99,6 +102,7 @@ func (q *Queue) Consume(ctx context.Context, destination string, maxInFlight int
 		handler:     h,
 		stopping:    make(chan struct{}),
 		done:        make(chan struct{}),
+		msgs:        make(chan jetstream.Msg),
 		config: jetstream.ConsumerConfig{
 			Durable:       consumerName(destination),
 			Description:   "Fanout deliveries to " + destination,
@@ -119,14 +123,14 @@ func (q *Queue) Consume(ctx context.Context, destination string, maxInFlight int
 	q.consumptions[c] = struct{}{}
 	q.mu.Unlock()
 
-	it, err := c.start(ctx)
-	if err != nil {
+	ended := make(chan error, 1)
+	if err := c.start(ctx, ended); err != nil {
 		q.forget(c)
 		close(c.done) // a concurrent Close may be waiting in Stop
 		return nil, err
 	}
 	c.stopOnCancel = context.AfterFunc(ctx, c.Stop)
-	go c.run(it)
+	go c.run(ended)
 	return c, nil
 }
 
@@ -139,10 +143,17 @@ func (q *Queue) forget(c *consumption) {
 	q.mu.Unlock()
 }
 
-// consumption is a running Consume: maxInFlight workers that each take the
-// next message from one pull iterator and run the handler. The server never
-// has more than maxInFlight unacknowledged messages for the consumer, so a
-// fetched message always finds a free worker.
+// consumption is a running Consume: a JetStream pull consumption (nats.go's
+// Consume, which keeps pull requests outstanding, watches heartbeats and
+// recovers from reconnects by itself) whose callback hands each message to one
+// of maxInFlight workers. The server never has more than maxInFlight
+// unacknowledged messages for the consumer, so a message always finds a free
+// worker soon; until it does, the callback waits, which holds further
+// deliveries back.
+//
+// (An iterator shared by the workers, MessagesContext.Next, was tried first:
+// under load it sometimes left the consumer idle with messages pending until
+// its pull request expired.)
 type consumption struct {
 	q            *Queue
 	ctx          context.Context
@@ -156,8 +167,11 @@ type consumption struct {
 	stopping chan struct{} // closed by Stop
 	done     chan struct{} // closed when every worker has returned
 
+	msgs    chan jetstream.Msg // callback -> workers
+	workers sync.WaitGroup
+
 	mu sync.Mutex
-	it jetstream.MessagesContext // the current iterator
+	cc jetstream.ConsumeContext // the current consumption
 }
 
 // Stop stops fetching and waits for the handlers in flight. Messages fetched
@@ -166,8 +180,8 @@ func (c *consumption) Stop() {
 	c.stopOnce.Do(func() {
 		close(c.stopping)
 		c.mu.Lock()
-		if c.it != nil {
-			c.it.Stop()
+		if c.cc != nil {
+			c.cc.Stop()
 		}
 		c.mu.Unlock()
 	})
@@ -183,29 +197,64 @@ func (c *consumption) stopped() bool {
 	}
 }
 
-// start creates or updates the consumer and opens an iterator on it.
-func (c *consumption) start(ctx context.Context) (jetstream.MessagesContext, error) {
+// start creates or updates the consumer and starts consuming it into c.msgs.
+// ended receives the error that ends the consumption on its own (consumer
+// deleted), if any.
+func (c *consumption) start(ctx context.Context, ended chan<- error) error {
 	cons, err := c.q.jobs.CreateOrUpdateConsumer(ctx, c.config)
 	if err != nil {
-		return nil, fmt.Errorf("queue: consume %q: create or update consumer: %w", c.destination, err)
+		return fmt.Errorf("queue: consume %q: create or update consumer: %w", c.destination, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(c.maxInFlight))
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case c.msgs <- m:
+		case <-c.stopping: // not handled: redelivered after the ack wait
+		}
+	},
+		jetstream.PullMaxMessages(c.maxInFlight),
+		// Under load the client's count of requested messages can drift from the server's
+		// waiting pull requests, leaving the consumer idle with messages pending until the
+		// request expires: a short expiry bounds that pause to about a second.
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				select {
+				case ended <- err:
+				default:
+				}
+				return
+			}
+			c.q.log.Debug("consuming: transient error", "destination", c.destination, "error", err)
+		}))
 	if err != nil {
-		return nil, fmt.Errorf("queue: consume %q: %w", c.destination, err)
+		return fmt.Errorf("queue: consume %q: %w", c.destination, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped() {
-		it.Stop()
+		cc.Stop()
 	}
-	c.it = it
-	return it, nil
+	c.cc = cc
+	return nil
 }
 
-// run works the iterator and, should it end without Stop (the consumer was
-// deleted, a terminal server error), starts again until Stop.
-func (c *consumption) run(it jetstream.MessagesContext) {
+// run starts the workers, then waits for Stop; should the consumption end on
+// its own (the consumer was deleted), it starts it again until Stop.
+func (c *consumption) run(ended chan error) {
+	for range c.maxInFlight {
+		c.workers.Go(func() {
+			for {
+				select {
+				case m := <-c.msgs:
+					c.handle(m)
+				case <-c.stopping:
+					return
+				}
+			}
+		})
+	}
 	defer func() {
+		c.workers.Wait()
 		if c.stopOnCancel != nil {
 			c.stopOnCancel()
 		}
@@ -214,51 +263,31 @@ func (c *consumption) run(it jetstream.MessagesContext) {
 	}()
 	log := c.q.log.With("destination", c.destination)
 	for {
-		err := c.work(it)
-		if c.stopped() {
+		select {
+		case <-c.stopping:
 			return
-		}
-		if c.q.nc.IsClosed() {
-			log.Error("consuming stopped: the JetStream connection is closed", "error", err)
-			return
-		}
-		log.Warn("consuming stopped unexpectedly, starting again", "error", err)
-		for {
-			select {
-			case <-c.stopping:
+		case err := <-ended:
+			if c.q.nc.IsClosed() {
+				log.Error("consuming stopped: the JetStream connection is closed", "error", err)
 				return
-			case <-time.After(restartWait):
 			}
-			if it, err = c.start(c.ctx); err == nil {
-				break
+			log.Warn("consuming stopped unexpectedly, starting again", "error", err)
+			c.mu.Lock()
+			c.cc.Stop()
+			c.mu.Unlock()
+			for {
+				select {
+				case <-c.stopping:
+					return
+				case <-time.After(restartWait):
+				}
+				if err := c.start(c.ctx, ended); err == nil {
+					break
+				}
+				log.Warn("consuming cannot start again", "error", err)
 			}
-			log.Warn("consuming cannot start again", "error", err)
 		}
 	}
-}
-
-// work runs maxInFlight workers on it until it ends, and returns why.
-func (c *consumption) work(it jetstream.MessagesContext) error {
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		cause error
-	)
-	for range c.maxInFlight {
-		wg.Go(func() {
-			for {
-				m, err := it.Next()
-				if err != nil {
-					once.Do(func() { cause = err })
-					it.Stop() // wake the other workers
-					return
-				}
-				c.handle(m)
-			}
-		})
-	}
-	wg.Wait()
-	return cause
 }
 
 // handle decodes m and runs the handler. A message that is not a job frame

@@ -70,8 +70,10 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 		buf = appendFrame(buf, j)
 		msgs[i] = nats.Msg{
 			Subject: all[off : off+subjectLen],
-			Header:  nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1]},
 			Data:    buf[start:len(buf):len(buf)],
+		}
+		if q.dedup {
+			msgs[i].Header = nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1]}
 		}
 		off += subjectLen + idLen
 		f, err := q.js.PublishMsgAsync(&msgs[i])

@@ -57,6 +57,7 @@ type Queue struct {
 	dlq  jetstream.Stream
 
 	closing chan struct{} // closed when Close begins: waits give up
+	dedup   bool          // jobs carry a message id (Options.DedupWindow > 0)
 
 	mu           sync.Mutex
 	closed       bool
@@ -65,7 +66,8 @@ type Queue struct {
 
 // Open connects to (or embeds) JetStream and creates or updates the streams.
 func Open(ctx context.Context, o Options) (*Queue, error) {
-	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{})}
+	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{}),
+		dedup: o.DedupWindow > 0}
 	if q.log == nil {
 		q.log = slog.Default()
 	}
@@ -107,6 +109,13 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 
 // createStreams creates the streams or updates them to the configured
 // settings, so a changed dedup window or dead-letter age applies on restart.
+// dedupWindow is the stream's Duplicates: JetStream reads 0 as its 2-minute default and
+// refuses less than 100ms, so "no de-duplication" is that shortest window (jobs then carry
+// no message id anyway).
+func dedupWindow(d time.Duration) time.Duration {
+	return max(d, 100*time.Millisecond)
+}
+
 func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) error {
 	var err error
 	q.jobs, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -117,7 +126,7 @@ func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) erro
 		// acknowledges it, and each destination has exactly one consumer.
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
-		Duplicates: o.DedupWindow,
+		Duplicates: dedupWindow(o.DedupWindow),
 		Replicas:   replicas,
 	})
 	if err != nil {
