@@ -71,9 +71,10 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	if m.Respond != nil {
 		wg.Go(func() { answer = g.respond(ctx, rt, m.RespondIndex, q, cb.Body, id) })
 	}
-	if len(m.Deliveries) > 0 {
+	eventID := tencentim.EventID(q.SdkAppID, ev.Command, cb.Body)
+	duplicate := len(m.Deliveries) > 0 && g.dedup.seen(eventID)
+	if len(m.Deliveries) > 0 && !duplicate {
 		jobs := make([]queue.Job, len(m.Deliveries))
-		eventID := tencentim.EventID(q.SdkAppID, ev.Command, cb.Body)
 		now := time.Now()
 		for i, d := range m.Deliveries {
 			jobs[i] = queue.Job{EventID: eventID, Destination: d.Destination, Routes: d.Routes,
@@ -87,15 +88,20 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 			g.log.Error("callback not stored, answered 503", "request_id", id, "app", app, "command", command, "err", err)
 			return reject(http.StatusServiceUnavailable, "queue_unavailable", "cannot store the callback now: "+err.Error())
 		}
+		g.dedup.add(eventID)
 	}
 	wg.Wait()
 	if answer == nil {
 		answer = tencentim.OK
 	}
-	g.metrics.callbacks.WithLabelValues(app, command, "ok").Inc()
+	outcome := "ok"
+	if duplicate {
+		outcome = "duplicate"
+	}
+	g.metrics.callbacks.WithLabelValues(app, command, outcome).Inc()
 	g.metrics.callbackDuration.Observe(time.Since(start).Seconds())
 	g.log.Debug("callback accepted", "request_id", id, "app", app, "command", command,
-		"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil)
+		"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
 	return httpapi.Answer{Status: http.StatusOK, Body: answer, RequestID: id}
 }
 

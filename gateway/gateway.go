@@ -38,6 +38,7 @@ type Gateway struct {
 	queue   *queue.Queue
 	ready   atomic.Bool
 	ruleLog ruleLimiter
+	dedup   *dedup
 
 	mu       sync.Mutex // serialises reloads and worker changes
 	workers  map[string]*worker
@@ -77,6 +78,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
+	g.dedup = newDedup(cfg.Queue.DedupWindow)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -142,11 +144,20 @@ func queueKind(q config.Queue) string {
 }
 
 func queueOptions(q config.Queue, log *slog.Logger) queue.Options {
+	// The gateway de-duplicates in memory (see dedup); the queue's own de-duplication covers
+	// what one process cannot see, which needs several: replicas on an external JetStream.
+	window := min(q.DedupWindow, queueDedupWindow)
+	dir := q.Dir
+	if q.Embedded() {
+		window = 0
+	} else {
+		dir = "" // the config keeps its default ./data beside a url (ignored, says check): not both
+	}
 	return queue.Options{
-		Dir: q.Dir, URL: q.URL.Value(), Credentials: q.Credentials,
+		Dir: dir, URL: q.URL.Value(), Credentials: q.Credentials,
 		TLS:      queue.TLS{CA: q.TLS.CA, Cert: q.TLS.Cert, Key: q.TLS.Key},
 		Replicas: q.Replicas, SyncAlways: q.SyncAlways, SyncInterval: q.SyncInterval,
-		DedupWindow: q.DedupWindow, DeadLetterMaxAge: q.DeadLetterMaxAge, Logger: log,
+		DedupWindow: window, DeadLetterMaxAge: q.DeadLetterMaxAge, Logger: log,
 	}
 }
 

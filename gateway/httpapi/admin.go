@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -46,6 +47,23 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 		}
 	})
 	auth.GET("/metrics", gin.WrapH(a.Metrics()))
+	// Profiles, for finding what a busy gateway spends its time on.
+	auth.GET("/debug/pprof/*profile", gin.WrapF(func(w http.ResponseWriter, r *http.Request) {
+		switch name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name {
+		case "profile":
+			pprof.Profile(w, r)
+		case "trace":
+			pprof.Trace(w, r)
+		case "symbol":
+			pprof.Symbol(w, r)
+		case "cmdline":
+			pprof.Cmdline(w, r)
+		case "":
+			pprof.Index(w, r)
+		default:
+			pprof.Handler(name).ServeHTTP(w, r)
+		}
+	}))
 	auth.POST("/-/reload", func(c *gin.Context) {
 		if err := a.Reload(c.Request.Context()); err != nil {
 			c.JSON(http.StatusBadRequest, gin.H{"status": "error", "error": err.Error()})
