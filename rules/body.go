@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -34,11 +35,14 @@ func (b *Body) Render(ev *Event) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("body transform: %w", err)
 	}
-	data, err := json.Marshal(out)
-	if err != nil {
+	// As written: no \u003c for <, which chat bots' markdown (<font>) needs.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
 		return nil, fmt.Errorf("body transform: value is not JSON: %w", err)
 	}
-	return data, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Transform decodes a stored callback (raw query and body) and renders the transform:

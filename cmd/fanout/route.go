@@ -50,7 +50,7 @@ func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs := flag.NewFlagSet("route", flag.ContinueOnError)
 	cfgPath := fs.String("config", os.Getenv("FANOUT_CONFIG"), "config file (default $FANOUT_CONFIG, then config.yaml)")
 	query := fs.String("query", "", "query string of the callback, e.g. 'SdkAppid=1400000000&CallbackCommand=...' (default: the first app and the body's CallbackCommand)")
-	expect := fs.String("expect", "", "comma-separated route names: exit 1 unless exactly these match")
+	expect := fs.String("expect", "", "comma-separated route names: exit 1 unless exactly these match (--expect= for none)")
 	format := fs.String("format", "text", "output format: text or json")
 	payloads, err := parseFlags(fs, args)
 	if err != nil {
@@ -83,10 +83,15 @@ func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		inputs = append(inputs, in...)
 	}
-	var want []string
-	if *expect != "" {
-		want = strings.Split(*expect, ",")
-	}
+	var want []string // nil: no expectation; empty: no route may match
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "expect" {
+			want = []string{}
+			if *expect != "" {
+				want = strings.Split(*expect, ",")
+			}
+		}
+	})
 	failed := false
 	var results []routeResult
 	for _, in := range inputs {
