@@ -40,8 +40,11 @@ type Gateway struct {
 	ruleLog ruleLimiter
 	dedup   *dedup
 
-	mu       sync.Mutex // serialises reloads and worker changes
-	workers  map[string]*worker
+	mu      sync.Mutex // serialises reloads and worker changes
+	workers map[string]*worker
+
+	statesMu sync.Mutex
+	states   map[string]*destState // by destination name, kept across reloads
 	workCtx  context.Context
 	stopWork context.CancelFunc
 
@@ -53,7 +56,7 @@ type Gateway struct {
 
 // New loads the config and builds the first runtime. Nothing runs until Start.
 func New(opts Options) (*Gateway, error) {
-	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}}
+	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}, states: map[string]*destState{}}
 	if g.log == nil {
 		g.log = slog.Default()
 	}

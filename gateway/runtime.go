@@ -32,8 +32,21 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	}
 	rt.verifier = v
 	var errs []error
+	var old *runtime
+	if g != nil {
+		old = g.live.Load()
+	}
 	for _, d := range cfg.Destinations {
-		dd, err := newDestination(d)
+		var limit *delivery.RateLimit
+		if r := d.RateLimit; !r.IsZero() {
+			limit = delivery.NewRateLimit(r.N, r.Per)
+			if old != nil && old.dests[d.Name] != nil {
+				if prev, ok := old.dests[d.Name].RateLimit.(*delivery.RateLimit); ok && prev.Same(r.N, r.Per) {
+					limit = prev // keep the bucket: a reload must not grant a burst
+				}
+			}
+		}
+		dd, err := newDestination(d, limit)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -46,7 +59,7 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	return rt, nil
 }
 
-func newDestination(d *config.Destination) (*delivery.Destination, error) {
+func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery.Destination, error) {
 	headers := map[string]string{}
 	for k, v := range d.Headers {
 		headers[k] = v.Value()
@@ -61,6 +74,9 @@ func newDestination(d *config.Destination) (*delivery.Destination, error) {
 		Timeout: d.Timeout, ForwardQuery: d.ForwardQuery, TIMToken: d.TIMToken.Value(),
 		Policy: delivery.Policy{MaxAttempts: r.MaxAttempts, Initial: r.Backoff.Initial, Max: r.Backoff.Max,
 			Multiplier: r.Backoff.Multiplier, Jitter: r.Backoff.Jitter, MaxAge: r.MaxAge},
+	}
+	if limit != nil {
+		dd.RateLimit = limit
 	}
 	if t := d.Transform; t != nil {
 		dd.Transform = func(rawQuery string, body []byte) ([]byte, error) {

@@ -48,6 +48,7 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		}
 		w.consumption.Stop()
 		delete(g.workers, name)
+		g.dropState(name)
 		n, err := g.queue.RemoveDestination(ctx, name, ReasonDestinationRemoved)
 		if err != nil {
 			g.log.Error("removed destination: cannot move its deliveries to the dead-letter queue; they stay queued", "destination", name, "err", err)
@@ -82,18 +83,18 @@ func (g *Gateway) dropUnknownDestinations(ctx context.Context) error {
 }
 
 // handler is the queue handler of one destination: a delivery.Worker reading the live
-// destination for every message.
+// destination for every message, with the destination's pause breaker.
 func (g *Gateway) handler(name string) queue.Handler {
+	st := g.state(name)
 	w := &delivery.Worker{
 		Queue:  g.queue,
 		Sender: g.sender,
 		Current: func() *delivery.Destination {
 			return g.live.Load().dests[name]
 		},
-		Logger: g.log,
-		Done: func(outcome delivery.Outcome) {
-			g.metrics.deliveries.WithLabelValues(name, outcome.String()).Inc()
-		},
+		Breaker: st.breaker,
+		Logger:  g.log,
+		Done:    func(res delivery.Result) { g.finished(name, st, res) },
 	}
 	return w.Handle
 }

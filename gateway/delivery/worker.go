@@ -48,88 +48,117 @@ type Worker struct {
 	// the consumer. nil means the destination was removed: the message is left
 	// unacknowledged, to be redelivered (or dead-lettered by whoever removed it).
 	Current func() *Destination
+	// Breaker pauses the destination while it keeps failing (nil: never paused).
+	Breaker *Breaker
 	Logger  *slog.Logger // nil = slog.Default()
-	// Done, when set, is told how each delivery finished (Delivered or Dead), for metrics.
-	Done func(Outcome)
+	// Done, when set, is told how each round ended, for metrics and the admin API.
+	Done func(Result)
 }
 
 // Handle makes one round of attempts for m and ends it: Ack when delivered, Retry with the
 // delay Send chose, or a dead letter. It logs one warning per failed round.
 func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	job := m.Job
-	log := w.Logger
-	if log == nil {
-		log = slog.Default()
+	base := w.Logger
+	if base == nil {
+		base = slog.Default()
 	}
-	log = log.With("destination", job.Destination, "event_id", job.EventID, "request_id", job.RequestID)
+	logger := func() *slog.Logger {
+		return base.With("destination", job.Destination, "event_id", job.EventID, "request_id", job.RequestID)
+	}
 
 	d := w.Current()
 	if d == nil {
-		log.Warn("destination is no longer configured, leaving the delivery in the queue")
+		logger().Warn("destination is no longer configured, leaving the delivery in the queue")
 		return
 	}
-	first := d.Policy.firstAttempt(m.Attempt())
-	if d.Policy.quickRound(first) > 1 {
-		// Restart the ack wait, which has run since JetStream sent the message: AckWait
-		// counts on a full one for a round of several attempts.
+	// Keep the job ours while the round runs long (quick retries, a rate limit, a pause):
+	// the ack wait restarts every third of it, so JetStream does not hand the job to
+	// another worker meanwhile. A round that ends sooner costs one timer.
+	keepEvery := AckWait(d) / 3
+	var keep *time.Timer
+	keep = time.AfterFunc(keepEvery, func() {
 		if err := m.InProgress(); err != nil {
-			log.Warn("cannot extend the ack wait", "error", err)
+			logger().Warn("cannot extend the ack wait", "error", err)
+		}
+		keep.Reset(keepEvery)
+	})
+	defer keep.Stop()
+
+	probe := false
+	if w.Breaker != nil {
+		var err error
+		if probe, err = w.Breaker.Acquire(ctx); err != nil {
+			_ = m.Retry(0) // stopping: let another worker or replica take it now
+			return
 		}
 	}
 
 	// A replayed dead letter is stored anew and starts again at attempt 1: its max_age counts
 	// from then, or it would die again at its first failure.
+	first := d.Policy.firstAttempt(m.Attempt())
 	sent := job
 	if stored := m.StoredAt(); stored.After(sent.ReceivedAt) {
 		sent.ReceivedAt = stored
 	}
 	res := w.Sender.Send(ctx, d, sent, first)
-	log = log.With("attempt", first+res.Attempts-1, "url", d.RedactedURL())
+	if w.Breaker != nil {
+		w.Breaker.Done(probe, res.Reason != ReasonCanceled, endpointFailed(res))
+	}
+	if w.Done != nil {
+		w.Done(res)
+	}
+	attempt := first + res.Attempts - 1
 	switch res.Outcome {
 	case Delivered:
-		log.Debug("delivered", "attempts", res.Attempts, "status", res.Status)
-		w.done(Delivered)
+		if base.Enabled(ctx, slog.LevelDebug) {
+			logger().Debug("delivered", "attempt", attempt, "attempts", res.Attempts, "status", res.Status)
+		}
 		if err := m.Ack(); err != nil {
-			log.Error("cannot acknowledge a delivered job; it will be delivered again", "error", err)
+			logger().Error("cannot acknowledge a delivered job; it will be delivered again", "error", err)
 		}
 	case Retry:
 		if res.Reason == ReasonCanceled {
-			log.Debug("delivery interrupted, giving it back to the queue", "error", res.Err)
+			logger().Debug("delivery interrupted, giving it back to the queue", "error", res.Err)
 		} else {
-			log.Warn("delivery failed, will retry", "reason", res.Reason, "status", res.Status,
-				"retry_in", res.Delay, "error", res.Err)
+			logger().Warn("delivery failed, will retry", "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason,
+				"status", res.Status, "retry_in", res.Delay, "error", res.Err)
 		}
 		if err := m.Retry(res.Delay); err != nil {
-			log.Error("cannot schedule the retry; the queue redelivers after the ack wait", "error", err)
+			logger().Error("cannot schedule the retry; the queue redelivers after the ack wait", "error", err)
 		}
 	case Dead:
 		msg := "delivery failed, dead-lettering"
 		if res.Gone {
 			msg = "endpoint is gone (410), dead-lettering: the receiver says this URL was removed"
 		}
-		log.Warn(msg, "reason", res.Reason, "status", res.Status, "error", res.Err)
+		logger().Warn(msg, "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason, "status", res.Status, "error", res.Err)
 		info := queue.DeadLetterInfo{
 			Reason:       deadLetterReason(res),
 			LastStatus:   res.Status,
 			BodyExcerpt:  res.BodyExcerpt,
-			Attempts:     max(first+res.Attempts-1, 0),
+			Attempts:     max(attempt, 0),
 			FirstAttempt: job.ReceivedAt,
 			LastAttempt:  res.LastAttempt,
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
 		defer cancel()
 		if err := w.Queue.DeadLetter(dctx, m, info); err != nil {
-			log.Error("cannot store the dead letter; the queue redelivers after the ack wait", "error", err)
-			return
+			logger().Error("cannot store the dead letter; the queue redelivers after the ack wait", "error", err)
 		}
-		w.done(Dead)
 	}
 }
 
-func (w *Worker) done(o Outcome) {
-	if w.Done != nil {
-		w.Done(o)
+// endpointFailed reports whether a round's outcome says the endpoint itself is failing
+// (unreachable, timing out, overloaded or erroring), as opposed to answering.
+func endpointFailed(res Result) bool {
+	switch res.Reason {
+	case ReasonConnection, ReasonTimeout, Reason408, Reason429, Reason5xx:
+		return res.Outcome != Delivered
+	case ReasonMaxAttempts, ReasonMaxAge:
+		return res.Status == 0 || res.Status >= 500 || res.Status == 408 || res.Status == 429
 	}
+	return false
 }
 
 // deadLetterReason is the reason stored with a dead letter: "status 400" for an answer that

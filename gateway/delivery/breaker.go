@@ -1,0 +1,127 @@
+package delivery
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Pause policy: a destination whose rounds keep failing (connection errors, timeouts,
+// 408, 429, 5xx) is paused, so that a dead endpoint does not burn the attempts of every
+// queued delivery. While paused, workers hold their jobs (the queue sends no more: the
+// consumer's in-flight limit is reached) and make no attempt; after the cool-down one round
+// probes the endpoint: success resumes, failure pauses again for twice as long.
+const (
+	PauseAfter       = 5 // consecutive failed rounds
+	PauseMinCooldown = 5 * time.Second
+	PauseMaxCooldown = 5 * time.Minute
+)
+
+// Breaker is the pause state of one destination, shared by its workers and kept across
+// reloads. The zero value is not usable: use NewBreaker.
+type Breaker struct {
+	onChange func(paused bool, until time.Time)
+
+	mu       sync.Mutex
+	failures int       // consecutive failed rounds
+	until    time.Time // paused until; zero when running
+	cooldown time.Duration
+	probing  bool
+	wake     chan struct{} // closed and replaced when the state changes
+}
+
+// NewBreaker returns a running breaker; onChange (may be nil) is told when it pauses or
+// resumes, for logs and metrics. It is called with the breaker's lock held: it must not
+// call back into the breaker.
+func NewBreaker(onChange func(paused bool, until time.Time)) *Breaker {
+	return &Breaker{onChange: onChange, wake: make(chan struct{})}
+}
+
+// Paused reports whether the destination is paused, and until when.
+func (b *Breaker) Paused() (bool, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.until.IsZero(), b.until
+}
+
+// Acquire returns when a round may start: at once while running; while paused, after the
+// cool-down, and then to one caller at a time (probe is true for it). ctx ending returns
+// its error.
+func (b *Breaker) Acquire(ctx context.Context) (probe bool, err error) {
+	for {
+		b.mu.Lock()
+		if b.until.IsZero() {
+			b.mu.Unlock()
+			return false, nil
+		}
+		wait := time.Until(b.until)
+		if wait <= 0 && !b.probing {
+			b.probing = true
+			b.mu.Unlock()
+			return true, nil
+		}
+		wake := b.wake
+		b.mu.Unlock()
+		var t *time.Timer
+		var timer <-chan time.Time
+		if wait > 0 {
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-wake:
+		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// Done records how a round ended. failed means the endpoint failed (see the pause policy);
+// a round that ended otherwise with an answer (delivered, or refused with a 4xx) shows the
+// endpoint is up. A probe that did not run (cancelled) must report with failed=false and
+// ran=false so that another caller can probe.
+func (b *Breaker) Done(probe, ran, failed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if probe {
+		b.probing = false
+	}
+	switch {
+	case !ran:
+		if probe {
+			b.notify()
+		}
+	case failed:
+		b.failures++
+		paused := !b.until.IsZero()
+		if probe || (!paused && b.failures >= PauseAfter) {
+			b.cooldown = min(max(2*b.cooldown, PauseMinCooldown), PauseMaxCooldown)
+			b.until = time.Now().Add(b.cooldown)
+			b.notify()
+			if b.onChange != nil {
+				b.onChange(true, b.until)
+			}
+		}
+	default:
+		b.failures = 0
+		if !b.until.IsZero() {
+			b.until, b.cooldown = time.Time{}, 0
+			b.notify()
+			if b.onChange != nil {
+				b.onChange(false, time.Time{})
+			}
+		}
+	}
+}
+
+func (b *Breaker) notify() {
+	close(b.wake)
+	b.wake = make(chan struct{})
+}
