@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 )
@@ -86,7 +87,9 @@ func ParseBody(body []byte) (map[string]any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("body is not valid JSON: %w", err)
 	}
-	if _, err := dec.Token(); err == nil {
+	// Anything but the end of input after the value is an error, including bytes that are
+	// not a valid token (`{} x`, `{}}`), for which Token fails with a syntax error.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("body is not valid JSON: data after the object")
 	}
 	m, ok := v.(map[string]any)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -154,6 +155,9 @@ func compileFilter(f Filter) (filter, []*CompileError) {
 	}
 	if strings.TrimSpace(f.When) != "" {
 		p, err := compileExpr(f.When, expr.AsBool())
+		if err == nil {
+			err = notCondition(f.When)
+		}
 		if err != nil {
 			errs = append(errs, exprError("when", err))
 		} else {
@@ -165,13 +169,87 @@ func compileFilter(f Filter) (filter, []*CompileError) {
 	return c, errs
 }
 
+// notCondition rejects a when that only reads a value (From_Account, Info.Action,
+// MsgBody[0]). expr.AsBool lets such an expression compile, because a body field's type
+// is unknown until run time; but Tencent's bodies carry no boolean fields (flags are 0/1),
+// so it would fail on every callback. The error points at the value.
+func notCondition(src string) error {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil // compileExpr has reported it
+	}
+	n := tree.Node
+	for {
+		switch t := n.(type) {
+		case *ast.MemberNode:
+			n = t.Node
+			continue
+		case *ast.ChainNode:
+			n = t.Node
+			continue
+		case *ast.IdentifierNode:
+		default:
+			return nil
+		}
+		break
+	}
+	value := strings.TrimSpace(src)
+	e := &file.Error{Location: n.Location(), Message: fmt.Sprintf(
+		"expected bool, but %s is a value, not a condition: compare it (e.g. %s != nil)", value, value)}
+	return e.Bind(tree.Source)
+}
+
 // compileEnv declares query and text; body fields stay undeclared, so they are nil when a
 // callback lacks them.
 var compileEnv = map[string]any{"query": map[string]string{}, "text": ""}
 
 func compileExpr(src string, opts ...expr.Option) (*vm.Program, error) {
 	opts = append([]expr.Option{expr.Env(compileEnv), expr.AllowUndefinedVariables()}, opts...)
-	return expr.Compile(src, opts...)
+	p, err := expr.Compile(src, opts...)
+	if err == nil {
+		err = unknownFunction(src)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// unknownFunction rejects a call of a name that is neither a builtin nor declared
+// (lowercase(From_Account)). AllowUndefinedVariables, which body fields need, lets expr
+// compile it as a call of a variable, which then fails on every callback.
+func unknownFunction(src string) error {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil // compiled, so it parses
+	}
+	v := &callVisitor{}
+	ast.Walk(&tree.Node, v)
+	if v.first == nil {
+		return nil
+	}
+	msg := "unknown function " + v.first.Value
+	if s, ok := Suggest(v.first.Value, builtin.Names); ok {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return (&file.Error{Location: v.first.Location(), Message: msg}).Bind(tree.Source)
+}
+
+// callVisitor finds the first call, in source order, of an undeclared name.
+type callVisitor struct{ first *ast.IdentifierNode }
+
+func (v *callVisitor) Visit(n *ast.Node) {
+	c, ok := (*n).(*ast.CallNode)
+	if !ok {
+		return
+	}
+	id, ok := c.Callee.(*ast.IdentifierNode)
+	if !ok || compileEnv[id.Value] != nil {
+		return
+	}
+	if v.first == nil || id.Location().From < v.first.Location().From {
+		v.first = id
+	}
 }
 
 func exprError(field string, err error) *CompileError {

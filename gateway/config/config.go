@@ -6,16 +6,20 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"net/url"
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,7 +191,7 @@ func Load(path string) (*Config, Problems) {
 // Parse loads a config from data; file names it in problems. The config is nil when any
 // problem is an error; warnings come with a usable config.
 func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, Problems) {
-	d := &decoder{file: file, env: env}
+	d := &decoder{file: file, env: env, src: data}
 	c := Default()
 	c.File = file
 	sum := sha256.Sum256(data)
@@ -196,7 +200,11 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		d.errorf(nil, "", "%s", yamlError(err, &d.probs, file))
+		if errors.Is(err, io.EOF) { // nothing but blanks and comments
+			d.errorf(&yaml.Node{Line: 1, Column: 1}, "", "the config is empty")
+		} else {
+			d.probs = append(d.probs, yamlError(err, file))
+		}
 		return nil, d.probs
 	}
 	root := resolve(&doc)
@@ -204,12 +212,15 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 		root = resolve(root.Content[0])
 	}
 	if isNull(root) || root.Kind == yaml.DocumentNode {
-		d.errorf(nil, "", "the config is empty")
+		d.errorf(root, "", "the config is empty")
 		return nil, d.probs
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		d.errorf(&extra, "", "only one YAML document is allowed")
+	case !errors.Is(err, io.EOF):
+		d.probs = append(d.probs, yamlError(err, file)) // a broken second document
 	}
 	c.decode(d, root)
 	c.check(d)
@@ -220,18 +231,19 @@ func Parse(file string, data []byte, env func(string) (string, bool)) (*Config, 
 	return c, d.probs
 }
 
-// yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into a positioned problem.
-func yamlError(err error, probs *Problems, file string) string {
+// yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into a problem, positioned
+// when the error names a line.
+func yamlError(err error, file string) Problem {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	p := Problem{File: file, Message: "invalid YAML: " + msg}
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, text, ok := strings.Cut(rest, ": "); ok {
 			if line, err := strconv.Atoi(num); err == nil {
-				*probs = append(*probs, Problem{File: file, Line: line, Column: 1, Message: "invalid YAML: " + text})
-				return ""
+				p.Line, p.Column, p.Message = line, 1, "invalid YAML: "+text
 			}
 		}
 	}
-	return "invalid YAML: " + msg
+	return p
 }
 
 // nodes remembers where things were written, for problems found after decoding.
@@ -240,6 +252,10 @@ type nodes struct {
 	respond     map[*Respond]routeNodes
 	destination map[*Destination]destNodes
 	apps        *yaml.Node
+	appItems    []*yaml.Node // one per Tencent.Apps entry
+	// For problems about keys that may be missing: the document, the tencent key and
+	// admin.listen.
+	root, tencent, adminListen *yaml.Node
 }
 
 type routeNodes struct {
@@ -256,39 +272,51 @@ type destNodes struct {
 func (c *Config) decode(d *decoder, root *yaml.Node) {
 	pos := &nodes{route: map[*Route]routeNodes{}, respond: map[*Respond]routeNodes{}, destination: map[*Destination]destNodes{}}
 	c.pos = pos
+	pos.root = root
 	var destNode *yaml.Node
-	// defaults first: destinations inherit them wherever they are written.
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "defaults" {
-			d.settings(resolve(root.Content[i+1]), "defaults", &c.Defaults)
-		}
-	}
 	if root.Kind == yaml.MappingNode {
+		// defaults first: destinations inherit them wherever they are written.
 		for i := 0; i+1 < len(root.Content); i += 2 {
-			if root.Content[i].Value == "destinations" {
-				destNode = resolve(root.Content[i+1])
+			if root.Content[i].Value == "defaults" {
+				d.settings(resolve(root.Content[i+1]), "defaults", &c.Defaults)
+			}
+		}
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			// The first of repeated keys counts, as in d.mapping, which flags the others.
+			switch root.Content[i].Value {
+			case "destinations":
+				destNode = cmp.Or(destNode, resolve(root.Content[i+1]))
+			case "tencent":
+				pos.tencent = cmp.Or(pos.tencent, root.Content[i])
 			}
 		}
 	}
 	d.mapping(root, "", map[string]field{
 		"server": func(n *yaml.Node, p string) {
+			var pathNode, tlsNode *yaml.Node
+			tlsOK := true // no problem with the files themselves, so checking the pair makes sense
 			d.mapping(n, p, map[string]field{
 				"listen":          d.setListen(&c.Server.Listen),
-				"path":            d.setStr(&c.Server.Path),
+				"path":            func(v *yaml.Node, p string) { pathNode = v; d.setStr(&c.Server.Path)(v, p) },
 				"max_body_bytes":  d.setSize(&c.Server.MaxBodyBytes),
 				"trusted_proxies": d.setPrefixes(&c.Server.TrustedProxies),
-				"tls":             d.tlsFiles(&c.Server.TLS, false),
+				"tls": func(v *yaml.Node, p string) {
+					tlsNode = v
+					before := len(d.probs)
+					d.tlsFiles(&c.Server.TLS, false)(v, p)
+					tlsOK = len(d.probs) == before
+				},
 			})
 			if !strings.HasPrefix(c.Server.Path, "/") {
-				d.errorf(n, join(p, "path"), "must start with /, got %q", c.Server.Path)
+				d.errorf(cmp.Or(pathNode, n), join(p, "path"), "must start with /, got %q", c.Server.Path)
 			}
-			if (c.Server.TLS.Cert == "") != (c.Server.TLS.Key == "") {
-				d.errorf(n, join(p, "tls"), "cert and key must be set together")
+			if tlsOK && (c.Server.TLS.Cert == "") != (c.Server.TLS.Key == "") {
+				d.errorf(cmp.Or(tlsNode, n), join(p, "tls"), "cert and key must be set together")
 			}
 		},
 		"admin": func(n *yaml.Node, p string) {
 			d.mapping(n, p, map[string]field{
-				"listen":   d.setListen(&c.Admin.Listen),
+				"listen":   func(v *yaml.Node, p string) { pos.adminListen = v; d.setListen(&c.Admin.Listen)(v, p) },
 				"token":    d.setSecret(&c.Admin.Token),
 				"insecure": d.setBool(&c.Admin.Insecure),
 			})
@@ -297,7 +325,10 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 			d.mapping(n, p, map[string]field{
 				"apps": func(n *yaml.Node, p string) {
 					pos.apps = n
-					d.list(n, p, func(_ int, v *yaml.Node, p string) { c.Tencent.Apps = append(c.Tencent.Apps, d.app(v, p)) })
+					d.list(n, p, func(_ int, v *yaml.Node, p string) {
+						c.Tencent.Apps = append(c.Tencent.Apps, d.app(v, p))
+						pos.appItems = append(pos.appItems, v)
+					})
 				},
 				"max_clock_skew": d.setDuration(&c.Tencent.MaxClockSkew, true),
 				"allow_ips":      d.setPrefixes(&c.Tencent.AllowIPs),
@@ -387,11 +418,12 @@ func (d *decoder) setFile(dst *string) field {
 func (d *decoder) app(n *yaml.Node, p string) App {
 	var a App
 	var id string
+	idOK := true // false when the value could not be read: that is the problem to show
 	d.mapping(n, p, map[string]field{
-		"sdkappid": d.setStr(&id),
+		"sdkappid": func(v *yaml.Node, p string) { id, idOK = d.str(v, p) },
 		"token":    d.setSecret(&a.Token),
 	})
-	if n.Kind == yaml.MappingNode {
+	if n.Kind == yaml.MappingNode && idOK {
 		if v, err := strconv.ParseUint(id, 10, 64); err != nil || v == 0 {
 			d.errorf(n, join(p, "sdkappid"), "want the app's SdkAppid, a positive integer such as 1400000000, got %q", id)
 		}
@@ -412,7 +444,7 @@ func (d *decoder) queue(n *yaml.Node, p string, q *Queue) {
 			for _, u := range strings.Split(s, ",") {
 				u = strings.TrimSpace(u)
 				scheme, _, found := strings.Cut(u, "://")
-				if !found || !strings.Contains("nats tls ws wss", scheme) || scheme == "" {
+				if !found || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, scheme) {
 					d.errorf(v, p, "invalid server URL %q: want nats://host:port (several separated by commas)", URLString(u))
 				}
 			}
@@ -448,14 +480,14 @@ func (d *decoder) queue(n *yaml.Node, p string, q *Queue) {
 	}
 }
 
-// URLString shows a URL with its credentials redacted.
+// URLString shows a URL with its credentials redacted; one that does not parse is not
+// shown at all, since where its credentials are cannot be known.
 func URLString(s string) string {
-	var u URL
-	u.raw = s
-	if p, err := url.Parse(s); err == nil {
-		u.u = p
+	p, err := url.Parse(s)
+	if err != nil {
+		return "<unparsable>"
 	}
-	return u.String()
+	return URL{raw: s, u: p}.String()
 }
 
 // settings decodes the keys a destination shares with defaults onto s.
@@ -636,17 +668,18 @@ func (c *Config) Destination(name string) *Destination { return c.destination(na
 func (c *Config) check(d *decoder) {
 	pos := c.pos
 	if len(c.Tencent.Apps) == 0 {
-		d.errorf(pos.apps, "tencent.apps", "at least one app is required: callbacks from any other SdkAppid are refused")
+		at := cmp.Or(pos.apps, pos.tencent, pos.root) // where apps is, or would go
+		d.errorf(at, "tencent.apps", "at least one app is required: callbacks from any other SdkAppid are refused")
 	}
 	apps := map[string]bool{}
 	for i, a := range c.Tencent.Apps {
 		if apps[a.SdkAppID] && a.SdkAppID != "" {
-			d.errorf(pos.apps, fmt.Sprintf("tencent.apps[%d]", i), "SdkAppid %s listed twice", a.SdkAppID)
+			d.errorf(pos.appItems[i], fmt.Sprintf("tencent.apps[%d]", i), "SdkAppid %s listed twice", a.SdkAppID)
 		}
 		apps[a.SdkAppID] = true
 	}
 	if !c.Admin.Insecure && c.Admin.Token == "" && !loopback(c.Admin.Listen) {
-		d.errorf(nil, "admin.listen", "%s is not a loopback address and admin.token is empty: set a token, or insecure: true", c.Admin.Listen)
+		d.errorf(pos.adminListen, "admin.listen", "%s is not a loopback address and admin.token is empty: set a token, or insecure: true", c.Admin.Listen)
 	}
 
 	used := map[string]bool{}
@@ -769,6 +802,9 @@ func (c *Config) compileRules(d *decoder) {
 // exprProblem reports an expression error at its position inside the YAML scalar.
 func (d *decoder) exprProblem(n *yaml.Node, path string, err error) {
 	ce, ok := err.(*rules.CompileError)
+	if ok {
+		err = ce.Err // path already says where: not "route 5: when: ..."
+	}
 	if !ok || n == nil || ce.Line == 0 {
 		d.errorf(n, path, "%v", err)
 		return
@@ -776,13 +812,56 @@ func (d *decoder) exprProblem(n *yaml.Node, path string, err error) {
 	line, col := n.Line, n.Column
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
-		line, col = n.Line+ce.Line, n.Column+ce.Column-1
+		// n is the | or > indicator; the text starts on the next line, at the block's
+		// indentation (exact for literal blocks; a folded block's lines are joined).
+		line, col = n.Line+ce.Line, d.blockIndent(n.Line)+ce.Column
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
 		line, col = n.Line+ce.Line-1, n.Column+ce.Column
+		if c, ok := d.quotedColumn(n, ce.Column); ok && ce.Line == 1 {
+			col = c
+		}
 	default:
 		line, col = n.Line+ce.Line-1, n.Column+ce.Column-1
 	}
-	d.probs = append(d.probs, Problem{File: d.file, Line: line, Column: col, Path: path, Message: ce.Err.Error()})
+	d.probs = append(d.probs, Problem{File: d.file, Line: line, Column: col, Path: path, Message: err.Error()})
+}
+
+// quotedColumn maps col, 1-based in the value of the quoted scalar n, to a column of the
+// file, stepping over the escapes before it: \" \\ \x41 \u00e9 in double quotes, a doubled
+// quote in single quotes. It looks at the scalar's first line only.
+func (d *decoder) quotedColumn(n *yaml.Node, col int) (int, bool) {
+	lines := strings.Split(string(d.src), "\n")
+	if n.Line < 1 || n.Line > len(lines) {
+		return 0, false
+	}
+	r := []rune(lines[n.Line-1]) // yaml.v3 columns count characters, as expr's do
+	i := n.Column                // the character after the opening quote
+	for range col - 1 {
+		switch {
+		case n.Style == yaml.DoubleQuotedStyle && i+1 < len(r) && r[i] == '\\':
+			i += 2 + map[rune]int{'x': 2, 'u': 4, 'U': 8}[r[i+1]]
+		case n.Style == yaml.SingleQuotedStyle && i+1 < len(r) && r[i] == '\'' && r[i+1] == '\'':
+			i += 2
+		default:
+			i++
+		}
+	}
+	if i >= len(r) {
+		return 0, false
+	}
+	return i + 1, true
+}
+
+// blockIndent returns the indentation of the first non-blank line after line (1-based):
+// the column before a block scalar's text.
+func (d *decoder) blockIndent(line int) int {
+	lines := strings.Split(string(d.src), "\n")
+	for i := line; i < len(lines); i++ {
+		if text := strings.TrimLeft(lines[i], " "); strings.TrimSpace(text) != "" {
+			return len(lines[i]) - len(text)
+		}
+	}
+	return 0
 }
 
 func loopback(listen string) bool {

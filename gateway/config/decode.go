@@ -22,6 +22,7 @@ import (
 type decoder struct {
 	file  string
 	env   func(string) (string, bool)
+	src   []byte // the file, for positions yaml.v3 does not give
 	probs Problems
 }
 

@@ -31,12 +31,13 @@ func expand(s string, env func(string) (string, bool)) (string, error) {
 		}
 		end := strings.IndexByte(s[i:], '}')
 		if end < 0 {
-			return "", fmt.Errorf("unterminated ${ in %q", s)
+			// The string is not quoted: it may be a secret that happens to hold ${.
+			return "", fmt.Errorf("unterminated ${ (write $$ for a literal $)")
 		}
 		inner := s[i+2 : i+end]
 		name, def, hasDef := strings.Cut(inner, ":-")
 		if !validVarName(name) {
-			return "", fmt.Errorf("invalid variable name %q in ${%s}", name, inner)
+			return "", fmt.Errorf("invalid variable name in ${...}: want letters, digits and _ (write $$ for a literal $)")
 		}
 		v, ok := env(name)
 		switch {

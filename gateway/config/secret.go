@@ -2,7 +2,9 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"strings"
 )
 
 // Secret is a configured value that must never be shown: tokens, signing secrets, header
@@ -25,6 +27,10 @@ func (s Secret) String() string {
 
 // GoString keeps %#v from printing the value.
 func (s Secret) GoString() string { return s.String() }
+
+// Format prints String for every verb. fmt answers a verb that does not suit a string
+// (%d, %t) with the raw value, %!d(config.Secret=...), skipping String.
+func (s Secret) Format(f fmt.State, verb rune) { fmt.Fprintf(f, fmt.FormatString(f, verb), s.String()) }
 
 // MarshalJSON writes <secret> (or "").
 func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
@@ -52,6 +58,14 @@ func (u URL) String() string {
 		return u.raw
 	}
 	c := *u.u
+	if c.Host == "" {
+		// Without an authority (a forgotten scheme or //: user:pass@host, nats//u:p@h),
+		// the userinfo is in the opaque part or the path.
+		c.Opaque = redactUserinfo(c.Opaque)
+		if p := redactUserinfo(c.Path); p != c.Path {
+			c.Path, c.RawPath = p, ""
+		}
+	}
 	if c.User != nil {
 		if _, has := c.User.Password(); has {
 			c.User = url.UserPassword(c.User.Username(), redacted)
@@ -73,11 +87,52 @@ func (u URL) String() string {
 	return s
 }
 
+// redactUserinfo replaces what s has before its last @, back to the previous /, with
+// <secret>.
+func redactUserinfo(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := strings.LastIndex(s[:at], "/") + 1
+	return s[:start] + redacted + s[at:]
+}
+
 // GoString keeps %#v from printing credentials.
 func (u URL) GoString() string { return u.String() }
+
+// Format prints String for every verb (see Secret.Format; a %d would print the fields).
+func (u URL) Format(f fmt.State, verb rune) { fmt.Fprintf(f, fmt.FormatString(f, verb), u.String()) }
 
 // MarshalJSON writes the redacted URL.
 func (u URL) MarshalJSON() ([]byte, error) { return json.Marshal(u.String()) }
 
 // MarshalText writes the redacted URL.
 func (u URL) MarshalText() ([]byte, error) { return []byte(u.String()), nil }
+
+// Format prints a Destination as %v, %+v or %#v would, and as %v for any other verb. Without
+// it, fmt prints a *Destination inside a slice or struct under %s or %q through its bad-verb
+// path, which skips String methods: the secrets and URLs would show their values.
+func (d Destination) Format(f fmt.State, verb rune) {
+	type plain Destination // without methods, so not back here
+	formatPlain(f, verb, "config.Destination", plain(d))
+}
+
+// Format prints a Config as %v, %+v or %#v would, and as %v for any other verb: see
+// Destination.Format. It covers a *Config inside a caller's struct.
+func (c Config) Format(f fmt.State, verb rune) {
+	type plain Config
+	formatPlain(f, verb, "config.Config", plain(c))
+}
+
+func formatPlain(f fmt.State, verb rune, typeName string, v any) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		_, fields, _ := strings.Cut(fmt.Sprintf("%#v", v), "{")
+		fmt.Fprint(f, typeName+"{"+fields)
+	case verb == 'v' && f.Flag('+'):
+		fmt.Fprintf(f, "%+v", v)
+	default:
+		fmt.Fprintf(f, "%v", v)
+	}
+}
