@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -39,7 +40,9 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	reject := func(status int, reason, info string) httpapi.Answer {
 		g.metrics.callbacks.WithLabelValues(app, command, reason).Inc()
 		g.metrics.callbackDuration.Observe(time.Since(start).Seconds())
-		g.log.Debug("callback rejected", "request_id", id, "app", app, "command", command, "reason", reason, "status", status, "info", info)
+		if g.log.Enabled(ctx, slog.LevelDebug) {
+			g.log.Debug("callback rejected", "request_id", id, "app", app, "command", command, "reason", reason, "status", status, "info", info)
+		}
 		return httpapi.Answer{Status: status, Body: tencentim.Fail(info), RequestID: id}
 	}
 	if cb.TooLarge {
@@ -100,8 +103,10 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	}
 	g.metrics.callbacks.WithLabelValues(app, command, outcome).Inc()
 	g.metrics.callbackDuration.Observe(time.Since(start).Seconds())
-	g.log.Debug("callback accepted", "request_id", id, "app", app, "command", command,
-		"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
+	if g.log.Enabled(ctx, slog.LevelDebug) { // the arguments alone cost allocations
+		g.log.Debug("callback accepted", "request_id", id, "app", app, "command", command,
+			"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
+	}
 	return httpapi.Answer{Status: http.StatusOK, Body: answer, RequestID: id}
 }
 

@@ -22,7 +22,8 @@ type Event struct {
 	Query   map[string]string // every query parameter
 	Fields  map[string]any    // the decoded JSON body (see ParseBody)
 
-	env map[string]any // Fields plus query and text, built on first use
+	env     map[string]any // Fields plus query and text, built on first use
+	textSet bool
 }
 
 // NewEvent returns an event for a callback whose body was decoded by ParseBody. An empty
@@ -38,20 +39,25 @@ func NewEvent(appID, command string, query map[string]string, fields map[string]
 }
 
 // environment is what expressions see: every top-level body field by name, query and
-// text. Body fields are copied so that Fields stays the body; text is computed only for
-// expressions that use it.
+// text (computed only for expressions that use it). query and text are added to Fields
+// itself, which saves a copy per callback; a body that has fields of those names (no
+// Tencent callback does) is copied first, so that they stay the body's.
 func (e *Event) environment(withText bool) map[string]any {
 	if e.env == nil {
-		e.env = make(map[string]any, len(e.Fields)+2)
-		for k, v := range e.Fields {
-			e.env[k] = v
+		e.env = e.Fields
+		_, q := e.Fields["query"]
+		_, t := e.Fields["text"]
+		if q || t {
+			e.env = make(map[string]any, len(e.Fields)+2)
+			for k, v := range e.Fields {
+				e.env[k] = v
+			}
 		}
 		e.env["query"] = e.Query
 	}
-	if withText {
-		if _, done := e.env["text"]; !done {
-			e.env["text"] = Text(e.Fields)
-		}
+	if withText && !e.textSet {
+		e.env["text"] = Text(e.Fields)
+		e.textSet = true
 	}
 	return e.env
 }
