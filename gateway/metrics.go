@@ -59,7 +59,7 @@ func newMetrics(g *Gateway) *metrics {
 		Name: "fanout_deliveries_total", Help: "Deliveries finished, by destination and outcome (delivered, dead).",
 	}, []string{"destination", "outcome"})
 	m.respond = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fanout_respond_total", Help: "Synchronous answers to before callbacks, by destination and outcome (answered, timeout, error_status, bad_answer, unreachable).",
+		Name: "fanout_respond_total", Help: "Synchronous answers to before callbacks, by destination and outcome (answered, timeout, error_status, bad_answer, unreachable, paused).",
 	}, []string{"destination", "outcome"})
 	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "fanout_config_hash", Help: "Hash of the live config file (first 48 bits of its SHA-256): replicas that disagree differ.",

@@ -12,10 +12,6 @@ import (
 	"github.com/fanout-gw/fanout/gateway/tencentim"
 )
 
-// respondMargin is kept for writing the answer after the respond timeout: the whole
-// answer leaves within timeout + margin, inside Tencent's 2 s.
-const respondMargin = 50 * time.Millisecond
-
 // respond asks the respond rule's destination for the answer to a "before" callback. A 200
 // answer with a JSON object carrying ErrorCode is returned verbatim; anything else
 // (timeout, error status, not JSON, unreachable) returns the rule's on_failure decision.
@@ -26,9 +22,17 @@ func (g *Gateway) respond(ctx context.Context, rt *runtime, index int, q tencent
 	defer cancel()
 	job := queue.Job{EventID: tencentim.EventID(q.SdkAppID, q.CallbackCommand, body), Destination: rule.From,
 		Query: q.Raw, Body: body, ReceivedAt: time.Now(), RequestID: requestID}
-	status, answer, err := g.sender.Ask(ctx, dest, job)
+	var status int
+	var answer []byte
+	var err error
+	paused := g.destinationHealth(rule.From).Paused
+	if !paused {
+		status, answer, err = g.sender.Ask(ctx, dest, job)
+	}
 	outcome := "answered"
 	switch {
+	case paused: // failing for a while: answer now rather than after the whole timeout
+		outcome = "paused"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 		outcome = "timeout"
 	case err != nil:
@@ -47,12 +51,14 @@ func (g *Gateway) respond(ctx context.Context, rt *runtime, index int, q tencent
 	return tencentim.Decision(rule.OnFailureCode())
 }
 
-// decisionJSON reports whether b is one JSON object with a numeric ErrorCode.
+// decisionJSON reports whether b is one JSON object with an integer ErrorCode, as Tencent
+// reads it (PROTOCOL.md §1.4). A quoted "1" or a null is not one: Tencent would take the
+// answer as a failed callback, outside the rule's on_failure.
 func decisionJSON(b []byte) bool {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(bytes.TrimSpace(b), &m); err != nil {
 		return false
 	}
-	var code json.Number
-	return json.Unmarshal(m["ErrorCode"], &code) == nil && code != ""
+	var code *int64
+	return json.Unmarshal(m["ErrorCode"], &code) == nil && code != nil
 }

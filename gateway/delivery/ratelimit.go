@@ -8,7 +8,8 @@ import (
 )
 
 // RateLimit paces the attempts of one destination: at most n per period, evenly, with no
-// burst above one, so that a receiver limited to 10/s never sees 11 in a second. It is a
+// burst above one: attempts start 1/rate apart, so a receiver limited to 10/s sees at
+// most 11 within any one second (the first and the last at its edges). It is a
 // Limiter; a reload keeps it while the rate is unchanged.
 type RateLimit struct {
 	n      int

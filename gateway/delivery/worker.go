@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
@@ -75,15 +76,35 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	// Keep the job ours while the round runs long (quick retries, a rate limit, a pause):
 	// the ack wait restarts every third of it, so JetStream does not hand the job to
 	// another worker meanwhile. A round that ends sooner costs one timer.
+	//
+	// keepMu orders the timer's re-arming with the end of Handle: a Reset that ran after
+	// the deferred Stop would re-arm the timer for good, extending a finished message
+	// (and logging a warning) every keepEvery until the process ends.
 	keepEvery := AckWait(d) / 3
-	var keep *time.Timer
+	var (
+		keepMu   sync.Mutex
+		keep     *time.Timer
+		finished bool
+	)
+	keepMu.Lock()
 	keep = time.AfterFunc(keepEvery, func() {
+		keepMu.Lock()
+		defer keepMu.Unlock()
+		if finished {
+			return
+		}
 		if err := m.InProgress(); err != nil {
 			logger().Warn("cannot extend the ack wait", "error", err)
 		}
 		keep.Reset(keepEvery)
 	})
-	defer keep.Stop()
+	keepMu.Unlock()
+	defer func() {
+		keepMu.Lock()
+		finished = true
+		keep.Stop()
+		keepMu.Unlock()
+	}()
 
 	probe := false
 	if w.Breaker != nil {
@@ -103,7 +124,10 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	}
 	res := w.Sender.Send(ctx, d, sent, first)
 	if w.Breaker != nil {
-		w.Breaker.Done(probe, res.Reason != ReasonCanceled, endpointFailed(res))
+		// A round that made no attempt (cut short, or a body transform that failed) says
+		// nothing about the endpoint: it must neither resume a paused destination nor
+		// reset the count of failed rounds.
+		w.Breaker.Done(probe, res.Attempts > 0 && res.Reason != ReasonCanceled, endpointFailed(res))
 	}
 	if w.Done != nil {
 		w.Done(res)

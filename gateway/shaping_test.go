@@ -1,0 +1,498 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/queue"
+)
+
+// Tests of how Fanout shapes what it sends to systems it sits in front of: the Tencent
+// query and Sign for a backend that verifies them, a rate limit, and the pause of a
+// destination that keeps failing.
+
+// rsTencentSign is Tencent's Sign, computed here from PROTOCOL.md §1.7 rather than with
+// the gateway's code: lower-case hex of sha256(token + RequestTime).
+func rsTencentSign(token, requestTime string) string {
+	sum := sha256.Sum256([]byte(token + requestTime))
+	return hex.EncodeToString(sum[:])
+}
+
+// rsCheckSign verifies a request's query the way Tencent documents it for an app backend:
+// Sign must be the hex SHA-256 of token + RequestTime, and RequestTime (Unix seconds)
+// within 60 s of now.
+func rsCheckSign(q url.Values, token string, now time.Time) error {
+	sign, rt := q.Get("Sign"), q.Get("RequestTime")
+	if sign == "" || rt == "" {
+		return errors.New("Sign or RequestTime missing")
+	}
+	want := rsTencentSign(token, rt)
+	if subtle.ConstantTimeCompare([]byte(sign), []byte(want)) != 1 {
+		return fmt.Errorf("Sign %s does not verify with the token", sign)
+	}
+	sec, err := strconv.ParseInt(rt, 10, 64)
+	if err != nil {
+		return fmt.Errorf("RequestTime %q: %v", rt, err)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > time.Minute || d < -time.Minute {
+		return fmt.Errorf("RequestTime %s is %s from now", rt, d)
+	}
+	return nil
+}
+
+// TestForwardQueryResigned: a backend that checks Sign like Tencent documents it accepts
+// what Fanout forwards with forward_query + tim_token, synchronously (respond) and
+// asynchronously, and sees the query keys and the body of the original callback; without
+// tim_token Sign and RequestTime are removed.
+func TestForwardQueryResigned(t *testing.T) {
+	const (
+		tencentToken = "token-of-the-im-console"
+		backendToken = "token-the-backend-checks"
+	)
+	// The checker itself, against Tencent's published test vector.
+	if got := rsTencentSign("xxxxyyyy", "1669872112"); got != "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061" {
+		t.Fatalf("rsTencentSign does not match Tencent's test vector: %s", got)
+	}
+
+	verified := `{"ActionStatus":"OK","ErrorInfo":"signature verified","ErrorCode":0}`
+	resigned, stripped := rsNewReceiver(t), rsNewReceiver(t)
+	resigned.set(func(w http.ResponseWriter, r *http.Request, _ []byte) int {
+		if err := rsCheckSign(r.URL.Query(), backendToken, time.Now()); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `{"ActionStatus":"FAIL","ErrorCode":1,"ErrorInfo":%q}`, err.Error())
+			return http.StatusUnauthorized
+		}
+		io.WriteString(w, verified)
+		return http.StatusOK
+	})
+	g := rsStart(t, rsConfig(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", path: /callback}
+admin: {listen: "127.0.0.1:0"}
+tencent:
+  apps: [{sdkappid: 1400000000, token: %q}]
+queue: {dir: QUEUE_DIR}
+defaults:
+  retry: {max_attempts: 3, backoff: {initial: 50ms, max: 100ms, multiplier: 2, jitter: 0}}
+destinations:
+  resigned: {url: %q, forward_query: true, tim_token: %q}
+  stripped: {url: %q, forward_query: true}
+routes:
+  - name: all
+    to: [resigned, stripped]
+respond:
+  - {commands: [C2C.CallbackBeforeSendMsg], from: resigned, timeout: 1500ms, on_failure: deny}
+`, tencentToken, resigned.URL(), backendToken, stripped.URL())))
+
+	keys := []string{"SdkAppid", "CallbackCommand", "contenttype", "ClientIP", "OptPlatform"}
+	type sentCallback struct {
+		query url.Values
+		body  []byte
+	}
+	var sent []sentCallback
+	for _, tc := range []struct{ payload, want string }{
+		{"C2C.CallbackAfterSendMsg.json", rsDecision(0)}, // queued for both, answered OK
+		{"C2C.CallbackBeforeSendMsg.json", verified},     // answered by resigned, queued for stripped
+	} {
+		body := rsPayload(t, tc.payload)
+		var head struct{ CallbackCommand string }
+		if err := json.Unmarshal(body, &head); err != nil {
+			t.Fatal(err)
+		}
+		rt := strconv.FormatInt(time.Now().Unix(), 10)
+		raw := "SdkAppid=1400000000&CallbackCommand=" + head.CallbackCommand + "&contenttype=json" +
+			"&ClientIP=" + url.QueryEscape("2001:db8::7") + "&OptPlatform=iOS" +
+			"&Sign=" + rsTencentSign(tencentToken, rt) + "&RequestTime=" + rt
+		q, _ := url.ParseQuery(raw)
+		if err := rsCheckSign(q, backendToken, time.Now()); err == nil {
+			t.Fatal("the backend's check accepts Tencent's own Sign: it proves nothing")
+		}
+		status, got, _ := rsPost(t, g, raw, body)
+		if status != http.StatusOK || string(got) != tc.want {
+			t.Fatalf("%s: answered %d %s, want 200 %s", tc.payload, status, got, tc.want)
+		}
+		sent = append(sent, sentCallback{q, body})
+	}
+
+	rsWaitFor(t, rsWait, "every copy", func() bool {
+		return resigned.withBody(sent[0].body) > 0 && stripped.withBody(sent[0].body) > 0 && stripped.withBody(sent[1].body) > 0
+	})
+	for _, r := range resigned.requests() {
+		q, err := url.ParseQuery(r.RawQuery)
+		if err != nil {
+			t.Fatalf("resigned: query %q: %v", r.RawQuery, err)
+		}
+		i := slices.IndexFunc(sent, func(s sentCallback) bool { return string(s.body) == string(r.Body) })
+		if i < 0 {
+			t.Fatalf("resigned: a body that was never sent: %.80s", r.Body)
+		}
+		if r.Status != http.StatusOK {
+			t.Errorf("resigned: the Sign check refused %s (query %s)", sent[i].query.Get("CallbackCommand"), r.RawQuery)
+		}
+		for _, k := range keys {
+			if q.Get(k) != sent[i].query.Get(k) || len(q[k]) != 1 {
+				t.Errorf("resigned: %s = %q, want %q as in the original", k, q[k], sent[i].query.Get(k))
+			}
+		}
+		if q.Get("Sign") == sent[i].query.Get("Sign") {
+			t.Error("resigned: Sign is Tencent's, not made for tim_token")
+		}
+		if len(q["Sign"]) != 1 || len(q["RequestTime"]) != 1 {
+			t.Errorf("resigned: Sign %q RequestTime %q, want one of each", q["Sign"], q["RequestTime"])
+		}
+	}
+	if n := len(resigned.requests()); n != 2 {
+		t.Errorf("resigned got %d requests, want 2 (one answer, one queued copy)", n)
+	}
+	for _, r := range stripped.requests() {
+		q, err := url.ParseQuery(r.RawQuery)
+		if err != nil {
+			t.Fatalf("stripped: query %q: %v", r.RawQuery, err)
+		}
+		i := slices.IndexFunc(sent, func(s sentCallback) bool { return string(s.body) == string(r.Body) })
+		if i < 0 {
+			t.Fatalf("stripped: a body that was never sent: %.80s", r.Body)
+		}
+		for _, k := range keys {
+			if q.Get(k) != sent[i].query.Get(k) {
+				t.Errorf("stripped: %s = %q, want %q as in the original", k, q.Get(k), sent[i].query.Get(k))
+			}
+		}
+		if q.Has("Sign") || q.Has("RequestTime") {
+			t.Errorf("stripped: query %s still has Sign or RequestTime", r.RawQuery)
+		}
+	}
+}
+
+// rsAfterSendMsg is a C2C.CallbackAfterSendMsg body whose MsgKey is key.
+func rsAfterSendMsg(key string) []byte {
+	return fmt.Appendf(nil, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"jared","To_Account":"John",`+
+		`"MsgKey":%q,"SendMsgResult":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}]}`, key)
+}
+
+// rsMsgKey is the MsgKey of a body ("" when it has none).
+func rsMsgKey(body []byte) string {
+	var m struct{ MsgKey string }
+	_ = json.Unmarshal(body, &m)
+	return m.MsgKey
+}
+
+// rsMostWithin is the largest number of times in any window [at[i], at[i]+window); at is sorted.
+func rsMostWithin(at []time.Time, window time.Duration) int {
+	most := 0
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j].Sub(at[i]) < window; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// TestRateLimitedDestination: a destination limited to 10/s receives no faster than that,
+// and a destination without a limit that gets the same callbacks is not slowed by it.
+func TestRateLimitedDestination(t *testing.T) {
+	const n = 60
+	limited, unlimited := rsNewReceiver(t), rsNewReceiver(t)
+	g := rsStart(t, rsConfig(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", path: /callback}
+admin: {listen: "127.0.0.1:0"}
+tencent:
+  apps: [{sdkappid: 1400000000}]
+queue: {dir: QUEUE_DIR}
+defaults:
+  concurrency: 4
+destinations:
+  limited: {url: %q, rate_limit: 10/s}
+  unlimited: {url: %q}
+routes:
+  - name: all
+    to: [limited, unlimited]
+`, limited.URL(), unlimited.URL())))
+
+	start := time.Now()
+	for i := range n {
+		status, got, _ := rsPost(t, g, rsQuery("1400000000", "C2C.CallbackAfterSendMsg"), rsAfterSendMsg("rate-"+strconv.Itoa(i)))
+		if status != http.StatusOK {
+			t.Fatalf("callback %d: %d %s", i, status, got)
+		}
+	}
+	sent := time.Since(start)
+	count := func(rc *rsReceiver) int { return len(rc.requests()) }
+	rsWaitFor(t, rsWait, "every callback at the unlimited destination", func() bool { return count(unlimited) >= n })
+	unlimitedDone := time.Since(start)
+	limitedThen := count(limited)
+	rsWaitFor(t, rsWait, "every callback at the limited destination", func() bool { return count(limited) >= n })
+	limitedDone := time.Since(start)
+
+	if limitedThen >= n {
+		t.Errorf("the unlimited destination had all %d callbacks only once the limited one had them too: it was slowed", n)
+	}
+	var at []time.Time
+	keys := map[string]int{}
+	for _, r := range limited.requests() {
+		at = append(at, r.At)
+		keys[rsMsgKey(r.Body)]++
+	}
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	if len(at) != n || len(keys) != n {
+		t.Errorf("limited got %d requests for %d callbacks, want %d for %d", len(at), len(keys), n, n)
+	}
+	most1, most3 := rsMostWithin(at, time.Second), rsMostWithin(at, 3*time.Second)
+	if most1 > 10+1 {
+		t.Errorf("limited got %d requests within one second, want at most 10 (+1)", most1)
+	}
+	if most3 > 30+1 {
+		t.Errorf("limited got %d requests within three seconds, want at most 30 (+1)", most3)
+	}
+	span := at[len(at)-1].Sub(at[0])
+	t.Logf("%d callbacks sent in %s; unlimited had them all after %s (limited then had %d); limited after %s: "+
+		"%.2f/s over %s, at most %d in any 1 s window and %d in any 3 s window",
+		n, sent.Round(time.Millisecond), unlimitedDone.Round(time.Millisecond), limitedThen, limitedDone.Round(time.Millisecond),
+		float64(len(at)-1)/span.Seconds(), span.Round(time.Millisecond), most1, most3)
+}
+
+// rsFailing is an endpoint that answers 503 until a moment, then 200; callers are told
+// apart by the URL path. It counts attempts and deliveries by path.
+type rsFailing struct {
+	until time.Time
+
+	mu        sync.Mutex
+	attempts  map[string]int
+	delivered map[string]map[string]int // path -> MsgKey -> 2xx answers
+}
+
+func (f *rsFailing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attempts[r.URL.Path]++
+	if time.Now().Before(f.until) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if f.delivered[r.URL.Path] == nil {
+		f.delivered[r.URL.Path] = map[string]int{}
+	}
+	f.delivered[r.URL.Path][rsMsgKey(body)]++
+}
+
+// counts returns the attempts at path, and how many keys were delivered once and more than once.
+func (f *rsFailing) counts(path string) (attempts, once, more int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range f.delivered[path] {
+		if n == 1 {
+			once++
+		} else {
+			more++
+		}
+	}
+	return f.attempts[path], once, more
+}
+
+// TestFailingDestinationPaused: destinations that fail for a minute (503, and a closed
+// port) are paused, which shows in fanout_destination_paused and the destination's health;
+// they resume when the endpoint answers again, with every delivery made once, and with far
+// fewer attempts than the same policy makes without the pause. The breaker is always on in
+// the gateway, so the figure without it comes from delivery.Workers run beside it on the
+// same failing endpoint for the same minute, one with a Breaker and one without, each
+// consuming its own destination of a real embedded queue, with the gateway's policy and
+// concurrency.
+func TestFailingDestinationPaused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for about 80 s: the endpoint fails for a minute")
+	}
+	const (
+		failFor     = time.Minute
+		jobs        = 20
+		concurrency = 8
+	)
+	// Every failed round goes back to the queue for 6 s (a wait longer than
+	// delivery.QuickRetryMax): the rounds are short and only the queue holds the retries.
+	policy := delivery.Policy{MaxAttempts: 1000, Initial: 6 * time.Second, Max: 6 * time.Second, Multiplier: 1, MaxAge: time.Hour}
+	const policyYAML = `{max_attempts: 1000, max_age: 1h, backoff: {initial: 6s, max: 6s, multiplier: 1, jitter: 0}}`
+
+	f := &rsFailing{until: time.Now().Add(failFor), attempts: map[string]int{}, delivered: map[string]map[string]int{}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+
+	// "down" refuses connections until the minute is over, then a receiver listens there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := ln.Addr().String()
+	ln.Close()
+	var down *rsReceiver
+
+	g := rsStart(t, rsConfig(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", path: /callback}
+admin: {listen: "127.0.0.1:0"}
+tencent:
+  apps: [{sdkappid: 1400000000}]
+queue: {dir: QUEUE_DIR}
+defaults:
+  timeout: 2s
+  concurrency: %d
+  retry: %s
+destinations:
+  flaky: {url: %q}
+  down: {url: %q}
+routes:
+  - name: all
+    to: [flaky, down]
+`, concurrency, policyYAML, srv.URL+"/gateway", "http://"+downAddr+"/hook")))
+
+	// The delivery workers without and with a Breaker, on a queue of their own.
+	q, err := queue.Open(context.Background(), queue.Options{Dir: t.TempDir(), DedupWindow: time.Minute,
+		DeadLetterMaxAge: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("queue.Open: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	sender := delivery.NewSender(delivery.SenderOptions{Version: "rs-test"})
+	breaker := delivery.NewBreaker(nil)
+	for _, name := range []string{"nobreaker", "breaker"} {
+		d, err := delivery.NewDestination(delivery.Destination{Name: name, URL: srv.URL + "/" + name, Timeout: 2 * time.Second, Policy: policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &delivery.Worker{Queue: q, Sender: sender, Current: func() *delivery.Destination { return d },
+			Logger: slog.New(slog.DiscardHandler)}
+		if name == "breaker" {
+			w.Breaker = breaker
+		}
+		c, err := q.Consume(context.Background(), name, concurrency, delivery.AckWait(d), w.Handle)
+		if err != nil {
+			t.Fatalf("Consume: %v", err)
+		}
+		t.Cleanup(c.Stop)
+	}
+
+	var queued []queue.Job
+	for i := range jobs {
+		key := "pause-" + strconv.Itoa(i)
+		for _, name := range []string{"nobreaker", "breaker"} {
+			queued = append(queued, queue.Job{EventID: key, Destination: name, Query: rsQuery("1400000000", "C2C.CallbackAfterSendMsg"),
+				Body: rsAfterSendMsg(key), ReceivedAt: time.Now(), RequestID: key})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rsWait)
+	defer cancel()
+	if err := q.Enqueue(ctx, queued); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	for i := range jobs {
+		status, got, _ := rsPost(t, g, rsQuery("1400000000", "C2C.CallbackAfterSendMsg"), rsAfterSendMsg("pause-"+strconv.Itoa(i)))
+		if status != http.StatusOK {
+			t.Fatalf("callback %d: %d %s", i, status, got)
+		}
+	}
+
+	// Watch until every delivery is made, reopening "down" when the minute is over.
+	sawPaused := map[string]bool{}
+	deadline := time.Now().Add(failFor + 3*time.Minute)
+	var lastScrape time.Time
+	downDelivered := func() int {
+		if down == nil {
+			return 0
+		}
+		m := map[string]bool{}
+		for _, r := range down.requests() {
+			m[rsMsgKey(r.Body)] = true
+		}
+		return len(m)
+	}
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("not every delivery was made %s after the endpoints recovered", deadline.Sub(f.until))
+		}
+		if down == nil && !time.Now().Before(f.until) {
+			ln, err := net.Listen("tcp", downAddr)
+			if err != nil {
+				t.Fatalf("listening on %s again: %v", downAddr, err)
+			}
+			down = rsServeOn(t, ln)
+		}
+		if time.Since(lastScrape) >= time.Second {
+			lastScrape = time.Now()
+			for _, name := range []string{"flaky", "down"} {
+				h := g.destinationHealth(name)
+				if h.Paused && h.PausedUntil.After(lastScrape) && rsMetric(t, g, "fanout_destination_paused", map[string]string{"destination": name}) == 1 {
+					sawPaused[name] = true
+				}
+			}
+			if paused, _ := breaker.Paused(); paused {
+				sawPaused["breaker"] = true
+			}
+		}
+		_, gw, _ := f.counts("/gateway")
+		_, nb, _ := f.counts("/nobreaker")
+		_, br, _ := f.counts("/breaker")
+		if gw == jobs && nb == jobs && br == jobs && downDelivered() == jobs {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	recovered := time.Since(f.until.Add(-failFor))
+
+	for _, name := range []string{"flaky", "down", "breaker"} {
+		if !sawPaused[name] {
+			t.Errorf("%s was never seen paused (metric fanout_destination_paused = 1 and destinationHealth paused)", name)
+		}
+	}
+	// Every delivery made once: none lost, and none made twice although jobs were held
+	// unacknowledged during the pause for longer than their ack wait.
+	without, _, nbMore := f.counts("/nobreaker")
+	with, _, brMore := f.counts("/breaker")
+	gateway, _, gwMore := f.counts("/gateway")
+	downAttempts := int(rsMetric(t, g, "fanout_delivery_attempts_total", map[string]string{"destination": "down"}))
+	downMore := len(down.requests()) - downDelivered()
+	for name, more := range map[string]int{"nobreaker": nbMore, "breaker": brMore, "flaky": gwMore, "down": downMore} {
+		if more > 0 {
+			t.Errorf("%s: %d deliveries made more than once", name, more)
+		}
+	}
+	t.Logf("all %d deliveries made %s after the failures began; attempts during the minute and after: "+
+		"without the pause %d, with the pause %d (delivery.Worker), gateway %d (503) and %d (closed port)",
+		jobs, recovered.Round(time.Second), without, with, gateway, downAttempts)
+	for name, n := range map[string]int{"delivery.Worker with a Breaker": with, "gateway flaky": gateway, "gateway down": downAttempts} {
+		if n >= without/2 {
+			t.Errorf("%s made %d attempts, want fewer than half of the %d made without the pause", name, n, without)
+		}
+	}
+
+	// Resumed: the pause is gone from the metric and the health, nothing is left queued
+	// or dead-lettered.
+	for _, name := range []string{"flaky", "down"} {
+		labels := map[string]string{"destination": name}
+		rsWaitFor(t, rsWait, name+" resumed and drained", func() bool {
+			return !g.destinationHealth(name).Paused && rsMetric(t, g, "fanout_destination_paused", labels) == 0 &&
+				rsMetric(t, g, "fanout_queue_pending", labels) == 0
+		})
+		if n := rsMetric(t, g, "fanout_dead_letters", labels); n != 0 {
+			t.Errorf("%s: %g dead letters", name, n)
+		}
+	}
+	if paused, _ := breaker.Paused(); paused {
+		t.Error("the delivery.Worker's breaker is still paused")
+	}
+}
