@@ -87,6 +87,23 @@ var ErrNotObject = errors.New("body is not a JSON object")
 // int64 when they fit (so MsgSeq == 9007199254740993 compares exactly), other numbers
 // float64; everything else is what encoding/json gives.
 func ParseBody(body []byte) (map[string]any, error) {
+	if !json.Valid(body) {
+		_, err := parseBodyStd(body)
+		if err == nil { // cannot happen: both follow encoding/json
+			err = errors.New("body is not valid JSON")
+		}
+		return nil, err
+	}
+	m, ok := decodeValid(body).(map[string]any)
+	if !ok {
+		return nil, ErrNotObject
+	}
+	return m, nil
+}
+
+// parseBodyStd is ParseBody on encoding/json: for the error message of an invalid body,
+// and as the reference decodeValid is tested against.
+func parseBodyStd(body []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
