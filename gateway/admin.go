@@ -4,12 +4,23 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/httpapi"
 )
 
-// adminAPI is the gateway as the admin port sees it.
+// adminAPI is the gateway as the admin port sees it. What it answers comes from the live
+// runtime and the queue; secrets leave it only as "set or not" (and the URL through
+// config.URL's redacting String), never through Value.
 type adminAPI struct{ g *Gateway }
+
+var _ httpapi.Admin = adminAPI{}
 
 func (a adminAPI) Ready() error {
 	switch {
@@ -28,3 +39,118 @@ func (a adminAPI) Metrics() http.Handler {
 }
 
 func (a adminAPI) Token() string { return a.g.live.Load().cfg.Admin.Token.Value() }
+
+// Routes lists the live routes with their match counts, and the respond rules.
+func (a adminAPI) Routes(context.Context) (httpapi.Routes, error) {
+	cfg := a.g.live.Load().cfg
+	matches := a.g.routeMatches()
+	out := httpapi.Routes{ConfigHash: cfg.Hash, Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
+	for _, r := range cfg.Routes {
+		out.Routes = append(out.Routes, httpapi.RouteInfo{
+			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,
+			To: list(r.To), Stop: r.Stop, Matches: matches[r.Name],
+		})
+	}
+	for _, r := range cfg.Respond {
+		out.Respond = append(out.Respond, httpapi.RespondInfo{
+			Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,
+			From: r.From, Timeout: r.Timeout.String(), OnFailure: r.OnFailure,
+		})
+	}
+	return out, nil
+}
+
+// routeMatches reads fanout_route_matches_total by route name. The counter is the one
+// count of matches there is: it lives as long as the process, across reloads, so the API
+// and the metric cannot disagree. Collecting the vector does not create series for routes
+// that never matched.
+func (g *Gateway) routeMatches() map[string]uint64 {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		g.metrics.routeMatches.Collect(ch)
+		close(ch)
+	}()
+	counts := map[string]uint64{}
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil {
+			continue
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "route" {
+				counts[l.GetValue()] = uint64(d.GetCounter().GetValue())
+			}
+		}
+	}
+	return counts
+}
+
+// Destinations lists the live destinations with their queue depth, dead letters and
+// health. A queue that cannot answer for one destination shows as its queue_error.
+func (a adminAPI) Destinations(ctx context.Context) (httpapi.Destinations, error) {
+	cfg := a.g.live.Load().cfg
+	out := httpapi.Destinations{Destinations: []httpapi.DestinationInfo{}}
+	for _, d := range cfg.Destinations {
+		info := destinationInfo(d)
+		if err := a.queueState(ctx, d.Name, &info); err != nil {
+			info.QueueError = err.Error()
+		}
+		h := a.g.destinationHealth(d.Name)
+		info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
+		out.Destinations = append(out.Destinations, info)
+	}
+	return out, nil
+}
+
+// destinationInfo is what the config says of d, with its secrets reduced to booleans.
+func destinationInfo(d *config.Destination) httpapi.DestinationInfo {
+	headers := make([]string, 0, len(d.Headers))
+	for name := range d.Headers {
+		headers = append(headers, name)
+	}
+	slices.Sort(headers)
+	r := d.Retry
+	return httpapi.DestinationInfo{
+		Name: d.Name, URL: d.URL.String(), Timeout: d.Timeout.String(), Concurrency: d.Concurrency,
+		RateLimit: d.RateLimit.String(),
+		Retry: httpapi.RetryInfo{MaxAttempts: r.MaxAttempts, MaxAge: r.MaxAge.String(), Backoff: httpapi.BackoffInfo{
+			Initial: r.Backoff.Initial.String(), Max: r.Backoff.Max.String(),
+			Multiplier: r.Backoff.Multiplier, Jitter: r.Backoff.Jitter,
+		}},
+		ForwardQuery:     d.ForwardQuery,
+		HasBodyTransform: d.Body != "",
+		HasSigningSecret: len(d.SigningSecrets) > 0,
+		HasTIMToken:      d.TIMToken != "",
+		Headers:          headers,
+	}
+}
+
+func (a adminAPI) queueState(ctx context.Context, name string, info *httpapi.DestinationInfo) error {
+	q := a.g.queue
+	if q == nil {
+		return errors.New("queue not open")
+	}
+	n, oldest, err := q.Pending(ctx, name)
+	if err != nil {
+		return err
+	}
+	info.Pending = n
+	if !oldest.IsZero() {
+		info.OldestPendingAt = oldest.UTC()
+		info.OldestPendingAge = max(time.Since(oldest).Seconds(), 0)
+	}
+	dead, err := q.DeadLetterCount(ctx, name)
+	if err != nil {
+		return err
+	}
+	info.DeadLetters = dead
+	return nil
+}
+
+// list is s, or an empty list for nil, so that JSON shows [] rather than null.
+func list(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,11 +1,482 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fanout-gw/fanout/gateway/httpapi"
 )
 
-func runDLQ(context.Context, []string, io.Reader, io.Writer, io.Writer) error {
-	return errors.New("the dead-letter commands need the admin API, which this version does not serve yet")
+const (
+	dlqUsage = `usage:
+  fanout dlq list   [--destination D] [--reason R] [--since T] [--until T] [--limit N] [--after ID]
+  fanout dlq show   ID
+  fanout dlq replay ID... | --destination D | --reason R | --since T | --until T | --all  [--dry-run]
+  fanout dlq purge  ID... | --destination D | --reason R | --since T | --until T | --all  [--dry-run]
+
+Every command takes --admin URL (default $FANOUT_ADMIN_URL, then http://127.0.0.1:9090),
+--token TOKEN (default $FANOUT_ADMIN_TOKEN) and --json (print the API's JSON answer).
+--since and --until take an RFC 3339 time or a duration back from now (90m, 2h, 7d).
+`
+	defaultAdminURL = "http://127.0.0.1:9090"
+	// dlqTimeout bounds one call to the admin API: a replay of many dead letters takes a while.
+	dlqTimeout = 5 * time.Minute
+)
+
+// dlqOptions are the flags of fanout dlq.
+type dlqOptions struct {
+	admin, token                      string
+	json                              bool
+	destination, reason, since, until string
+	limit                             int
+	after                             uint64
+	dryRun, all                       bool
+
+	set                  map[string]bool // the flags given
+	sinceTime, untilTime string          // since and until as RFC 3339
+	filterGiven          bool
+	now                  func() time.Time
+}
+
+// dlqFlags are the flags each subcommand takes besides --admin, --token and --json.
+var dlqFlags = map[string][]string{
+	"list":   {"destination", "reason", "since", "until", "limit", "after"},
+	"show":   {},
+	"replay": {"destination", "reason", "since", "until", "dry-run", "all"},
+	"purge":  {"destination", "reason", "since", "until", "dry-run", "all"},
+}
+
+// runDLQ is the dead-letter queue over the admin API: the same endpoints an operator's
+// script would call, with a table for people.
+func runDLQ(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), dlqUsage+"\nflags:\n"); fs.PrintDefaults() }
+	o := dlqOptions{now: time.Now}
+	fs.StringVar(&o.admin, "admin", "", "admin API base URL (default $FANOUT_ADMIN_URL, then "+defaultAdminURL+")")
+	fs.StringVar(&o.token, "token", "", "admin bearer token (default $FANOUT_ADMIN_TOKEN)")
+	fs.BoolVar(&o.json, "json", false, "print the API's JSON answer, for scripts")
+	fs.StringVar(&o.destination, "destination", "", "only dead letters of this destination")
+	fs.StringVar(&o.reason, "reason", "", "only dead letters whose reason contains this")
+	fs.StringVar(&o.since, "since", "", "only dead letters dead at or after this (RFC 3339, or a duration back from now: 2h)")
+	fs.StringVar(&o.until, "until", "", "only dead letters dead before this (RFC 3339, or a duration back from now)")
+	fs.IntVar(&o.limit, "limit", httpapi.DefaultListLimit, fmt.Sprintf("list: at most this many (1 to %d)", httpapi.MaxListLimit))
+	fs.Uint64Var(&o.after, "after", 0, "list: start after this id (the next page's cursor)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "replay, purge: say what would be done, do nothing")
+	fs.BoolVar(&o.all, "all", false, "replay, purge: every dead letter, when no id or filter is given")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("no subcommand: want list, show, replay or purge\n\n%s", dlqUsage)
+	}
+	sub, ids := pos[0], pos[1:]
+	allowed, ok := dlqFlags[sub]
+	if !ok {
+		return usagef("unknown subcommand %q: want list, show, replay or purge", sub)
+	}
+	o.set = map[string]bool{}
+	var bad []string
+	fs.Visit(func(f *flag.Flag) {
+		o.set[f.Name] = true
+		if f.Name != "admin" && f.Name != "token" && f.Name != "json" && !slices.Contains(allowed, f.Name) {
+			bad = append(bad, "--"+f.Name)
+		}
+	})
+	if len(bad) > 0 {
+		return usagef("%s does not take %s", sub, strings.Join(bad, ", "))
+	}
+	if err := o.resolve(); err != nil {
+		return err
+	}
+	c, err := newAdminClient(o.admin, o.token)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, dlqTimeout)
+	defer cancel()
+	switch sub {
+	case "list":
+		if len(ids) > 0 {
+			return usagef("list takes no argument (got %q): filter with --destination, --reason, --since, --until", ids[0])
+		}
+		return dlqList(ctx, c, o, stdout, stderr)
+	case "show":
+		if len(ids) != 1 {
+			return usagef("show takes one dead-letter id")
+		}
+		id, err := parseID(ids[0])
+		if err != nil {
+			return err
+		}
+		return dlqShow(ctx, c, o, id, stdout)
+	default:
+		parsed := make([]uint64, 0, len(ids))
+		for _, s := range ids {
+			id, err := parseID(s)
+			if err != nil {
+				return err
+			}
+			parsed = append(parsed, id)
+		}
+		switch {
+		case len(parsed) > 0 && (o.filterGiven || o.all):
+			return usagef("%s: give ids or a filter (or --all), not both", sub)
+		case len(parsed) == 0 && !o.filterGiven && !o.all:
+			return usagef("%s: give ids, a filter (--destination, --reason, --since, --until), or --all for every dead letter", sub)
+		}
+		if sub == "replay" {
+			return dlqReplay(ctx, c, o, parsed, stdout, stderr)
+		}
+		return dlqPurge(ctx, c, o, parsed, stdout, stderr)
+	}
+}
+
+// resolve fills the defaults from the environment and turns since and until into times.
+func (o *dlqOptions) resolve() error {
+	if o.admin == "" {
+		o.admin = os.Getenv("FANOUT_ADMIN_URL")
+	}
+	if o.admin == "" {
+		o.admin = defaultAdminURL
+	}
+	if !o.set["token"] {
+		o.token = os.Getenv("FANOUT_ADMIN_TOKEN")
+	}
+	if o.set["limit"] && (o.limit < 1 || o.limit > httpapi.MaxListLimit) {
+		return usagef("--limit %d: want 1 to %d", o.limit, httpapi.MaxListLimit)
+	}
+	var err error
+	if o.sinceTime, err = o.when("since", o.since); err != nil {
+		return err
+	}
+	if o.untilTime, err = o.when("until", o.until); err != nil {
+		return err
+	}
+	o.filterGiven = o.destination != "" || o.reason != "" || o.since != "" || o.until != ""
+	return nil
+}
+
+// when reads an RFC 3339 time, or a duration back from now ("2h", "90m", "7d").
+func (o *dlqOptions) when(flagName, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.Format(time.RFC3339Nano), nil
+	}
+	d, err := time.ParseDuration(v)
+	if days, ok := strings.CutSuffix(v, "d"); ok && err != nil {
+		if n, nerr := strconv.Atoi(days); nerr == nil {
+			d, err = time.Duration(n)*24*time.Hour, nil
+		}
+	}
+	if err != nil || d < 0 {
+		return "", usagef("--%s %q: want an RFC 3339 time (2025-01-02T15:04:05Z) or a duration back from now (2h, 7d)", flagName, v)
+	}
+	return o.now().Add(-d).UTC().Format(time.RFC3339Nano), nil
+}
+
+// filter is the dead-letter filter as query parameters.
+func (o *dlqOptions) filter() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"destination": o.destination, "reason": o.reason, "since": o.sinceTime, "until": o.untilTime} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+func parseID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, usagef("%q is not a dead-letter id (a positive integer, the ID column of dlq list)", s)
+	}
+	return id, nil
+}
+
+func dlqList(ctx context.Context, c *adminClient, o dlqOptions, stdout, stderr io.Writer) error {
+	q := o.filter()
+	q.Set("limit", strconv.Itoa(o.limit))
+	if o.after > 0 {
+		q.Set("after", strconv.FormatUint(o.after, 10))
+	}
+	var page httpapi.DeadLetterPage
+	raw, err := c.call(ctx, http.MethodGet, "/api/v1/dlq", q, nil, &page)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeRaw(stdout, raw)
+	}
+	if len(page.Items) == 0 {
+		fmt.Fprintln(stdout, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDEAD AT\tDESTINATION\tREASON\tSTATUS\tATTEMPTS\tCOMMAND")
+	for _, d := range page.Items {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.DeadAt.UTC().Format(time.RFC3339), d.Destination,
+			oneLine(d.Reason), status(d.LastStatus), d.Attempts, dash(d.Command))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if page.Next != 0 {
+		fmt.Fprintf(stderr, "more dead letters: add --after %d for the next page\n", page.Next)
+	}
+	return nil
+}
+
+func dlqShow(ctx context.Context, c *adminClient, o dlqOptions, id uint64, stdout io.Writer) error {
+	var d httpapi.DeadLetterDetail
+	raw, err := c.call(ctx, http.MethodGet, "/api/v1/dlq/"+strconv.FormatUint(id, 10), nil, nil, &d)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeRaw(stdout, raw)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
+	for _, row := range [][2]string{
+		{"id", strconv.FormatUint(d.ID, 10)},
+		{"destination", d.Destination},
+		{"routes", dash(strings.Join(d.Routes, ", "))},
+		{"reason", oneLine(d.Reason)},
+		{"last status", status(d.LastStatus)},
+		{"answer excerpt", dash(oneLine(d.BodyExcerpt))},
+		{"attempts", strconv.Itoa(d.Attempts)},
+		{"first attempt", ts(d.FirstAttempt)},
+		{"last attempt", ts(d.LastAttempt)},
+		{"dead at", ts(d.DeadAt)},
+		{"received at", ts(d.ReceivedAt)},
+		{"event id", dash(d.EventID)},
+		{"request id", dash(d.RequestID)},
+		{"sdkappid", dash(d.SdkAppID)},
+		{"command", dash(d.Command)},
+		{"query", dash(d.Query)},
+		{"body", fmt.Sprintf("%d bytes, %s", d.BodySize, d.BodyEncoding)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var body bytes.Buffer
+	if d.BodyEncoding != "json" || json.Indent(&body, d.Body, "", "  ") != nil {
+		body.Reset()
+		body.Write(d.Body)
+	}
+	body.WriteByte('\n')
+	_, err = stdout.Write(body.Bytes())
+	return err
+}
+
+func dlqReplay(ctx context.Context, c *adminClient, o dlqOptions, ids []uint64, stdout, stderr io.Writer) error {
+	req := map[string]any{"dry_run": o.dryRun}
+	if len(ids) > 0 {
+		req["ids"] = ids
+	} else {
+		f := map[string]string{}
+		for k, v := range o.filter() {
+			f[k] = v[0]
+		}
+		req["filter"] = f
+		req["all"] = o.all
+	}
+	var r httpapi.ReplayResult
+	raw, err := c.call(ctx, http.MethodPost, "/api/v1/dlq/replay", nil, req, &r)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := writeRaw(stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		if o.dryRun {
+			fmt.Fprintf(stdout, "dry run: %d matched, would replay %d%s\n", r.Matched, len(r.WouldReplay), idList(r.WouldReplay))
+		} else {
+			fmt.Fprintf(stdout, "%d matched, replayed %d%s\n", r.Matched, len(r.Replayed), idList(r.Replayed))
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(stderr, "fanout dlq replay: %d: %s\n", e.ID, e.Error)
+		}
+	}
+	if len(r.Errors) > 0 {
+		return errReported
+	}
+	return nil
+}
+
+func dlqPurge(ctx context.Context, c *adminClient, o dlqOptions, ids []uint64, stdout, stderr io.Writer) error {
+	q := o.filter()
+	for _, id := range ids {
+		q.Add("id", strconv.FormatUint(id, 10))
+	}
+	if o.all {
+		q.Set("all", "true")
+	}
+	if o.dryRun {
+		q.Set("dry_run", "true")
+	}
+	var r httpapi.PurgeResult
+	raw, err := c.call(ctx, http.MethodDelete, "/api/v1/dlq", q, nil, &r)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if err := writeRaw(stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		if o.dryRun {
+			fmt.Fprintf(stdout, "dry run: %d matched, would delete %d\n", r.Matched, r.Matched)
+		} else {
+			fmt.Fprintf(stdout, "%d matched, deleted %d\n", r.Matched, r.Deleted)
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(stderr, "fanout dlq purge: %d: %s\n", e.ID, e.Error)
+		}
+	}
+	if len(r.Errors) > 0 {
+		return errReported
+	}
+	return nil
+}
+
+func idList(ids []uint64) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(id, 10)
+	}
+	return ": " + strings.Join(s, " ")
+}
+
+func status(code int) string {
+	if code == 0 {
+		return "-"
+	}
+	return strconv.Itoa(code)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine keeps a table row on one line: a reason or excerpt may hold newlines and tabs.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func writeRaw(w io.Writer, raw []byte) error {
+	raw = bytes.TrimRight(raw, "\n")
+	_, err := w.Write(append(raw, '\n'))
+	return err
+}
+
+// adminClient calls Fanout's admin API.
+type adminClient struct {
+	base  string // scheme://host[:port][/prefix], without a trailing slash
+	token string
+	http  *http.Client
+}
+
+func newAdminClient(base, token string) (*adminClient, error) {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, usagef("--admin %q: want the admin port's URL, e.g. %s", base, defaultAdminURL)
+	}
+	return &adminClient{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{}}, nil
+}
+
+// call makes one request and decodes a 200 answer into out; it returns the answer's bytes.
+// Any other status is an error naming the URL and the API's error text.
+func (c *adminClient) call(ctx context.Context, method, path string, q url.Values, body, out any) ([]byte, error) {
+	target := c.base + path
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, target, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the URL
+		}
+		return nil, fmt.Errorf("%s %s: %w (is fanout serve running there? see --admin)", method, target, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, target, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(raw))
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		if len(msg) > 500 {
+			msg = msg[:500] + "..."
+		}
+		hint := ""
+		if resp.StatusCode == http.StatusUnauthorized {
+			hint = " (give the admin token with --token or $FANOUT_ADMIN_TOKEN)"
+		}
+		return nil, fmt.Errorf("%s %s: %s: %s%s", method, target, resp.Status, msg, hint)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return nil, fmt.Errorf("%s %s: the answer is not what the API answers (%w): is --admin Fanout's admin port?", method, target, err)
+	}
+	return raw, nil
 }

@@ -144,11 +144,17 @@ func exampleDirs(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A routing example is a folder with an expect.yaml; the others (docker, prometheus,
+	// cluster) show deployment files.
 	var dirs []string
 	for _, e := range entries {
-		if e.IsDir() {
-			dirs = append(dirs, filepath.Join(examplesDir, e.Name()))
+		dir := filepath.Join(examplesDir, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, "expect.yaml")); e.IsDir() && err == nil {
+			dirs = append(dirs, dir)
 		}
+	}
+	if len(dirs) < 5 {
+		t.Fatalf("%d routing examples (folders with an expect.yaml) in %s, want at least 5", len(dirs), examplesDir)
 	}
 	return dirs
 }

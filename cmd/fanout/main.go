@@ -30,6 +30,7 @@ usage:
   fanout echo --listen ADDR         print every request received (for trying configs)
   fanout secret                     print a new Standard Webhooks signing secret
   fanout version                    version, commit and Go version
+  fanout health [--url URL]         exit 0 if the admin port answers /healthz with 200
 
 Run "fanout COMMAND -h" for a command's flags.
 `
@@ -55,6 +56,7 @@ var commands = map[string]command{
 	"echo":    runEcho,
 	"secret":  runSecret,
 	"version": runVersion,
+	"health":  runHealth,
 }
 
 func main() {
