@@ -99,7 +99,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	cfg := g.live.Load().cfg
 	q, err := queue.Open(ctx, queueOptions(cfg.Queue, g.log))
 	if err != nil {
-		return fmt.Errorf("queue: %w", err)
+		return err // says "queue: ..." already
 	}
 	g.queue = q
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())

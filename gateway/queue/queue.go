@@ -163,18 +163,32 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Se
 	if err != nil {
 		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: %w", o.Dir, err)
 	}
-	s.SetLoggerV2(serverLogger{log}, false, false, false)
+	fatal := make(chan string, 1)
+	s.SetLoggerV2(serverLogger{log: log, fatal: fatal}, false, false, false)
 	go s.Start()
 
-	// Recovering a large store can take a while; honour the caller's deadline.
+	// Recovering a large store can take a while; honour the caller's deadline, and give up
+	// at once on a fatal error (queue.dir not writable, say) or when ctx ends (SIGTERM).
 	wait := time.Minute
 	if d, ok := ctx.Deadline(); ok {
 		wait = time.Until(d)
 	}
-	if !s.ReadyForConnections(wait) {
+	fail := func(err error) (*server.Server, *nats.Conn, error) {
 		s.Shutdown()
 		s.WaitForShutdown()
-		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: not ready after %s", o.Dir, wait.Round(time.Millisecond))
+		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: %w", o.Dir, err)
+	}
+	for deadline := time.Now().Add(wait); !s.ReadyForConnections(100 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			return fail(errors.New(msg))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("not ready after %s", wait.Round(time.Millisecond)))
+		}
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(s), nats.Name("fanout"))
 	if err != nil {
@@ -320,11 +334,21 @@ func checkDestination(d string) error {
 
 // serverLogger sends the embedded server's logs to slog. Its notices (startup
 // details) go to debug so a normal start stays quiet.
-type serverLogger struct{ log *slog.Logger }
+type serverLogger struct {
+	log   *slog.Logger
+	fatal chan string // the first fatal error (the server cannot start), if any
+}
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l serverLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
