@@ -185,8 +185,9 @@ func (g *Gateway) Stop(ctx context.Context) error {
 			g.stopWork()
 		}
 		stopped := make(chan struct{})
+		workers := g.workers
 		go func() {
-			for _, w := range g.workers {
+			for _, w := range workers {
 				w.consumption.Stop()
 			}
 			close(stopped)

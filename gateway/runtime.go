@@ -140,7 +140,9 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	}
 	g.live.Store(rt)
 	if g.queue != nil {
-		if err := g.syncWorkers(ctx, rt); err != nil {
+		// The new config is live: finish the workers' changes even if the caller (an HTTP
+		// request to /-/reload) goes away.
+		if err := g.syncWorkers(context.WithoutCancel(ctx), rt); err != nil {
 			g.log.Error("reload: workers", "err", err)
 		}
 	}
@@ -149,7 +151,8 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	return nil
 }
 
-// restartOnly names the keys that changed and need a restart.
+// restartOnly names the keys that changed and need a restart, each as written in the file
+// (queue.dir, not just "queue"), so that the refusal says what to change back.
 func restartOnly(a, b *config.Config) []string {
 	var keys []string
 	if a.Server.Listen != b.Server.Listen {
@@ -162,10 +165,22 @@ func restartOnly(a, b *config.Config) []string {
 		keys = append(keys, "admin.listen")
 	}
 	qa, qb := a.Queue, b.Queue
-	if qa.Dir != qb.Dir || qa.URL != qb.URL || qa.Credentials != qb.Credentials || qa.TLS != qb.TLS ||
-		qa.Replicas != qb.Replicas || qa.SyncAlways != qb.SyncAlways || qa.SyncInterval != qb.SyncInterval ||
-		qa.DedupWindow != qb.DedupWindow || qa.DeadLetterMaxAge != qb.DeadLetterMaxAge {
-		keys = append(keys, "queue")
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"queue.dir", qa.Dir != qb.Dir},
+		{"queue.url", qa.URL != qb.URL},
+		{"queue.credentials", qa.Credentials != qb.Credentials},
+		{"queue.tls", qa.TLS != qb.TLS},
+		{"queue.replicas", qa.Replicas != qb.Replicas},
+		{"queue.sync", qa.SyncAlways != qb.SyncAlways || qa.SyncInterval != qb.SyncInterval},
+		{"queue.dedup_window", qa.DedupWindow != qb.DedupWindow},
+		{"queue.dead_letter_max_age", qa.DeadLetterMaxAge != qb.DeadLetterMaxAge},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
 	}
 	return keys
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,7 +26,9 @@ const (
 // events that change nothing (a touch, the symlink dance) do not reload.
 func (g *Gateway) WatchConfig(ctx context.Context) {
 	path := g.opts.ConfigPath
-	last := fileHash(path)
+	// Compared with the file as it was loaded, not as it is now: a change made between the
+	// load and this call (a ConfigMap updated while Fanout starts) is a change.
+	last := g.live.Load().cfg.Hash
 	check := func() {
 		h := fileHash(path)
 		if h == last || h == "" {
@@ -57,9 +60,17 @@ func (g *Gateway) WatchConfig(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-events:
+		case _, ok := <-events:
+			if !ok { // the watcher died: polling goes on
+				events = nil
+				continue
+			}
 			debounce.Reset(watchDebounce)
-		case err := <-errs:
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
 			g.log.Warn("config watch error; polling continues", "err", err)
 		case <-debounce.C:
 			check()
@@ -69,13 +80,14 @@ func (g *Gateway) WatchConfig(ctx context.Context) {
 	}
 }
 
-// fileHash is the SHA-256 of the file's content, following symlinks; "" when unreadable
-// (a file being replaced is briefly missing: that is not a change).
+// fileHash is the SHA-256 of the file's content in hex, as config.Config.Hash, following
+// symlinks; "" when unreadable (a file being replaced is briefly missing: that is not a
+// change).
 func fileHash(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
 	sum := sha256.Sum256(b)
-	return string(sum[:])
+	return hex.EncodeToString(sum[:])
 }

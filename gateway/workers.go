@@ -18,13 +18,20 @@ type worker struct {
 	consumption queue.Consumption
 	concurrency int
 	ackWait     time.Duration
+	// ctx is the destination's, kept when its consumer restarts; cancel ends its rounds in
+	// flight when it is removed.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // syncWorkers makes the running consumers match rt: new destinations start at once,
 // changed concurrency or ack wait restart the consumer (the new one starts before the old
 // one stops, so delivery never pauses), removed destinations stop and their queued
 // deliveries move to the dead-letter queue. URL, headers, secrets and retry policy need no
-// restart: workers read the live destination for every message. Callers hold g.mu.
+// restart: workers read the live destination for every message. A removed destination's
+// rounds in flight are canceled rather than waited for: a round of quick retries to a
+// downstream that is down can last minutes, and its deliveries are dead-lettered anyway.
+// Callers hold g.mu.
 func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 	for _, d := range rt.cfg.Destinations {
 		dest := rt.dests[d.Name]
@@ -33,11 +40,21 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		if old != nil && old.concurrency == d.Concurrency && old.ackWait == ackWait {
 			continue
 		}
-		c, err := g.queue.Consume(g.workCtx, d.Name, d.Concurrency, ackWait, g.handler(d.Name))
+		w := &worker{concurrency: d.Concurrency, ackWait: ackWait}
+		if old != nil {
+			w.ctx, w.cancel = old.ctx, old.cancel
+		} else {
+			w.ctx, w.cancel = context.WithCancel(g.workCtx)
+		}
+		c, err := g.queue.Consume(w.ctx, d.Name, d.Concurrency, ackWait, g.handler(d.Name))
 		if err != nil {
+			if old == nil {
+				w.cancel()
+			}
 			return fmt.Errorf("destination %q: starting its worker: %w", d.Name, err)
 		}
-		g.workers[d.Name] = &worker{consumption: c, concurrency: d.Concurrency, ackWait: ackWait}
+		w.consumption = c
+		g.workers[d.Name] = w
 		if old != nil {
 			go old.consumption.Stop()
 		}
@@ -46,6 +63,7 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		if rt.dests[name] != nil {
 			continue
 		}
+		w.cancel()
 		w.consumption.Stop()
 		delete(g.workers, name)
 		g.dropState(name)

@@ -181,7 +181,9 @@ func (c *consumption) Stop() {
 		close(c.stopping)
 		c.mu.Lock()
 		if c.cc != nil {
-			c.cc.Stop()
+			// Drain, not Stop: the messages already on their way still reach the callback,
+			// which gives them back, instead of being dropped by the client.
+			c.cc.Drain()
 		}
 		c.mu.Unlock()
 	})
@@ -208,7 +210,11 @@ func (c *consumption) start(ctx context.Context, ended chan<- error) error {
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case c.msgs <- m:
-		case <-c.stopping: // not handled: redelivered after the ack wait
+		case <-c.stopping:
+			// Not handled: given back at once. Left unacknowledged it would wait out the ack
+			// wait (minutes) while holding a MaxAckPending slot, though the consumption that
+			// replaces this one (a reload) or another replica could deliver it now.
+			_ = m.Nak()
 		}
 	},
 		jetstream.PullMaxMessages(c.maxInFlight),
