@@ -135,6 +135,15 @@ func (q *Queue) DeadLetter(ctx context.Context, m *Message, info DeadLetterInfo)
 // listBatch is how many dead letters ListDeadLetters fetches at once.
 const listBatch = 256
 
+// listUnreachableWait and listUnreachableTries bound how long ListDeadLetters waits for the
+// consumer it just created to be reachable. On a cluster that consumer lives on one server,
+// and the server this connection uses learns of it through the routes a moment later;
+// meanwhile a fetch finds no responder.
+const (
+	listUnreachableWait  = 50 * time.Millisecond
+	listUnreachableTries = 40
+)
+
 // ListDeadLetters returns up to limit dead letters with an id above after that
 // match f, oldest first. next is the id to pass as after for the following
 // page, 0 when there is none.
@@ -167,6 +176,7 @@ func (q *Queue) ListDeadLetters(ctx context.Context, f DeadLetterFilter, after u
 	defer q.deleteConsumerQuietly(q.dlq, cons.CachedInfo().Name)
 
 	remaining := cons.CachedInfo().NumPending
+	unreachable := 0
 	for remaining > 0 {
 		batch, err := cons.FetchNoWait(int(min(remaining, listBatch)))
 		if err != nil {
@@ -191,6 +201,15 @@ func (q *Queue) ListDeadLetters(ctx context.Context, f DeadLetterFilter, after u
 			items = append(items, dl)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			if n == 0 && errors.Is(err, nats.ErrNoResponders) && unreachable < listUnreachableTries {
+				unreachable++
+				select {
+				case <-time.After(listUnreachableWait):
+					continue
+				case <-ctx.Done():
+					return nil, 0, fmt.Errorf("queue: list dead letters: %w", ctx.Err())
+				}
+			}
 			return nil, 0, fmt.Errorf("queue: list dead letters: %w", err)
 		}
 		if n == 0 {
