@@ -33,7 +33,7 @@ trap cleanup EXIT
 for _ in $(seq 50); do curl -fsS 127.0.0.1:18195/readyz >/dev/null 2>&1 && break; sleep 0.2; done
 echo "== filling: $N callbacks for a destination that is down"
 "$work/load" -url 'http://127.0.0.1:18180/callback?SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&contenttype=json' -n "$N" -c 32
-pending() { curl -s 127.0.0.1:18195/metrics | awk '/^fanout_queue_pending\{destination="dead"\}/ {print $2}'; }
+pending() { curl -s 127.0.0.1:18195/metrics | awk '/^fanout_queue_pending\{destination="dead"\}/ {printf "%d\n", $2}'; }
 echo "pending: $(pending)"
 echo "peak RSS while filling: $(awk '/VmHWM/ {print $2, $3}' /proc/$fpid/status)"
 echo "RSS now: $(awk '/VmRSS/ {print $2, $3}' /proc/$fpid/status)"
