@@ -139,6 +139,9 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		return fail(err)
 	}
 	g.live.Store(rt)
+	for _, d := range old.dests {
+		d.MarkReplaced()
+	}
 	if g.queue != nil {
 		// The new config is live: finish the workers' changes even if the caller (an HTTP
 		// request to /-/reload) goes away.

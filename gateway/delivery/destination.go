@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,10 +41,16 @@ type Destination struct {
 	Transform func(rawQuery string, body []byte) ([]byte, error)
 	RateLimit Limiter // nil = unlimited
 
-	target   *url.URL // URL parsed
-	redacted string   // URL without userinfo, query and fragment, for logs
-	keys     [][]byte // SigningSecrets decoded
+	target   *url.URL     // URL parsed
+	redacted string       // URL without userinfo, query and fragment, for logs
+	keys     [][]byte     // SigningSecrets decoded
+	replaced *atomic.Bool // a reload built a new Destination for this name
 }
+
+// MarkReplaced tells rounds still running on d that a reload replaced it: they end before
+// their next in-process attempt, and the job is redelivered at once on the new settings
+// (URL, headers, secrets, policy), so that a change applies from the next attempt.
+func (d *Destination) MarkReplaced() { d.replaced.Store(true) }
 
 // reservedHeaders are set by Fanout on every attempt; a configured header must not hide them,
 // or a receiver could no longer deduplicate or verify.
@@ -101,6 +108,7 @@ func NewDestination(d Destination) (*Destination, error) {
 	d.target = u
 	d.redacted = redactURL(u)
 	d.keys = keys
+	d.replaced = new(atomic.Bool)
 	return &d, nil
 }
 

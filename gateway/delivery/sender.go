@@ -289,6 +289,10 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	}
 	r.res.Delay = wait
 	r.wait = wait
+	if quick && r.d.replaced.Load() {
+		r.res.Delay = 0 // a reload changed the destination: the next attempt uses the new one
+		return false, nil
+	}
 	return quick, nil
 }
 
