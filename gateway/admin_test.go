@@ -720,6 +720,12 @@ routes:
 	if b := d.Destinations[1]; b.HasSigningSecret || b.HasTIMToken || b.URL != "http://alice:<secret>@"+host+"/basic?token=<secret>" {
 		t.Errorf("basic: %+v", b)
 	}
+	// The log too: it holds the failed deliveries (with their URLs) and the failed reloads.
+	log := a.logs.String()
+	if !strings.Contains(log, "dead-lettering") || !strings.Contains(log, "config reload failed") {
+		t.Errorf("the log lacks the dead letters or the failed reloads, so searching it proves little:\n%s", log)
+	}
+	answers["the gateway's log"] = []byte(log)
 	for what, answer := range answers {
 		for name, secret := range secrets {
 			if bytes.Contains(answer, []byte(secret)) {
