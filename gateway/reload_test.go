@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -51,51 +50,6 @@ func rlWaitFor(t testing.TB, timeout time.Duration, what string, cond func() boo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// rlLog is a gateway's log, safe for concurrent writers, shown when a test fails.
-type rlLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *rlLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *rlLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// rlStart runs a Gateway on the config file at path until the end of the test.
-func rlStart(t testing.TB, path string) *Gateway {
-	t.Helper()
-	logs := &rlLog{}
-	g, err := New(Options{ConfigPath: path, Version: "reload-test",
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatalf("New(%s): %v", path, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatalf("Start: %v\n%s", err, logs)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
-		defer cancel()
-		if err := g.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log of the gateway:\n%s", logs)
-		}
-	})
-	return g
 }
 
 // rlWatch runs g.WatchConfig until the end of the test; it ends before the gateway stops.
@@ -373,7 +327,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		{"bad expression", head + "routes:\n  - name: bad-expr\n    when: From_Account ==\n    to: [y]\n", "routes[0].when:"},
 	}
 	path := rlNewConfig(t, configs["x"])
-	g := rlStart(t, path)
+	g := startGateway(t, path)
 
 	// gen is odd while a reload runs; gen/2 reloads have returned. liveAfter[k] is the
 	// destination of the config live after k reloads; only this goroutine writes it, and
@@ -636,7 +590,7 @@ func TestReloadOnFileChange(t *testing.T) {
 				fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 			a, b := head+rlRoutes("a-all", "x"), head+rlRoutes("b-all", "y")
 			path, change := tc.setup(t, a)
-			g := rlStart(t, path)
+			g := startGateway(t, path)
 			rlWatch(t, g)
 			rlExpectAt(t, g, "first", x, "a-all")
 
@@ -673,7 +627,7 @@ func TestReloadWatchSeesChangeBeforeItStarted(t *testing.T) {
 		fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 	a, b := head+rlRoutes("a-all", "x"), head+rlRoutes("b-all", "y")
 	path := rlNewConfig(t, a)
-	g := rlStart(t, path)
+	g := startGateway(t, path)
 	rlWrite(t, path, b)
 	rlWatch(t, g)
 	deadline := time.Now().Add(rlPickup)
@@ -696,7 +650,7 @@ func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 	dests := fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 	a := rlHeader(qdir) + dests + rlRoutes("a-all", "x")
 	path := rlNewConfig(t, a)
-	g := rlStart(t, path)
+	g := startGateway(t, path)
 	otherListen, otherAdmin, otherDir := rlFreeAddr(t), rlFreeAddr(t), filepath.Join(t.TempDir(), "other-queue")
 
 	for i, tc := range []struct {
@@ -762,7 +716,7 @@ func TestReloadRemovesDestinationWithPendingDeliveries(t *testing.T) {
 	stayDest := fmt.Sprintf("  stay: {url: %q}\n", stay.URL())
 	a := rlHeader(qdir) + "destinations:\n" + gone("http://"+rlFreeAddr(t)+"/down") + stayDest + rlRoutes("all", "gone", "stay")
 	path := rlNewConfig(t, a)
-	g := rlStart(t, path)
+	g := startGateway(t, path)
 
 	var keys []string
 	for i := range n {
@@ -856,7 +810,7 @@ func TestReloadChangesConcurrency(t *testing.T) {
 		return fmt.Sprintf("destinations:\n  slow: {url: %q, concurrency: %d}\n", slow.URL(), concurrency)
 	}
 	path := rlNewConfig(t, rlHeader(qdir)+dest(1)+rlRoutes("all", "slow"))
-	g := rlStart(t, path)
+	g := startGateway(t, path)
 
 	var before []string
 	for i := range 6 {
@@ -915,7 +869,7 @@ func TestReloadChangesURLOfPendingDeliveries(t *testing.T) {
 			"    retry: {max_attempts: 5, backoff: {initial: 5100ms, max: 6s, multiplier: 1, jitter: 0}}\n", url, n)
 	}
 	path := rlNewConfig(t, rlHeader(qdir)+dest("http://"+rlFreeAddr(t)+"/old")+rlRoutes("all", "moved"))
-	g := rlStart(t, path)
+	g := startGateway(t, path)
 	var keys []string
 	for i := range n {
 		key := fmt.Sprintf("moved-%d", i)

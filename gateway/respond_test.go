@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -73,51 +71,6 @@ func rsConfig(t testing.TB, text string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// rsLog is the gateway's log, shown when a test fails.
-type rsLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *rsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *rsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// rsStart runs a real Gateway on the config at path until the end of the test.
-func rsStart(t testing.TB, path string) *Gateway {
-	t.Helper()
-	logs := &rsLog{}
-	g, err := New(Options{ConfigPath: path, Version: "rs-test",
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), rsWait)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatalf("Start: %v\n%s", err, logs)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), rsWait)
-		defer cancel()
-		if err := g.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs)
-		}
-	})
-	return g
 }
 
 // rsRequest is one request a receiver got.
@@ -336,7 +289,7 @@ func TestRespondBeforeSendMsg(t *testing.T) {
 	backend, audit, archive := rsNewReceiver(t), rsNewReceiver(t), rsNewReceiver(t)
 	release := make(chan struct{}) // ends hanging answers at the end of the test
 	t.Cleanup(func() { close(release) })
-	g := rsStart(t, rsConfig(t, fmt.Sprintf(rsRespondConfig, backend.URL(), audit.URL(), archive.URL(), rsClosedURL(t))))
+	g := startGateway(t, rsConfig(t, fmt.Sprintf(rsRespondConfig, backend.URL(), audit.URL(), archive.URL(), rsClosedURL(t))))
 
 	answer := func(status int, contentType, text string) func(http.ResponseWriter, *http.Request, []byte) int {
 		return func(w http.ResponseWriter, _ *http.Request, _ []byte) int {

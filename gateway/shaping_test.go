@@ -82,7 +82,7 @@ func TestForwardQueryResigned(t *testing.T) {
 		io.WriteString(w, verified)
 		return http.StatusOK
 	})
-	g := rsStart(t, rsConfig(t, fmt.Sprintf(`
+	g := startGateway(t, rsConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -211,7 +211,7 @@ func rsMostWithin(at []time.Time, window time.Duration) int {
 func TestRateLimitedDestination(t *testing.T) {
 	const n = 60
 	limited, unlimited := rsNewReceiver(t), rsNewReceiver(t)
-	g := rsStart(t, rsConfig(t, fmt.Sprintf(`
+	g := startGateway(t, rsConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -343,7 +343,7 @@ func TestFailingDestinationPaused(t *testing.T) {
 	ln.Close()
 	var down *rsReceiver
 
-	g := rsStart(t, rsConfig(t, fmt.Sprintf(`
+	g := startGateway(t, rsConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
