@@ -23,15 +23,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // Shared by the end-to-end tests of the gateway package: real HTTP receivers, real gateways
 // on an embedded JetStream in t.TempDir(), and waits that poll a condition with a deadline.
 
-const (
-	// payloadsDir holds Tencent's sample callback bodies, beside the repository.
-	payloadsDir = "../../shared/tencent-im/payloads"
+// payloadsDir holds Tencent's sample callback bodies.
+var payloadsDir = fanouttest.PayloadDir()
 
+const (
 	// testApp is the SdkAppid every test config accepts.
 	testApp = "1400000000"
 

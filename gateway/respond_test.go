@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // Tests of respond rules (SPEC §4 step 4, PROTOCOL.md §3): a real gateway on an embedded
@@ -23,9 +25,6 @@ import (
 // test itself in Tencent's place. Helpers of this file and shaping_test.go start with rs.
 
 const (
-	// rsPayloadsDir holds Tencent's sample callback bodies.
-	rsPayloadsDir = "../../shared/tencent-im/payloads"
-
 	// rsWait bounds the wait for a condition that should hold within a moment.
 	rsWait = 30 * time.Second
 
@@ -38,7 +37,7 @@ const (
 // rsPayload reads one of Tencent's sample bodies, as bytes.
 func rsPayload(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(rsPayloadsDir, name))
+	b, err := os.ReadFile(filepath.Join(fanouttest.PayloadDir(), name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,10 @@ import (
 // is nil at run time, and nil != 0 is true) and to suggest a spelling for unknown names.
 //
 // Sources, cited per command below:
-//   - PROTOCOL: /work/shared/tencent-im/PROTOCOL.md (the section is named).
-//   - payload: a file in /work/shared/tencent-im/payloads/ (every top-level key of every
-//     payload is in its command's Fields; tencent_test.go checks it).
+//   - PROTOCOL: Tencent's callback overview and per-command pages (the section is named).
+//   - payload: a file in internal/fanouttest/tencentim/, Tencent's published sample bodies
+//     (every top-level key of every payload is in its command's Fields; tencent_test.go
+//     checks it).
 //   - doocs: doocs/qcloud-im-server-sdk-java,
 //     src/main/java/io/github/doocs/im/model/callback/<Class>.java (@JsonProperty names).
 //   - dobyte: dobyte/tencent-im, callback/types.go (json tags).

@@ -7,11 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
-// tcPayloadDir holds Tencent's sample bodies, shared with the rest of the team beside the
-// repository (/work/shared/tencent-im/payloads, seen from /work/main/rules).
-const tcPayloadDir = "../../shared/tencent-im/payloads"
+// tcPayloadDir holds Tencent's sample bodies.
+var tcPayloadDir = fanouttest.PayloadDir()
 
 // TestPayloadsAreKnown checks the table against every sample body: its command is known
 // and every top-level key is in the command's Fields. A missing folder fails the test
@@ -23,7 +24,7 @@ func TestPayloadsAreKnown(t *testing.T) {
 	}
 	if len(files) == 0 {
 		abs, _ := filepath.Abs(tcPayloadDir)
-		t.Fatalf("no payloads in %s (%s): the shared tencent-im folder must sit beside the repository", tcPayloadDir, abs)
+		t.Fatalf("no payloads in %s (%s)", tcPayloadDir, abs)
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {

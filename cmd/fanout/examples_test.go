@@ -13,14 +13,15 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // examplesDir is the repository's examples/ folder, seen from cmd/fanout.
 const examplesDir = "../../examples"
 
-// realPayloadDir holds Tencent's sample bodies, beside the repository (as in
-// rules/tencent_test.go).
-const realPayloadDir = "../../../shared/tencent-im/payloads"
+// realPayloadDir holds Tencent's sample bodies.
+var realPayloadDir = fanouttest.PayloadDir()
 
 // expectation is one entry of an example's expect.yaml: a payload, the routes it must
 // match, the destinations that must get an asynchronous copy, the destination that must
@@ -109,7 +110,7 @@ func TestExamplesUseEveryRealPayload(t *testing.T) {
 	}
 	if len(real) == 0 {
 		abs, _ := filepath.Abs(realPayloadDir)
-		t.Fatalf("no payloads in %s (%s): the shared tencent-im folder must sit beside the repository", realPayloadDir, abs)
+		t.Fatalf("no payloads in %s (%s)", realPayloadDir, abs)
 	}
 	for _, orig := range real {
 		name := filepath.Base(orig)
