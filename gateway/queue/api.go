@@ -27,6 +27,22 @@ type Job struct {
 	Body        []byte    // the callback's raw body
 	ReceivedAt  time.Time // when Fanout accepted the callback
 	RequestID   string    // the callback's request id, for logs
+	// Attempt is the number of the next HTTP attempt: 1 for a new job, n+1 for a job whose
+	// attempts 1..n failed. It is stored with the job, so the count survives restarts,
+	// reloads and other replicas.
+	Attempt int
+	// Since is when this job's attempts began: ReceivedAt, or when it was replayed from
+	// the dead-letter queue. A retry policy's max_age counts from here. Zero means
+	// ReceivedAt.
+	Since time.Time
+}
+
+// AttemptsSince is j.Since, or j.ReceivedAt when unset.
+func (j *Job) AttemptsSince() time.Time {
+	if j.Since.IsZero() {
+		return j.ReceivedAt
+	}
+	return j.Since
 }
 
 // TLS holds the client TLS files for an external JetStream.
@@ -47,7 +63,24 @@ type Options struct {
 	// the de-duplication off (and saves the server about 100 bytes per job it would remember).
 	DedupWindow      time.Duration
 	DeadLetterMaxAge time.Duration // dead letters older than this are discarded
-	Logger           *slog.Logger
+	// MaxBytes bounds the embedded store (every stream together); 0 leaves JetStream's
+	// own default. A write it cannot take fails, and the callback is answered 503.
+	MaxBytes int64
+	// BacklogFull, when set, is told of every job that Enqueue stored as a dead letter
+	// because its destination's backlog was full, once the write is acknowledged.
+	BacklogFull func(destination string)
+	Logger      *slog.Logger
+}
+
+// ReasonBacklogFull is the dead-letter reason of a job refused because its destination's
+// backlog was at its bound.
+const ReasonBacklogFull = "backlog full"
+
+// BacklogLimit bounds the jobs stored for one destination: waiting, handed out and waiting
+// for a retry. Zero fields mean no bound.
+type BacklogLimit struct {
+	Jobs  int
+	Bytes int64
 }
 
 // DeadLetterInfo says why a job is being dead-lettered.

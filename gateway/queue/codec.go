@@ -13,15 +13,22 @@ import (
 // encoding per message on the hot path, the frame costs one buffer.
 //
 //	frame := version(1 byte) receivedAt(varint unix ns)
+//	         attempt(uvarint) since(varint unix ns, 0 = receivedAt)   (version 2 on)
 //	         eventID destination requestID query (each uvarint length + bytes)
 //	         routeCount(uvarint) route... (each uvarint length + bytes)
 //	         body (the rest)
-const frameVersion = 1
+//
+// Version 1 frames (no attempt: a job never tried) are still read, so a store written by an
+// earlier Fanout keeps working.
+const (
+	frameVersion   = 2
+	frameVersionV1 = 1
+)
 
 // frameSize is an upper bound of the encoded size of j, so that encoding
 // never grows its buffer.
 func frameSize(j *Job) int {
-	n := 1 + binary.MaxVarintLen64 +
+	n := 1 + 3*binary.MaxVarintLen64 +
 		4*binary.MaxVarintLen64 + len(j.EventID) + len(j.Destination) + len(j.RequestID) + len(j.Query) +
 		binary.MaxVarintLen64 + len(j.Body)
 	for _, r := range j.Routes {
@@ -38,6 +45,12 @@ func appendFrame(b []byte, j *Job) []byte {
 		received = j.ReceivedAt.UnixNano()
 	}
 	b = binary.AppendVarint(b, received)
+	b = binary.AppendUvarint(b, uint64(max(j.Attempt, 1)))
+	var since int64
+	if !j.Since.IsZero() && !j.Since.Equal(j.ReceivedAt) {
+		since = j.Since.UnixNano()
+	}
+	b = binary.AppendVarint(b, since)
 	b = appendString(b, j.EventID)
 	b = appendString(b, j.Destination)
 	b = appendString(b, j.RequestID)
@@ -59,16 +72,25 @@ var errShortFrame = errors.New("truncated job frame")
 // decodeFrame decodes a job written by appendFrame. Body aliases data.
 func decodeFrame(data []byte) (Job, error) {
 	var j Job
-	if len(data) == 0 || data[0] != frameVersion {
-		if len(data) == 0 {
-			return j, errShortFrame
-		}
+	if len(data) == 0 {
+		return j, errShortFrame
+	}
+	if data[0] != frameVersion && data[0] != frameVersionV1 {
 		return j, fmt.Errorf("unknown job frame version %d", data[0])
 	}
 	d := frameDecoder{b: data[1:]}
 	received := d.varint()
 	if received != 0 {
 		j.ReceivedAt = time.Unix(0, received)
+	}
+	j.Attempt = 1
+	if data[0] >= 2 {
+		if a := d.uvarint(); a > 1 && a <= maxAttempt {
+			j.Attempt = int(a)
+		}
+		if since := d.varint(); since != 0 {
+			j.Since = time.Unix(0, since)
+		}
 	}
 	j.EventID = d.string()
 	j.Destination = d.string()
@@ -90,9 +112,13 @@ func decodeFrame(data []byte) (Job, error) {
 	return j, nil
 }
 
+// maxAttempt bounds the attempt number read from a frame, so that a damaged frame cannot
+// make an absurd one.
+const maxAttempt = 1 << 30
+
 // receivedAtOf reads only the ReceivedAt of a frame, for Pending.
 func receivedAtOf(data []byte) (time.Time, error) {
-	if len(data) < 2 || data[0] != frameVersion {
+	if len(data) < 2 || (data[0] != frameVersion && data[0] != frameVersionV1) {
 		return time.Time{}, errShortFrame
 	}
 	d := frameDecoder{b: data[1:]}

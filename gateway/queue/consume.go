@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -17,25 +19,23 @@ const restartWait = time.Second
 // pullExpiry is how long a pull request waits at the server (see start).
 const pullExpiry = time.Second
 
-// Message is a job delivered to a Handler. Its retry state (the attempt
-// count, the redelivery delay) lives in JetStream, not in the process, so a
-// restart or another replica continues where this one stopped.
+// Message is a job delivered to a Handler. Its retry state (the attempt number) is stored
+// with the job, not in the process, so a restart or another replica continues where this
+// one stopped.
 type Message struct {
 	Job Job
 
-	msg      jetstream.Msg
-	seq      uint64 // jobs stream sequence, part of the dead letter's dedup id
-	attempt  int
-	storedAt time.Time
+	q       *Queue
+	msg     jetstream.Msg
+	seq     uint64 // jobs stream sequence, part of the dead letter's dedup id
+	attempt int
 }
 
-// Attempt is the delivery count of m (1 for the first delivery).
+// Attempt is the number of the next HTTP attempt for this job: the one stored with it, plus
+// one for every earlier delivery of this very copy that ended without a word (a crash, an
+// expired ack wait). Such a delivery may have made its attempt before it was cut off, so
+// its number is not given again: numbers never repeat; a crash can skip one.
 func (m *Message) Attempt() int { return m.attempt }
-
-// StoredAt is when this copy of the job was written to the queue. It equals
-// about Job.ReceivedAt, except for a replayed dead letter, which is stored
-// anew (and starts again at Attempt 1): measure retry age from StoredAt.
-func (m *Message) StoredAt() time.Time { return m.storedAt }
 
 // Ack removes m from the queue: delivered.
 func (m *Message) Ack() error {
@@ -48,17 +48,47 @@ func (m *Message) Ack() error {
 	return nil
 }
 
-// Retry asks for m to be delivered again after delay (a negative ack with
-// delay). Until it is redelivered the job still counts against the
-// destination's in-flight limit (JetStream keeps it ack-pending): a
-// destination whose maxInFlight jobs all wait for a retry receives no new job
-// meanwhile, which spares a failing endpoint.
-func (m *Message) Retry(delay time.Duration) error {
+// laterAtOnce is the due time under which Later stores the job straight back on its
+// destination's subject instead of making a schedule.
+const laterAtOnce = 50 * time.Millisecond
+
+// Later stores m's job again, numbered attempt and due at due, then acknowledges m. The job
+// then waits in the store, not in the consumer's window: a job waiting for its next attempt
+// holds no delivery slot, and a restart or another replica finds it. A job due now goes
+// straight back to its destination's subject; a later one is a JetStream message schedule
+// (fanout.retry.<destination>.<event>-<attempt>, one per attempt, so that storing it twice
+// keeps one) that the server moves there when due. A crash between the write and the
+// acknowledgement leaves both copies: the job is delivered twice, never lost.
+//
+// If the write fails (the store is full or unreachable), m is handed back with a negative
+// acknowledgement delayed until due instead: the retry still happens, with the delivery
+// count adding one to the attempt number.
+func (m *Message) Later(ctx context.Context, attempt int, due time.Time) error {
 	if m.msg == nil {
 		return errNotJetStream
 	}
-	if err := m.msg.NakWithDelay(delay); err != nil {
-		return fmt.Errorf("queue: retry event %s to %q in %s: %w", m.Job.EventID, m.Job.Destination, delay, err)
+	job := m.Job
+	job.Attempt = max(attempt, 1)
+	msg := &nats.Msg{
+		Subject: jobsSubjectPrefix + job.Destination,
+		Data:    appendFrame(make([]byte, 0, frameSize(&job)), &job),
+	}
+	if wait := time.Until(due); wait > laterAtOnce {
+		msg.Subject = retrySubjectPrefix + job.Destination + "." + job.EventID + "-" + strconv.Itoa(job.Attempt)
+		msg.Header = nats.Header{
+			jetstream.ScheduleHeader:       []string{"@at " + due.UTC().Format(time.RFC3339Nano)},
+			jetstream.ScheduleTargetHeader: []string{jobsSubjectPrefix + job.Destination},
+			jetstream.MsgRollup:            []string{jetstream.MsgRollupSubject},
+		}
+	}
+	if _, err := m.q.js.PublishMsg(ctx, msg); err != nil {
+		if nerr := m.msg.NakWithDelay(max(time.Until(due), 0)); nerr != nil {
+			return fmt.Errorf("queue: retry event %s to %q: store it: %w; hand it back: %w", job.EventID, job.Destination, err, nerr)
+		}
+		return fmt.Errorf("queue: retry event %s to %q: store it: %w (handed back to the consumer instead)", job.EventID, job.Destination, err)
+	}
+	if err := m.msg.Ack(); err != nil {
+		return fmt.Errorf("queue: retry event %s to %q: stored, but ack the previous copy: %w", job.EventID, job.Destination, err)
 	}
 	return nil
 }
@@ -75,45 +105,63 @@ func (m *Message) InProgress() error {
 	return nil
 }
 
-// Consume creates or updates the durable consumer of destination and runs h
-// for each message with at most maxInFlight in flight. The consumer's
-// MaxAckPending is maxInFlight too, so the limit holds across replicas that
-// share the consumer. Calling Consume again for the same destination updates
-// the consumer (concurrency, ack wait) for every replica; this process then
-// runs both consumptions until the caller stops the old one.
+// ConsumeOptions configure Consume.
+type ConsumeOptions struct {
+	// Window is the most jobs of the destination handed out at once, across every replica
+	// (the consumer's MaxAckPending): jobs being sent and jobs between two quick attempts.
+	Window int
+	// AckWait is how long a handed-out job may go without a word before JetStream hands
+	// it out again.
+	AckWait time.Duration
+	// Admit, when set, runs before each job's handler and holds the consumption back until
+	// it returns: a destination's free sending slot, say. Whatever it reserved is the
+	// handler's to release. It returns an error only when ctx ends (the consumption stops);
+	// the job is then handed back.
+	Admit func(ctx context.Context) error
+}
+
+// Consume creates or updates the durable consumer of destination and runs h for each job,
+// each in its own goroutine, after o.Admit. Calling Consume again for the same destination
+// updates the consumer (window, ack wait) for every replica; this process then runs both
+// consumptions until the caller stops the old one.
 //
-// The consumer never gives up on a message (MaxDeliver -1): the handler
-// decides when to dead-letter.
-func (q *Queue) Consume(ctx context.Context, destination string, maxInFlight int, ackWait time.Duration, h Handler) (Consumption, error) {
+// The consumer never gives up on a message (MaxDeliver -1): the handler decides when to
+// dead-letter.
+func (q *Queue) Consume(ctx context.Context, destination string, o ConsumeOptions, h Handler) (Consumption, error) {
 	if err := checkDestination(destination); err != nil {
 		return nil, fmt.Errorf("queue: consume: %w", err)
 	}
-	if maxInFlight < 1 {
-		return nil, fmt.Errorf("queue: consume %q: max in flight %d: must be at least 1", destination, maxInFlight)
+	if o.Window < 1 {
+		return nil, fmt.Errorf("queue: consume %q: window %d: must be at least 1", destination, o.Window)
 	}
-	if ackWait <= 0 {
-		return nil, fmt.Errorf("queue: consume %q: ack wait %s: must be positive", destination, ackWait)
+	if o.AckWait <= 0 {
+		return nil, fmt.Errorf("queue: consume %q: ack wait %s: must be positive", destination, o.AckWait)
+	}
+	admit := o.Admit
+	if admit == nil {
+		admit = func(context.Context) error { return nil }
 	}
 	c := &consumption{
 		q:           q,
 		ctx:         ctx,
 		destination: destination,
-		maxInFlight: maxInFlight,
+		window:      o.Window,
+		admit:       admit,
 		handler:     h,
 		stopping:    make(chan struct{}),
 		done:        make(chan struct{}),
-		msgs:        make(chan jetstream.Msg),
 		config: jetstream.ConsumerConfig{
 			Durable:       consumerName(destination),
 			Description:   "Fanout deliveries to " + destination,
 			FilterSubject: jobsSubjectPrefix + destination,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       ackWait,
+			AckWait:       o.AckWait,
 			MaxDeliver:    -1,
-			MaxAckPending: maxInFlight,
+			MaxAckPending: o.Window,
 		},
 	}
+	c.admitCtx, c.stopAdmit = context.WithCancel(ctx)
 
 	q.mu.Lock()
 	if q.closed {
@@ -143,42 +191,47 @@ func (q *Queue) forget(c *consumption) {
 	q.mu.Unlock()
 }
 
-// consumption is a running Consume: a JetStream pull consumption (nats.go's
-// Consume, which keeps pull requests outstanding, watches heartbeats and
-// recovers from reconnects by itself) whose callback hands each message to one
-// of maxInFlight workers. The server never has more than maxInFlight
-// unacknowledged messages for the consumer, so a message always finds a free
-// worker soon; until it does, the callback waits, which holds further
-// deliveries back.
+// consumption is a running Consume: a JetStream pull consumption (nats.go's Consume, which
+// keeps pull requests outstanding, watches heartbeats and recovers from reconnects by
+// itself) whose callback admits each message and starts its handler. While Admit waits, the
+// callback waits, and the client pulls nothing more than its small buffer: the queue keeps
+// what the destination cannot take yet, for this replica or another.
 //
-// (An iterator shared by the workers, MessagesContext.Next, was tried first:
-// under load it sometimes left the consumer idle with messages pending until
-// its pull request expired.)
+// (An iterator shared by workers, MessagesContext.Next, was tried first: under load it
+// sometimes left the consumer idle with messages pending until its pull request expired.)
 type consumption struct {
 	q            *Queue
 	ctx          context.Context
 	destination  string
-	maxInFlight  int
+	window       int
+	admit        func(context.Context) error
 	handler      Handler
 	config       jetstream.ConsumerConfig
 	stopOnCancel func() bool
 
+	admitCtx  context.Context // ends with Stop, so that a waiting Admit gives up
+	stopAdmit context.CancelFunc
+
 	stopOnce sync.Once
 	stopping chan struct{} // closed by Stop
-	done     chan struct{} // closed when every worker has returned
+	done     chan struct{} // closed when every handler has returned
 
-	msgs    chan jetstream.Msg // callback -> workers
-	workers sync.WaitGroup
+	handlers sync.WaitGroup
 
 	mu sync.Mutex
 	cc jetstream.ConsumeContext // the current consumption
 }
 
-// Stop stops fetching and waits for the handlers in flight. Messages fetched
-// but not yet handled are redelivered after the ack wait.
+// pullBuffer is how many messages the client asks for ahead of Admit: enough to keep a
+// free slot busy, few enough that a stop hands back little.
+const pullBuffer = 8
+
+// Stop stops fetching and waits for the handlers in flight. Messages fetched but not yet
+// handled are handed back for another attempt at once.
 func (c *consumption) Stop() {
 	c.stopOnce.Do(func() {
 		close(c.stopping)
+		c.stopAdmit()
 		c.mu.Lock()
 		if c.cc != nil {
 			// Drain, not Stop: the messages already on their way still reach the callback,
@@ -199,25 +252,47 @@ func (c *consumption) stopped() bool {
 	}
 }
 
-// start creates or updates the consumer and starts consuming it into c.msgs.
-// ended receives the error that ends the consumption on its own (consumer
-// deleted), if any.
+// receive is the pull consumption's callback: admit m, then handle it in a goroutine of its
+// own. A message that arrives while stopping, or whose admission gave up, is handed back.
+func (c *consumption) receive(m jetstream.Msg) {
+	if c.stopped() || c.admit(c.admitCtx) != nil {
+		c.handBack(m)
+		return
+	}
+	c.handlers.Go(func() { c.handle(m) })
+}
+
+// handBack gives m back for an attempt at once, keeping its attempt number: stored anew and
+// acknowledged, since a plain negative acknowledgement would count as a delivery.
+func (c *consumption) handBack(m jetstream.Msg) {
+	msg, err := c.message(m)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), handBackTimeout)
+		err = msg.Later(ctx, msg.attempt, time.Now())
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	c.q.log.Debug("cannot hand a job back; it is redelivered", "destination", c.destination, "error", err)
+	_ = m.Nak()
+}
+
+// handBackTimeout bounds storing a job handed back on stop.
+const handBackTimeout = 5 * time.Second
+
+// start creates or updates the consumer and starts consuming it. ended receives the error
+// that ends the consumption on its own (consumer deleted), if any.
 func (c *consumption) start(ctx context.Context, ended chan<- error) error {
 	cons, err := c.q.jobs.CreateOrUpdateConsumer(ctx, c.config)
 	if err != nil {
 		return fmt.Errorf("queue: consume %q: create or update consumer: %w", c.destination, err)
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case c.msgs <- m:
-		case <-c.stopping:
-			// Not handled: given back at once. Left unacknowledged it would wait out the ack
-			// wait (minutes) while holding a MaxAckPending slot, though the consumption that
-			// replaces this one (a reload) or another replica could deliver it now.
-			_ = m.Nak()
-		}
-	},
-		jetstream.PullMaxMessages(c.maxInFlight),
+	if err := c.q.ensureCensus(ctx, c.destination); err != nil {
+		return err
+	}
+	cc, err := cons.Consume(c.receive,
+		jetstream.PullMaxMessages(min(c.window, pullBuffer)),
 		// Under load the client's count of requested messages can drift from the server's
 		// waiting pull requests, leaving the consumer idle with messages pending until the
 		// request expires: a short expiry bounds that pause to about a second.
@@ -244,23 +319,11 @@ func (c *consumption) start(ctx context.Context, ended chan<- error) error {
 	return nil
 }
 
-// run starts the workers, then waits for Stop; should the consumption end on
-// its own (the consumer was deleted), it starts it again until Stop.
+// run waits for Stop; should the consumption end on its own (the consumer was deleted), it
+// starts it again until Stop.
 func (c *consumption) run(ended chan error) {
-	for range c.maxInFlight {
-		c.workers.Go(func() {
-			for {
-				select {
-				case m := <-c.msgs:
-					c.handle(m)
-				case <-c.stopping:
-					return
-				}
-			}
-		})
-	}
 	defer func() {
-		c.workers.Wait()
+		c.handlers.Wait()
 		if c.stopOnCancel != nil {
 			c.stopOnCancel()
 		}
@@ -271,6 +334,16 @@ func (c *consumption) run(ended chan error) {
 	for {
 		select {
 		case <-c.stopping:
+			c.mu.Lock()
+			cc := c.cc
+			c.mu.Unlock()
+			if cc != nil {
+				// The drained messages reach receive, which hands them back.
+				select {
+				case <-cc.Closed():
+				case <-time.After(drainWait):
+				}
+			}
 			return
 		case err := <-ended:
 			if c.q.nc.IsClosed() {
@@ -296,24 +369,34 @@ func (c *consumption) run(ended chan error) {
 	}
 }
 
-// handle decodes m and runs the handler. A message that is not a job frame
-// cannot be delivered; it goes to the dead-letter queue so that nothing is
-// dropped silently.
-func (c *consumption) handle(m jetstream.Msg) {
+// drainWait bounds the wait for the messages already on their way when a consumption stops.
+const drainWait = 5 * time.Second
+
+// message decodes m into a Message.
+func (c *consumption) message(m jetstream.Msg) (*Message, error) {
 	meta, err := m.Metadata()
 	if err != nil {
-		c.q.log.Error("message without JetStream metadata", "destination", c.destination, "error", err)
-		return
+		return nil, fmt.Errorf("message without JetStream metadata: %w", err)
 	}
-	msg := &Message{
-		msg:      m,
-		seq:      meta.Sequence.Stream,
-		attempt:  int(meta.NumDelivered),
-		storedAt: meta.Timestamp,
-	}
+	msg := &Message{q: c.q, msg: m, seq: meta.Sequence.Stream}
 	msg.Job, err = decodeFrame(m.Data())
+	msg.attempt = msg.Job.Attempt + int(meta.NumDelivered) - 1
 	if err != nil {
 		msg.Job = Job{Destination: c.destination, Body: m.Data()}
+		msg.attempt = int(meta.NumDelivered)
+	}
+	return msg, err
+}
+
+// handle decodes m and runs the handler. A message that is not a job frame cannot be
+// delivered; it goes to the dead-letter queue so that nothing is dropped silently.
+func (c *consumption) handle(m jetstream.Msg) {
+	msg, err := c.message(m)
+	if msg == nil {
+		c.q.log.Error("cannot read a job", "destination", c.destination, "error", err)
+		return
+	}
+	if err != nil {
 		reason := "undecodable job: " + err.Error()
 		if derr := c.q.DeadLetter(c.ctx, msg, DeadLetterInfo{Reason: reason, Attempts: msg.attempt}); derr != nil {
 			c.q.log.Error("cannot dead-letter an undecodable job", "destination", c.destination, "seq", msg.seq, "error", derr)

@@ -293,7 +293,8 @@ func (q *Queue) deleteDeadLetter(ctx context.Context, id uint64) error {
 	return err
 }
 
-// ReplayDeadLetter queues the job of dead letter id again for its destination,
+// ReplayDeadLetter queues the job of dead letter id again for its destination, as a new
+// series of attempts,
 // waits for that write to be acknowledged, then deletes the dead letter. The
 // replayed job gets a new dedup id, derived from id, so replaying the same
 // dead letter twice within the dedup window stores it once.
@@ -305,6 +306,9 @@ func (q *Queue) ReplayDeadLetter(ctx context.Context, id uint64) error {
 	if err := checkDestination(dl.Destination); err != nil {
 		return fmt.Errorf("queue: replay dead letter %d: %w", id, err)
 	}
+	// A replay starts again at attempt 1, and its max_age counts from now: it would
+	// otherwise die again at its first failure.
+	dl.Job.Attempt, dl.Job.Since = 1, time.Now()
 	frame := appendFrame(make([]byte, 0, frameSize(&dl.Job)), &dl.Job)
 	msgID := dl.EventID + "." + dl.Destination + ".replay." + strconv.FormatUint(id, 10)
 	_, err = q.js.PublishMsg(ctx, &nats.Msg{

@@ -11,11 +11,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Pending counts the jobs stored for destination and not yet acknowledged
-// (those in flight and those waiting for a retry included), and returns the
-// ReceivedAt of the first one stored (zero when none). It costs two small
-// requests answered from the stream's subject index, so it can run every few
-// seconds per destination for metrics.
+// Pending counts the jobs stored for destination and not yet acknowledged: waiting, handed
+// out, and waiting for a retry. It returns the ReceivedAt of the oldest it finds (zero when
+// none): the first one stored of those waiting or handed out, and of those waiting for a
+// retry. It costs a few small requests answered from the stream's subject index and the
+// consumers' state, so it can run every few seconds per destination for metrics.
 func (q *Queue) Pending(ctx context.Context, destination string) (count int, oldest time.Time, err error) {
 	if err := checkDestination(destination); err != nil {
 		return 0, time.Time{}, fmt.Errorf("queue: pending: %w", err)
@@ -26,21 +26,64 @@ func (q *Queue) Pending(ctx context.Context, destination string) (count int, old
 		return 0, time.Time{}, fmt.Errorf("queue: pending of %q: %w", destination, err)
 	}
 	count = int(info.State.Subjects[subject])
+	retries, err := q.retries(ctx, destination)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("queue: pending of %q: %w", destination, err)
+	}
+	count += retries
 	if count == 0 {
 		return 0, time.Time{}, nil
 	}
-	first, err := q.jobs.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return count, time.Time{}, nil // acknowledged meanwhile
-	}
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("queue: pending of %q: oldest job: %w", destination, err)
-	}
-	oldest, err = receivedAtOf(first.Data)
-	if err != nil || oldest.IsZero() {
-		oldest = first.Time // not a job frame: when it was stored is the best we know
+	for _, filter := range []string{subject, retrySubjectPrefix + destination + ".*"} {
+		first, err := q.jobs.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // none, or acknowledged meanwhile
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("queue: pending of %q: oldest job: %w", destination, err)
+		}
+		at, err := receivedAtOf(first.Data)
+		if err != nil || at.IsZero() {
+			at = first.Time // not a job frame: when it was stored is the best we know
+		}
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
 	}
 	return count, oldest, nil
+}
+
+// censusName is the consumer that counts destination's retries waiting for their time. It
+// is never consumed: its pending count is the number of schedules stored on the
+// destination's retry subjects. '~' cannot appear in a destination name, so it cannot
+// collide with a destination's own consumer.
+func censusName(destination string) string { return "retries~" + destination }
+
+// ensureCensus creates the census consumer of destination if it does not exist.
+func (q *Queue) ensureCensus(ctx context.Context, destination string) error {
+	_, err := q.jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       censusName(destination),
+		Description:   "Counts the retries of " + destination + " waiting for their time (never consumed)",
+		FilterSubject: retrySubjectPrefix + destination + ".*",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("queue: create the retry census of %q: %w", destination, err)
+	}
+	return nil
+}
+
+// retries counts destination's retries waiting for their time. Consume creates the census
+// before the first retry can be stored; without one there is none.
+func (q *Queue) retries(ctx context.Context, destination string) (int, error) {
+	c, err := q.jobs.Consumer(ctx, censusName(destination))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("retry census: %w", err)
+	}
+	return int(c.CachedInfo().NumPending), nil
 }
 
 // QueuedDestinations returns, sorted, the destinations that have a consumer
@@ -50,8 +93,11 @@ func (q *Queue) QueuedDestinations(ctx context.Context) ([]string, error) {
 	seen := make(map[string]struct{})
 	consumers := q.jobs.ListConsumers(ctx)
 	for ci := range consumers.Info() {
-		if d, ok := strings.CutPrefix(ci.Config.FilterSubject, jobsSubjectPrefix); ok {
+		filter := ci.Config.FilterSubject
+		if d, ok := strings.CutPrefix(filter, jobsSubjectPrefix); ok {
 			seen[d] = struct{}{}
+		} else if d, ok := strings.CutPrefix(filter, retrySubjectPrefix); ok {
+			seen[strings.TrimSuffix(d, ".*")] = struct{}{}
 		}
 	}
 	if err := consumers.Err(); err != nil {
@@ -81,9 +127,26 @@ func (q *Queue) RemoveDestination(ctx context.Context, destination, reason strin
 	if err := checkDestination(destination); err != nil {
 		return 0, fmt.Errorf("queue: remove destination: %w", err)
 	}
-	subject := jobsSubjectPrefix + destination
+	for _, filter := range []string{jobsSubjectPrefix + destination, retrySubjectPrefix + destination + ".*"} {
+		n, err := q.deadLetterAll(ctx, destination, filter, reason)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	for _, name := range []string{consumerName(destination), censusName(destination)} {
+		err = q.jobs.DeleteConsumer(ctx, name)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return moved, fmt.Errorf("queue: remove destination %q: delete consumer %s: %w", destination, name, err)
+		}
+	}
+	return moved, nil
+}
+
+// deadLetterAll moves every job stored on subjects matching filter to the dead-letter queue.
+func (q *Queue) deadLetterAll(ctx context.Context, destination, filter, reason string) (moved int, err error) {
 	for seq := uint64(0); ; {
-		raw, err := q.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		raw, err := q.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -106,10 +169,6 @@ func (q *Queue) RemoveDestination(ctx context.Context, destination, reason strin
 		}
 		moved++
 		seq = raw.Sequence + 1
-	}
-	err = q.jobs.DeleteConsumer(ctx, consumerName(destination))
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return moved, fmt.Errorf("queue: remove destination %q: delete consumer: %w", destination, err)
 	}
 	return moved, nil
 }

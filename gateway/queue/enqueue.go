@@ -2,8 +2,10 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +17,10 @@ import (
 // caller must then not tell the sender the callback was accepted. Jobs whose
 // write was sent before the failure may still be stored; a retry of the same
 // callback is then suppressed as a duplicate.
+//
+// A job whose destination's backlog is full (see SetBacklogLimits) is stored
+// as a dead letter with reason ReasonBacklogFull instead, and
+// Options.BacklogFull is told once the writes are acknowledged.
 //
 // This is the hot path of every callback, so all jobs are published before
 // any ack is awaited, and the frames, subjects and ids of one call share a
@@ -60,12 +66,24 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 	ids := make([]string, len(jobs))
 	var stack [4]jetstream.PubAckFuture
 	futures := stack[:0]
+	full := q.full.Load()
+	diverted := 0
 	off := 0
 	for i := range jobs {
 		j := &jobs[i]
 		subjectLen := len(jobsSubjectPrefix) + len(j.Destination)
 		idLen := len(j.EventID) + 1 + len(j.Destination)
 		ids[i] = all[off+subjectLen : off+subjectLen+idLen]
+		if full != nil && (*full)[j.Destination] {
+			off += subjectLen + idLen
+			f, err := q.publishBacklogFull(j)
+			if err != nil {
+				return fmt.Errorf("queue: enqueue event %s to %q: %w", j.EventID, j.Destination, err)
+			}
+			futures = append(futures, f)
+			diverted++
+			continue
+		}
 		start := len(buf)
 		buf = appendFrame(buf, j)
 		msgs[i] = nats.Msg{
@@ -94,5 +112,26 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 			return fmt.Errorf("queue: enqueue event %s to %q: %w", jobs[i].EventID, jobs[i].Destination, errClosed)
 		}
 	}
+	if diverted > 0 && q.backlogFull != nil {
+		for i := range jobs {
+			if (*full)[jobs[i].Destination] {
+				q.backlogFull(jobs[i].Destination)
+			}
+		}
+	}
 	return nil
+}
+
+// publishBacklogFull stores j as a dead letter with reason ReasonBacklogFull, without
+// waiting for the ack.
+func (q *Queue) publishBacklogFull(j *Job) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(newDeadLetterRecord(j, DeadLetterInfo{Reason: ReasonBacklogFull}, time.Now().UTC()))
+	if err != nil {
+		return nil, fmt.Errorf("encode the dead letter: %w", err)
+	}
+	return q.js.PublishMsgAsync(&nats.Msg{
+		Subject: dlqSubjectPrefix + j.Destination,
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{j.EventID + "." + j.Destination + ".full"}},
+		Data:    data,
+	})
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,15 +18,20 @@ const waitTimeout = 15 * time.Second
 // end of the test.
 func openTest(t testing.TB, dir string) *Queue {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return openTestOptions(t, Options{Dir: dir})
+}
+
+// openTestOptions opens an embedded queue with o, filling in the test defaults: a fresh
+// directory, a dedup window of a minute, dead letters kept an hour, no log.
+func openTestOptions(t testing.TB, o Options) *Queue {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
 	}
-	q, err := Open(testContext(t), Options{
-		Dir:              dir,
-		DedupWindow:      time.Minute,
-		DeadLetterMaxAge: time.Hour,
-		Logger:           slog.New(slog.DiscardHandler),
-	})
+	o.DedupWindow = cmp.Or(o.DedupWindow, time.Minute)
+	o.DeadLetterMaxAge = cmp.Or(o.DeadLetterMaxAge, time.Hour)
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
+	q, err := Open(testContext(t), o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -83,6 +89,10 @@ func sameJob(got, want Job) string {
 		return fmt.Sprintf("ReceivedAt %v, want %v", got.ReceivedAt, want.ReceivedAt)
 	case got.RequestID != want.RequestID:
 		return fmt.Sprintf("RequestID %q, want %q", got.RequestID, want.RequestID)
+	case !got.AttemptsSince().Equal(want.AttemptsSince()):
+		return fmt.Sprintf("AttemptsSince %v, want %v", got.AttemptsSince(), want.AttemptsSince())
+	case max(got.Attempt, 1) != max(want.Attempt, 1):
+		return fmt.Sprintf("Attempt %d, want %d", got.Attempt, max(want.Attempt, 1))
 	}
 	return ""
 }
@@ -137,7 +147,7 @@ func consume(t testing.TB, q *Queue, destination string, maxInFlight int, h Hand
 
 func consumeAckWait(t testing.TB, q *Queue, destination string, maxInFlight int, ackWait time.Duration, h Handler) Consumption {
 	t.Helper()
-	c, err := q.Consume(context.Background(), destination, maxInFlight, ackWait, h)
+	c, err := q.Consume(context.Background(), destination, ConsumeOptions{Window: maxInFlight, AckWait: ackWait}, h)
 	if err != nil {
 		t.Fatalf("Consume(%q): %v", destination, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,8 +22,12 @@ import (
 const (
 	jobsStream        = "FANOUT_JOBS"
 	jobsSubjectPrefix = "fanout.jobs."
-	dlqStream         = "FANOUT_DLQ"
-	dlqSubjectPrefix  = "fanout.dlq."
+	// retrySubjectPrefix holds the retries waiting for their time: one JetStream message
+	// schedule each, on fanout.retry.<destination>.<event>-<attempt>, which the server
+	// moves to fanout.jobs.<destination> when it is due.
+	retrySubjectPrefix = "fanout.retry."
+	dlqStream          = "FANOUT_DLQ"
+	dlqSubjectPrefix   = "fanout.dlq."
 )
 
 const (
@@ -59,6 +64,12 @@ type Queue struct {
 	closing chan struct{} // closed when Close begins: waits give up
 	dedup   bool          // jobs carry a message id (Options.DedupWindow > 0)
 
+	backlogFull func(destination string)        // Options.BacklogFull
+	limitsMu    sync.Mutex                      // guards limits
+	limits      map[string]BacklogLimit         // SetBacklogLimits
+	recount     chan struct{}                   // asks census to count now
+	full        atomic.Pointer[map[string]bool] // by destination, as of the last count
+
 	mu           sync.Mutex
 	closed       bool
 	consumptions map[*consumption]struct{}
@@ -67,7 +78,7 @@ type Queue struct {
 // Open connects to (or embeds) JetStream and creates or updates the streams.
 func Open(ctx context.Context, o Options) (*Queue, error) {
 	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{}),
-		dedup: o.DedupWindow > 0}
+		dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull, recount: make(chan struct{}, 1)}
 	if q.log == nil {
 		q.log = slog.Default()
 	}
@@ -104,6 +115,7 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 		q.shutdown()
 		return nil, err
 	}
+	go q.census()
 	return q, nil
 }
 
@@ -121,13 +133,16 @@ func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) erro
 	q.jobs, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        jobsStream,
 		Description: "Fanout deliveries waiting for their destination",
-		Subjects:    []string{jobsSubjectPrefix + "*"},
+		Subjects:    []string{jobsSubjectPrefix + "*", retrySubjectPrefix + "*.*"},
 		// WorkQueue: a job is stored until its destination's consumer
 		// acknowledges it, and each destination has exactly one consumer.
-		Retention:  jetstream.WorkQueuePolicy,
-		Storage:    jetstream.FileStorage,
-		Duplicates: dedupWindow(o.DedupWindow),
-		Replicas:   replicas,
+		Retention: jetstream.WorkQueuePolicy,
+		// A retry waits as a message schedule (see Message.Later): stored, holding no
+		// place in the consumer's window, moved back to the jobs subject when due.
+		AllowMsgSchedules: true,
+		Storage:           jetstream.FileStorage,
+		Duplicates:        dedupWindow(o.DedupWindow),
+		Replicas:          replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("queue: create or update stream %s: %w", jobsStream, err)
@@ -154,6 +169,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Se
 		ServerName:             "fanout-embedded",
 		JetStream:              true,
 		StoreDir:               o.Dir,
+		JetStreamMaxStore:      o.MaxBytes,
 		SyncAlways:             o.SyncAlways,
 		SyncInterval:           o.SyncInterval,
 		DontListen:             true,

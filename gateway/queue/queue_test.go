@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,15 +109,15 @@ func TestDuplicateSuppressedWithinDedupWindow(t *testing.T) {
 	}
 }
 
-func TestRetryRedeliversAfterDelay(t *testing.T) {
+func TestLaterRedeliversWhenDue(t *testing.T) {
 	q := openTest(t, "")
 	const delay = 200 * time.Millisecond
 	var retriedAt atomic.Int64
 	r := recorder{act: func(m *Message) {
 		if m.Attempt() == 1 {
 			retriedAt.Store(time.Now().UnixNano())
-			if err := m.Retry(delay); err != nil {
-				t.Errorf("Retry: %v", err)
+			if err := m.Later(context.Background(), m.Attempt()+1, time.Now().Add(delay)); err != nil {
+				t.Errorf("Later: %v", err)
 			}
 			return
 		}
@@ -133,12 +134,14 @@ func TestRetryRedeliversAfterDelay(t *testing.T) {
 	if got[0].attempt != 1 || got[1].attempt != 2 {
 		t.Errorf("attempts = %d, %d; want 1, 2", got[0].attempt, got[1].attempt)
 	}
-	if diff := sameJob(got[1].job, testJob("1", "flaky")); diff != "" {
+	want := testJob("1", "flaky")
+	want.Attempt = 2
+	if diff := sameJob(got[1].job, want); diff != "" {
 		t.Errorf("redelivered job: %s", diff)
 	}
 	// A lower bound the server guarantees, not a timing measurement.
 	if waited := got[1].at.Sub(time.Unix(0, retriedAt.Load())); waited < delay {
-		t.Errorf("redelivered %s after Retry(%s)", waited, delay)
+		t.Errorf("redelivered %s after Later(%s)", waited, delay)
 	}
 	waitFor(t, "the ack", func() bool { return pending(t, q, "flaky") == 0 })
 }
@@ -211,7 +214,7 @@ func TestConsumeAgainUpdatesTheConsumer(t *testing.T) {
 	q := openTest(t, "")
 	ctx := testContext(t)
 	g := newGate()
-	old, err := q.Consume(ctx, "d", 2, 10*time.Second, g.handle)
+	old, err := q.Consume(ctx, "d", ConsumeOptions{Window: 2, AckWait: 10 * time.Second}, g.handle)
 	if err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
@@ -244,7 +247,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	started := make(chan struct{})
 	var finished atomic.Bool
 	release := make(chan struct{})
-	c, err := q.Consume(context.Background(), "d", 1, 30*time.Second, func(_ context.Context, m *Message) {
+	c, err := q.Consume(context.Background(), "d", ConsumeOptions{Window: 1, AckWait: 30 * time.Second}, func(_ context.Context, m *Message) {
 		close(started)
 		<-release
 		m.Ack()
@@ -275,7 +278,7 @@ func TestConsumeStopsWhenContextEnds(t *testing.T) {
 	q := openTest(t, "")
 	ctx, cancel := context.WithCancel(context.Background())
 	var r recorder
-	c, err := q.Consume(ctx, "d", 2, 30*time.Second, r.handle)
+	c, err := q.Consume(ctx, "d", ConsumeOptions{Window: 2, AckWait: 30 * time.Second}, r.handle)
 	if err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
@@ -422,6 +425,7 @@ func TestDeadLetters(t *testing.T) {
 
 	t.Run("replay", func(t *testing.T) {
 		replayed := all[2]
+		before := time.Now()
 		if err := q.ReplayDeadLetter(ctx, replayed.ID); err != nil {
 			t.Fatalf("ReplayDeadLetter: %v", err)
 		}
@@ -435,6 +439,12 @@ func TestDeadLetters(t *testing.T) {
 		consume(t, q, "b", 1, r.handle)
 		waitFor(t, "the replayed job", func() bool { return r.count() == 1 && pending(t, q, "b") == 0 })
 		got := r.deliveries()[0]
+		// A replay is a new series of attempts: its max_age counts from the replay.
+		if since := got.job.AttemptsSince(); since.Before(before) || !got.job.ReceivedAt.Equal(replayed.ReceivedAt) {
+			t.Errorf("replayed job: AttemptsSince %v, ReceivedAt %v; want the replay time (after %v) and the original %v",
+				since, got.job.ReceivedAt, before, replayed.ReceivedAt)
+		}
+		got.job.Since = time.Time{}
 		if diff := sameJob(got.job, replayed.Job); diff != "" {
 			t.Errorf("replayed job: %s", diff)
 		}
@@ -476,7 +486,7 @@ func TestDeadLetterTwiceIsStoredOnce(t *testing.T) {
 			if err := q.publishDeadLetter(ctx, &m.Job, m.seq, DeadLetterInfo{Reason: "first"}); err != nil {
 				t.Errorf("publishDeadLetter: %v", err)
 			}
-			m.Retry(0)
+			m.msg.Nak() // left to JetStream, like a copy whose handler died
 			return
 		}
 		if err := q.DeadLetter(ctx, m, DeadLetterInfo{Reason: "second"}); err != nil {
@@ -647,7 +657,7 @@ func TestAfterClose(t *testing.T) {
 	if err := q.Enqueue(ctx, []Job{testJob("1", "d")}); err == nil {
 		t.Error("Enqueue after Close succeeded")
 	}
-	if _, err := q.Consume(ctx, "d", 1, time.Second, (&recorder{}).handle); err == nil {
+	if _, err := q.Consume(ctx, "d", ConsumeOptions{Window: 1, AckWait: time.Second}, (&recorder{}).handle); err == nil {
 		t.Error("Consume after Close succeeded")
 	}
 	if _, _, err := q.Pending(ctx, "d"); err == nil {
@@ -695,4 +705,91 @@ func TestConcurrentEnqueue(t *testing.T) {
 			t.Errorf("Pending(%q) = %d, want %d", d, n, writers*perWriter)
 		}
 	}
+}
+
+// TestBacklogBound: past its bound, a destination's new jobs are stored as dead letters
+// with reason "backlog full", counted; other destinations are not affected; and once the
+// backlog drains below the bound, new jobs are queued again.
+func TestBacklogBound(t *testing.T) {
+	var mu sync.Mutex
+	diverted := map[string]int{}
+	q := openTestOptions(t, Options{BacklogFull: func(d string) {
+		mu.Lock()
+		diverted[d]++
+		mu.Unlock()
+	}})
+	ctx := testContext(t)
+	q.SetBacklogLimits(map[string]BacklogLimit{"bounded": {Jobs: 3}})
+	for i := range 3 {
+		if err := q.Enqueue(ctx, []Job{testJob(fmt.Sprint(i), "bounded"), testJob(fmt.Sprint(i), "free")}); err != nil {
+			t.Fatalf("Enqueue %d: %v", i, err)
+		}
+	}
+	waitFor(t, "the bound to be seen", func() bool { return q.BacklogFull("bounded") })
+	if q.BacklogFull("free") {
+		t.Error(`BacklogFull("free") = true, want false: it has no bound`)
+	}
+	for i := 3; i < 5; i++ {
+		if err := q.Enqueue(ctx, []Job{testJob(fmt.Sprint(i), "bounded"), testJob(fmt.Sprint(i), "free")}); err != nil {
+			t.Fatalf("Enqueue %d: %v", i, err)
+		}
+	}
+	if n := pending(t, q, "bounded"); n != 3 {
+		t.Errorf("bounded: pending %d, want 3", n)
+	}
+	if n := pending(t, q, "free"); n != 5 {
+		t.Errorf("free: pending %d, want 5", n)
+	}
+	items, _, err := q.ListDeadLetters(ctx, DeadLetterFilter{Destination: "bounded"}, 0, 10)
+	if err != nil || len(items) != 2 {
+		t.Fatalf("dead letters of bounded = %d, %v; want 2", len(items), err)
+	}
+	for _, dl := range items {
+		if dl.Reason != ReasonBacklogFull || dl.EventID != "ev-3" && dl.EventID != "ev-4" {
+			t.Errorf("dead letter %s: reason %q, want %q for ev-3 and ev-4", dl.EventID, dl.Reason, ReasonBacklogFull)
+		}
+	}
+	mu.Lock()
+	if diverted["bounded"] != 2 || diverted["free"] != 0 {
+		t.Errorf("BacklogFull told %v, want bounded: 2", diverted)
+	}
+	mu.Unlock()
+
+	// Drained: new jobs are queued again.
+	var r recorder
+	consume(t, q, "bounded", 1, r.handle)
+	waitFor(t, "the backlog to drain and be counted", func() bool { return pending(t, q, "bounded") == 0 && !q.BacklogFull("bounded") })
+	if err := q.Enqueue(ctx, []Job{testJob("5", "bounded")}); err != nil {
+		t.Fatalf("Enqueue after the drain: %v", err)
+	}
+	waitFor(t, "the new job delivered", func() bool { return r.count() == 4 })
+}
+
+// TestStoreBound: an embedded store at its size bound refuses writes (the callback is
+// answered 503), and takes them again once deliveries free space.
+func TestStoreBound(t *testing.T) {
+	q := openTestOptions(t, Options{MaxBytes: 1 << 20})
+	ctx := testContext(t)
+	big := testJob("big", "d")
+	big.Body = []byte(`{"Text":"` + strings.Repeat("x", 64<<10) + `"}`)
+	var refused error
+	stored := 0
+	for i := range 64 { // 64 x 64 KiB is four times the bound
+		j := big
+		j.EventID = fmt.Sprint("big-", i)
+		if refused = q.Enqueue(ctx, []Job{j}); refused != nil {
+			break
+		}
+		stored++
+	}
+	if refused == nil {
+		t.Fatalf("stored %d jobs of 64 KiB in a 1 MiB store, want a refusal", stored)
+	}
+	t.Logf("refused after %d jobs: %v", stored, refused)
+	var r recorder
+	consume(t, q, "d", 4, r.handle)
+	waitFor(t, "the stored jobs delivered", func() bool { return r.count() == stored && pending(t, q, "d") == 0 })
+	j := big
+	j.EventID = "after"
+	waitFor(t, "a write to be taken again", func() bool { return q.Enqueue(ctx, []Job{j}) == nil })
 }
