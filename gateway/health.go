@@ -19,6 +19,7 @@ type DestinationHealth struct {
 // its last error. It goes away when the destination is removed.
 type destState struct {
 	breaker *delivery.Breaker
+	slots   *delivery.Slots // concurrency: the requests in flight
 
 	mu          sync.Mutex
 	lastError   string
@@ -32,7 +33,7 @@ func (g *Gateway) state(name string) *destState {
 	if s := g.states[name]; s != nil {
 		return s
 	}
-	s := &destState{}
+	s := &destState{slots: delivery.NewSlots(1)}
 	s.breaker = delivery.NewBreaker(func(paused bool, until time.Time) {
 		if paused {
 			g.metrics.destinationPause.WithLabelValues(name).Set(1)

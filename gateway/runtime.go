@@ -51,6 +51,9 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 			errs = append(errs, err)
 			continue
 		}
+		if g != nil {
+			dd.Slots = g.state(d.Name).slots // its limit is set when the runtime goes live
+		}
 		rt.dests[d.Name] = dd
 	}
 	if err := errors.Join(errs...); err != nil {

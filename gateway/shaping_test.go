@@ -380,7 +380,7 @@ routes:
 		if name == "breaker" {
 			w.Breaker = breaker
 		}
-		c, err := q.Consume(context.Background(), name, concurrency, delivery.AckWait(d), w.Handle)
+		c, err := q.Consume(context.Background(), name, queue.ConsumeOptions{Window: concurrency, AckWait: delivery.AckWait(d)}, w.Handle)
 		if err != nil {
 			t.Fatalf("Consume: %v", err)
 		}
@@ -423,7 +423,11 @@ routes:
 	}
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("not every delivery was made %s after the endpoints recovered", deadline.Sub(f.until))
+			_, gw, _ := f.counts("/gateway")
+			_, nb, _ := f.counts("/nobreaker")
+			_, br, _ := f.counts("/breaker")
+			t.Fatalf("not every delivery was made %s after the endpoints recovered: flaky %d, nobreaker %d, breaker %d, down %d of %d",
+				deadline.Sub(f.until), gw, nb, br, downDelivered(), jobs)
 		}
 		if down == nil && !time.Now().Before(f.until) {
 			ln, err := net.Listen("tcp", downAddr)

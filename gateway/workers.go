@@ -34,6 +34,7 @@ type worker struct {
 // Callers hold g.mu.
 func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 	for _, d := range rt.cfg.Destinations {
+		g.state(d.Name).slots.SetLimit(d.Concurrency)
 		dest := rt.dests[d.Name]
 		ackWait := delivery.AckWait(dest)
 		old := g.workers[d.Name]
@@ -46,7 +47,8 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		} else {
 			w.ctx, w.cancel = context.WithCancel(g.workCtx)
 		}
-		c, err := g.queue.Consume(w.ctx, d.Name, d.Concurrency, ackWait, g.handler(d.Name))
+		h := g.handler(d.Name)
+		c, err := g.queue.Consume(w.ctx, d.Name, queue.ConsumeOptions{Window: window(d.Concurrency), AckWait: ackWait, Admit: h.Admit}, h.Handle)
 		if err != nil {
 			if old == nil {
 				w.cancel()
@@ -100,9 +102,14 @@ func (g *Gateway) dropUnknownDestinations(ctx context.Context) error {
 	return nil
 }
 
+// window is how many jobs of a destination with concurrency c are handed out at once, across
+// replicas: those being sent (at most c per replica) and those between two quick attempts,
+// which hold no slot. It bounds the memory a destination's jobs in hand take.
+func window(c int) int { return 4*c + 64 }
+
 // handler is the queue handler of one destination: a delivery.Worker reading the live
 // destination for every message, with the destination's pause breaker.
-func (g *Gateway) handler(name string) queue.Handler {
+func (g *Gateway) handler(name string) *delivery.Worker {
 	st := g.state(name)
 	w := &delivery.Worker{
 		Queue:  g.queue,
@@ -114,5 +121,5 @@ func (g *Gateway) handler(name string) queue.Handler {
 		Logger:  g.log,
 		Done:    func(res delivery.Result) { g.finished(name, st, res) },
 	}
-	return w.Handle
+	return w
 }

@@ -8,13 +8,16 @@ import (
 
 // Pause policy: a destination whose rounds keep failing (connection errors, timeouts,
 // 408, 429, 5xx) is paused, so that a dead endpoint does not burn the attempts of every
-// queued delivery. While paused, workers hold their jobs (the queue sends no more: the
-// consumer's in-flight limit is reached) and make no attempt; after the cool-down one round
-// probes the endpoint: success resumes, failure pauses again for twice as long.
+// queued delivery. While paused, workers hold the jobs they were admitted with (their slots
+// are taken, so the queue hands out no more) and make no attempt; after the cool-down one
+// round probes the endpoint with its own job: success resumes, failure pauses again for
+// twice as long, up to PauseMaxCooldown. The cap is short so that an endpoint that answers
+// again gets its backlog within seconds; a probe costs one request, and one attempt of the
+// job it carries, which was due anyway (only due jobs are handed out).
 const (
 	PauseAfter       = 5 // consecutive failed rounds
-	PauseMinCooldown = 5 * time.Second
-	PauseMaxCooldown = 5 * time.Minute
+	PauseMinCooldown = time.Second
+	PauseMaxCooldown = 5 * time.Second
 )
 
 // Breaker is the pause state of one destination, shared by its workers and kept across

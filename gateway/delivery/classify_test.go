@@ -78,7 +78,7 @@ func TestClassify(t *testing.T) {
 			var seen attempts
 			s := NewSender(SenderOptions{Version: "test", Observe: seen.observe})
 
-			res := s.Send(testContext(t), d, testJob(), 1)
+			res := s.Send(testContext(t), d, testJob(), false)
 
 			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.Status != tt.status || res.Gone != tt.gone {
 				t.Errorf("Send = {%s %q status %d gone %t}, want {%s %q status %d gone %t}",
@@ -129,7 +129,7 @@ func TestSendCanceled(t *testing.T) {
 		cancel()
 	}()
 	var seen attempts
-	res := NewSender(SenderOptions{Observe: seen.observe}).Send(ctx, d, testJob(), 1)
+	res := NewSender(SenderOptions{Observe: seen.observe}).Send(ctx, d, testJob(), false)
 	if res.Outcome != Retry || res.Reason != ReasonCanceled || res.Delay != 0 || res.Attempts != 1 {
 		t.Errorf("Send = {%s %q delay %s attempts %d}, want {retry canceled delay 0 attempts 1}", res.Outcome, res.Reason, res.Delay, res.Attempts)
 	}

@@ -16,9 +16,8 @@ import (
 	"time"
 )
 
-// Limiter paces the attempts of one destination. Send calls Wait before every HTTP attempt;
-// an error (the context ended) stops the round like a cancellation. Rate limiting itself is
-// not implemented yet: this is where it plugs in.
+// Limiter paces the attempts of one destination (RateLimit). Send calls Wait before every
+// HTTP attempt; an error (the context ended) stops the round like a cancellation.
 type Limiter interface {
 	Wait(ctx context.Context) error
 }
@@ -40,6 +39,9 @@ type Destination struct {
 	// Its error dead-letters the job (reason "transform"): the same input fails every time.
 	Transform func(rawQuery string, body []byte) ([]byte, error)
 	RateLimit Limiter // nil = unlimited
+	// Slots bound the requests in flight (concurrency); nil = unbounded. Like RateLimit they
+	// belong to the destination's name, kept across reloads.
+	Slots *Slots
 
 	target   *url.URL     // URL parsed
 	redacted string       // URL without userinfo, query and fragment, for logs

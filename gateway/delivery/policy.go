@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// QuickRetryMax is the longest wait that is slept in-process between two attempts. A
-// longer wait ends the round and hands the job back to the queue with that delay: holding
-// a worker and an unacknowledged message for minutes would hide the retry from other
-// replicas and lose it on a crash.
-const QuickRetryMax = 5 * time.Second
+// QuickRetryMax is the longest wait that is slept in-process between two attempts (without
+// a slot: see Slots). A longer wait ends the round and stores the job in the queue until
+// it is due: a job waiting in the process still takes a place in its destination's window
+// of jobs in hand, is invisible to other replicas, and is retried only after the ack wait
+// if the process dies.
+const QuickRetryMax = 2 * time.Second
 
 // Policy is the retry policy of one destination.
 type Policy struct {
@@ -21,7 +22,7 @@ type Policy struct {
 	Max         time.Duration // longest wait, also the cap of a Retry-After
 	Multiplier  float64       // growth of the wait per failed attempt (>= 1)
 	Jitter      float64       // +/- this fraction of the wait, at random (0 <= Jitter < 1)
-	MaxAge      time.Duration // give up when the next attempt would be later than ReceivedAt+MaxAge; 0 = no limit
+	MaxAge      time.Duration // give up when the next attempt would be later than the job's AttemptsSince+MaxAge; 0 = no limit
 }
 
 // Wait is the time to wait after the attempt-th failed attempt (1-based):
@@ -36,8 +37,7 @@ func (p Policy) Wait(attempt int) time.Duration {
 }
 
 // backoff is Wait without jitter. Whether a wait is quick (in-process) is decided on it,
-// not on the jittered wait, so that the number of attempts of a round depends only on the
-// policy: the Worker relies on that to number attempts across redeliveries.
+// not on the jittered wait, so that the longest round depends only on the policy (AckWait).
 func (p Policy) backoff(attempt int) time.Duration {
 	attempt = max(attempt, 1)
 	w := float64(p.Initial) * math.Pow(p.Multiplier, float64(attempt-1))
@@ -56,21 +56,6 @@ func (p Policy) quickRound(first int) int {
 		n++
 	}
 	return n
-}
-
-// firstAttempt maps a JetStream delivery count (1-based) to the number of the first HTTP
-// attempt of that delivery's round. The first delivery makes the quick attempts
-// 1..quickRound(1); every later delivery was scheduled by a wait longer than QuickRetryMax
-// and so makes the attempt after the previous one. The count only grows, so the mapping
-// is deterministic without storing anything, but it can skip numbers: a delivery redelivered
-// after a crash or an expired ack wait, or a round that a long Retry-After ended before its
-// quick attempts were done, consumes a delivery count without making those attempts. The
-// number never goes past MaxAttempts, so a job always gets its last attempt.
-func (p Policy) firstAttempt(delivery int) int {
-	if delivery <= 1 {
-		return 1
-	}
-	return min(p.quickRound(1)+delivery-1, max(p.MaxAttempts, 1))
 }
 
 // validate checks the policy's own invariants.

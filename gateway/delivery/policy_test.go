@@ -47,38 +47,33 @@ func TestPolicyWait(t *testing.T) {
 	}
 }
 
-func TestQuickRoundAndFirstAttempt(t *testing.T) {
+func TestQuickRoundAndAckWait(t *testing.T) {
 	allQuick := Policy{MaxAttempts: 6, Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 3}
 	tests := []struct {
 		name      string
 		p         Policy
-		quick     int         // quickRound(1)
-		firstOf   map[int]int // delivery count -> first attempt
+		quick     int // quickRound(1)
 		ackWaitTO time.Duration
 		ackWait   time.Duration
 	}{
 		{
-			// Waits 1s, 2s, 4s are quick, 8s is not: the first delivery makes attempts 1-4.
-			name: "config defaults", p: configPolicy, quick: 4,
-			firstOf:   map[int]int{0: 1, 1: 1, 2: 5, 3: 6, 9: 12, 10: 12, 500: 12},
+			// Waits 1s and 2s are quick, 4s is not: a round makes at most 3 attempts.
+			name: "config defaults", p: configPolicy, quick: 3,
 			ackWaitTO: 10 * time.Second,
-			ackWait:   4*10*time.Second + 3*6*time.Second + ackWaitMargin,
+			ackWait:   3*10*time.Second + 2*time.Duration(float64(QuickRetryMax)*1.2) + ackWaitMargin,
 		},
 		{
 			name: "every wait quick", p: allQuick, quick: 6,
-			firstOf:   map[int]int{1: 1, 2: 6, 3: 6},
 			ackWaitTO: time.Second,
 			ackWait:   6*time.Second + 5*QuickRetryMax + ackWaitMargin,
 		},
 		{
 			name: "no wait quick", p: Policy{MaxAttempts: 3, Initial: time.Minute, Max: time.Hour, Multiplier: 2}, quick: 1,
-			firstOf:   map[int]int{1: 1, 2: 2, 3: 3, 4: 3},
 			ackWaitTO: 10 * time.Second,
 			ackWait:   10*time.Second + ackWaitMargin,
 		},
 		{
 			name: "one attempt", p: Policy{MaxAttempts: 1, Initial: time.Second, Max: time.Second, Multiplier: 1}, quick: 1,
-			firstOf:   map[int]int{1: 1, 2: 1},
 			ackWaitTO: 10 * time.Second,
 			ackWait:   10*time.Second + ackWaitMargin,
 		},
@@ -87,11 +82,6 @@ func TestQuickRoundAndFirstAttempt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.p.quickRound(1); got != tt.quick {
 				t.Errorf("quickRound(1) = %d, want %d", got, tt.quick)
-			}
-			for delivery, want := range tt.firstOf {
-				if got := tt.p.firstAttempt(delivery); got != want {
-					t.Errorf("firstAttempt(delivery %d) = %d, want %d", delivery, got, want)
-				}
 			}
 			// A later round is never longer than the first one (AckWait relies on it).
 			for a := 2; a <= tt.p.MaxAttempts; a++ {

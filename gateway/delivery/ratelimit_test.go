@@ -157,7 +157,7 @@ func TestSendWaitsForTheRateLimit(t *testing.T) {
 	d := testDestination(t, rc.URL, func(d *Destination) { d.RateLimit = NewRateLimit(10, time.Second) })
 	s := NewSender(SenderOptions{})
 	start := time.Now()
-	res := s.Send(testContext(t), d, testJob(), 1)
+	res := s.Send(testContext(t), d, testJob(), false)
 	took := time.Since(start)
 	if res.Outcome != Delivered || res.Attempts != 3 {
 		t.Fatalf("Send = %s after %d attempts, want delivered after 3", res.Outcome, res.Attempts)
@@ -169,13 +169,13 @@ func TestSendWaitsForTheRateLimit(t *testing.T) {
 
 	limited := testDestination(t, rc.URL, func(d *Destination) { d.RateLimit = NewRateLimit(1, time.Hour) })
 	ctx := testContext(t)
-	if res := s.Send(ctx, limited, testJob(), 1); res.Outcome != Delivered {
+	if res := s.Send(ctx, limited, testJob(), false); res.Outcome != Delivered {
 		t.Fatalf("first Send: %s", res.Outcome)
 	}
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	before := len(rc.requests())
-	res = s.Send(short, limited, testJob(), 1)
+	res = s.Send(short, limited, testJob(), false)
 	if res.Outcome != Retry || res.Reason != ReasonCanceled || res.Attempts != 0 {
 		t.Errorf("Send waiting past its context = %s %q after %d attempts, want retry %q after 0", res.Outcome, res.Reason, res.Attempts, ReasonCanceled)
 	}

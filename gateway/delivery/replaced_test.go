@@ -18,7 +18,7 @@ func TestReplacedDestinationEndsTheRound(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
 	d = testDestination(t, rc.URL, nil)
-	res := NewSender(SenderOptions{}).Send(context.Background(), d, testJob(), 1)
+	res := NewSender(SenderOptions{}).Send(context.Background(), d, testJob(), false)
 	if res.Outcome != Retry || res.Delay != 0 || res.Attempts != 1 {
 		t.Fatalf("got %s after %d attempts with delay %s, want Retry after 1 attempt with no delay", res.Outcome, res.Attempts, res.Delay)
 	}
@@ -28,7 +28,7 @@ func TestReplacedDestinationEndsTheRound(t *testing.T) {
 
 	// Not replaced: the same failures are retried in-process up to MaxAttempts.
 	rc2 := newReceiver(t, status(http.StatusServiceUnavailable, ""))
-	res = NewSender(SenderOptions{}).Send(context.Background(), testDestination(t, rc2.URL, nil), testJob(), 1)
+	res = NewSender(SenderOptions{}).Send(context.Background(), testDestination(t, rc2.URL, nil), testJob(), false)
 	if res.Attempts != quickPolicy.MaxAttempts {
 		t.Fatalf("not replaced: %d attempts, want %d", res.Attempts, quickPolicy.MaxAttempts)
 	}

@@ -80,36 +80,41 @@ type keepIdle struct{ rt http.RoundTripper }
 
 func (k keepIdle) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
 
-// Send delivers job to d: one round of attempts, the first numbered firstAttempt (see
-// Worker for how a redelivery is numbered). After a failed attempt that may be retried, the
-// next one follows in-process if its backoff is at most QuickRetryMax; otherwise Send ends
-// with Outcome Retry and the wait in Delay, for the queue to redeliver. The round ends Dead
-// on an answer that will not change (classify), after MaxAttempts, or when the next attempt
-// would start after job.ReceivedAt+MaxAge; a first attempt is always made, however old the
-// job. A Retry-After can lengthen a wait, up to Policy.Max. When ctx ends, Send stops at
-// once with Outcome Retry (reason "canceled" if an attempt was cut short). d must come from
+// Send delivers job to d: one round of attempts, the first numbered job.Attempt. After a
+// failed attempt that may be retried, the next one follows in-process if its backoff is at
+// most QuickRetryMax; otherwise Send ends with Outcome Retry and the wait in Delay, for the
+// queue to store the job until then. The round ends Dead on an answer that will not change
+// (classify), after MaxAttempts, or when the next attempt would start after
+// job.AttemptsSince()+MaxAge; a first attempt is always made, however old the job. A Retry-After
+// can lengthen a wait, up to Policy.Max. When ctx ends, Send stops at once with Outcome
+// Retry (reason "canceled" if an attempt was cut short).
+//
+// Each attempt holds one of d.Slots (when set) while its request is in flight; held says
+// the caller already took the slot of the first attempt (Worker.Admit). d must come from
 // NewDestination.
-func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, firstAttempt int) Result {
+func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held bool) Result {
 	if d.target == nil {
 		panic("delivery: Send with a Destination not built by NewDestination")
-	}
-	body := job.Body
-	if d.Transform != nil {
-		b, err := d.Transform(job.Query, job.Body)
-		if err != nil {
-			return Result{Outcome: Dead, Reason: ReasonTransform, Err: fmt.Errorf("destination %q: transform: %w", d.Name, err)}
-		}
-		body = b
 	}
 	r := &round{
 		sender:    s,
 		d:         d,
 		job:       job,
-		body:      body,
 		webhookID: webhookID(d, job),
-		header:    s.baseHeader(d, job),
-		attempt:   max(firstAttempt, 1),
+		attempt:   max(job.Attempt, 1),
+		slots:     d.Slots,
+		holding:   held && d.Slots != nil,
 	}
+	defer r.releaseSlot()
+	r.body = job.Body
+	if d.Transform != nil {
+		b, err := d.Transform(job.Query, job.Body)
+		if err != nil {
+			return Result{Outcome: Dead, Reason: ReasonTransform, Err: fmt.Errorf("destination %q: transform: %w", d.Name, err)}
+		}
+		r.body = b
+	}
+	r.header = s.baseHeader(d, job)
 	return r.run(ctx)
 }
 
@@ -149,6 +154,33 @@ type round struct {
 	started time.Time     // when it started
 	wait    time.Duration // planned wait before the next attempt
 	res     Result        // as of the last attempt
+
+	slots   *Slots // d.Slots, when set
+	holding bool   // a slot is taken for the attempt being made
+	// ask marks the synchronous exchange of a respond rule: it has its own budget (the
+	// rule's timeout) and never waits behind the queued deliveries for a slot or the
+	// rate limit.
+	ask bool
+}
+
+// takeSlot takes a slot for the next attempt, unless one is already held.
+func (r *round) takeSlot(ctx context.Context) error {
+	if r.ask || r.slots == nil || r.holding {
+		return nil
+	}
+	if err := r.slots.Acquire(ctx); err != nil {
+		return fmt.Errorf("destination %q: waiting for a free slot: %w", r.d.Name, err)
+	}
+	r.holding = true
+	return nil
+}
+
+// releaseSlot gives back the slot of the attempt just made, if any.
+func (r *round) releaseSlot() {
+	if r.holding {
+		r.holding = false
+		r.slots.Release()
+	}
 }
 
 func (r *round) run(ctx context.Context) Result {
@@ -197,10 +229,13 @@ func (r *round) run(ctx context.Context) Result {
 // prepare waits for the rate limit, then stamps req for attempt r.attempt: a fresh
 // timestamp, signature and Tencent Sign, as a receiver checking their age expects.
 func (r *round) prepare(req *http.Request) error {
-	if r.d.RateLimit != nil {
+	if r.d.RateLimit != nil && !r.ask {
 		if err := r.d.RateLimit.Wait(req.Context()); err != nil {
 			return fmt.Errorf("destination %q: rate limit: %w", r.d.Name, err)
 		}
+	}
+	if err := r.takeSlot(req.Context()); err != nil {
+		return err
 	}
 	now := time.Now()
 	ts := strconv.FormatInt(now.Unix(), 10)
@@ -253,6 +288,7 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	if resp != nil && v.outcome != Delivered {
 		excerpt = readExcerpt(resp.Body) // retryablehttp drains the rest when it retries
 	}
+	r.releaseSlot() // the answer is read: waiting for the next attempt holds no slot
 	now := time.Now()
 	if r.sender.observe != nil {
 		r.sender.observe(r.d.Name, v.reason, now.Sub(r.started))
@@ -283,7 +319,7 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 			quick = quick && wait <= QuickRetryMax
 		}
 	}
-	if p.MaxAge > 0 && !r.job.ReceivedAt.IsZero() && now.Add(wait).After(r.job.ReceivedAt.Add(p.MaxAge)) {
+	if since := r.job.AttemptsSince(); p.MaxAge > 0 && !since.IsZero() && now.Add(wait).After(since.Add(p.MaxAge)) {
 		r.res.Outcome, r.res.Reason = Dead, ReasonMaxAge
 		return false, nil
 	}
@@ -302,13 +338,15 @@ const AskLimit = 1 << 20
 // Ask makes one attempt to deliver job to d and returns the answer: for respond rules,
 // whose destination decides a "before" callback synchronously. The request is the one Send
 // would make (headers, signature, forwarded and re-signed query) with the original body;
-// there is no retry, and ctx bounds the whole exchange, reading the answer included.
+// there is no retry, and ctx bounds the whole exchange, reading the answer included. It does
+// not wait for the destination's slots or rate limit: a synchronous answer is never queued
+// behind the backlog of asynchronous deliveries.
 func (s *Sender) Ask(ctx context.Context, d *Destination, job queue.Job) (status int, answer []byte, err error) {
 	if d.target == nil {
 		panic("delivery: Ask with a Destination not built by NewDestination")
 	}
 	r := &round{sender: s, d: d, job: job, body: job.Body, webhookID: webhookID(d, job),
-		header: s.baseHeader(d, job), attempt: 1}
+		header: s.baseHeader(d, job), attempt: 1, ask: true}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.target.String(), bytes.NewReader(job.Body))
 	if err != nil {
 		return 0, nil, fmt.Errorf("destination %q: build request: %w", d.Name, err)

@@ -55,7 +55,7 @@ func TestSendHeaders(t *testing.T) {
 	})
 	job := testJob()
 	before := time.Now().Unix()
-	res := NewSender(SenderOptions{Version: "1.2.3"}).Send(testContext(t), d, job, 1)
+	res := NewSender(SenderOptions{Version: "1.2.3"}).Send(testContext(t), d, job, false)
 	after := time.Now().Unix()
 	if res.Outcome != Delivered || res.Attempts != 1 || res.Status != 200 || res.Err != nil || res.BodyExcerpt != "" {
 		t.Fatalf("Send = %+v, want delivered at the first attempt", res)
@@ -118,7 +118,7 @@ func TestSendWithoutSecretsHasNoSignature(t *testing.T) {
 	d := testDestination(t, rc.URL, nil)
 	job := testJob()
 	job.Routes = nil
-	NewSender(SenderOptions{}).Send(testContext(t), d, job, 1)
+	NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
 	h := rc.requests()[0].header
 	for _, k := range []string{"Webhook-Signature", "Fanout-Route"} {
 		if v, ok := h[k]; ok {
@@ -164,7 +164,7 @@ func TestSendForwardQuery(t *testing.T) {
 				d.TIMToken = tt.token
 			})
 			before := time.Now().Unix()
-			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), 1)
+			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 			after := time.Now().Unix()
 			if res.Outcome != Delivered {
 				t.Fatalf("Send: %+v", res)
@@ -230,7 +230,7 @@ func TestSendTransform(t *testing.T) {
 		})
 		job := testJob()
 		original := bytes.Clone(job.Body)
-		res := NewSender(SenderOptions{}).Send(testContext(t), d, job, 1)
+		res := NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
 		if res.Outcome != Delivered {
 			t.Fatalf("Send: %+v", res)
 		}
@@ -251,7 +251,7 @@ func TestSendTransform(t *testing.T) {
 			d.Transform = func(string, []byte) ([]byte, error) { return nil, errors.New("From_Account: not a string") }
 		})
 		var seen attempts
-		res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), 1)
+		res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), false)
 		if res.Outcome != Dead || res.Reason != ReasonTransform || res.Attempts != 0 || !res.LastAttempt.IsZero() {
 			t.Errorf("Send = %+v, want dead by transform without an attempt", res)
 		}
@@ -279,7 +279,9 @@ func TestSendQuickRetries(t *testing.T) {
 			d := testDestination(t, rc.URL, func(d *Destination) { d.Policy.MaxAttempts = 10 })
 			var seen attempts
 			before := time.Now()
-			res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), tt.first)
+			job := testJob()
+			job.Attempt = tt.first
+			res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, job, false)
 			if res.Outcome != Delivered || res.Attempts != 3 || res.Status != 200 || res.Err != nil || res.Reason != "2xx" {
 				t.Fatalf("Send = %+v, want delivered after 3 attempts", res)
 			}
@@ -309,7 +311,7 @@ func TestSendDeadAtOnce(t *testing.T) {
 	body := "x" + strings.Repeat("é", 600)
 	rc := newReceiver(t, status(400, body))
 	d := testDestination(t, rc.URL, nil)
-	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), 1)
+	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 	if res.Outcome != Dead || res.Reason != "4xx" || res.Status != 400 || res.Attempts != 1 {
 		t.Fatalf("Send = {%s %q %d attempts %d}, want dead 4xx 400 after 1 attempt", res.Outcome, res.Reason, res.Status, res.Attempts)
 	}
@@ -339,7 +341,7 @@ func TestSendRetryAfterQuick(t *testing.T) {
 	d := testDestination(t, rc.URL, func(d *Destination) {
 		d.Policy = Policy{MaxAttempts: 5, Initial: time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
 	})
-	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), 1)
+	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 	if res.Outcome != Delivered || res.Attempts != 2 {
 		t.Fatalf("Send = %+v, want delivered after 2 attempts", res)
 	}
@@ -375,7 +377,7 @@ func TestSendEndsRoundOnLongWait(t *testing.T) {
 				io.WriteString(w, "busy")
 			})
 			d := testDestination(t, rc.URL, func(d *Destination) { d.Policy = tt.policy })
-			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), 1)
+			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 			if res.Outcome != Retry || res.Reason != "5xx" || res.Attempts != 1 || res.Status != 503 || res.BodyExcerpt != "busy" {
 				t.Fatalf("Send = %+v, want retry after 1 attempt", res)
 			}
@@ -459,7 +461,8 @@ func TestSendExhausted(t *testing.T) {
 			}
 			job := testJob()
 			d := testDestination(t, url, func(d *Destination) { tt.edit(d, &job) })
-			res := NewSender(SenderOptions{}).Send(testContext(t), d, job, tt.first)
+			job.Attempt = tt.first
+			res := NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
 			if res.Outcome != Dead || res.Reason != tt.reason || res.Attempts != tt.attempts || res.Status != tt.status || res.BodyExcerpt != tt.excerpt {
 				t.Errorf("Send = {%s %q attempts %d status %d excerpt %q}, want {dead %q attempts %d status %d excerpt %q}",
 					res.Outcome, res.Reason, res.Attempts, res.Status, res.BodyExcerpt, tt.reason, tt.attempts, tt.status, tt.excerpt)
@@ -503,10 +506,10 @@ func TestSendReusesConnections(t *testing.T) {
 	good := testDestination(t, rc.URL, nil)
 	down := testDestination(t, "http://"+closed.Addr().String(), func(d *Destination) { d.Policy.MaxAttempts = 1 })
 	for i := range 9 {
-		if res := s.Send(ctx, good, testJob(), 1); res.Attempts != 1 {
+		if res := s.Send(ctx, good, testJob(), false); res.Attempts != 1 {
 			t.Fatalf("Send %d: %+v", i, res)
 		}
-		if res := s.Send(ctx, down, testJob(), 1); res.Reason != ReasonMaxAttempts {
+		if res := s.Send(ctx, down, testJob(), false); res.Reason != ReasonMaxAttempts {
 			t.Fatalf("Send %d to a closed port: %+v", i, res)
 		}
 	}
@@ -529,7 +532,7 @@ func TestSendErrorsHideSecrets(t *testing.T) {
 			d.Timeout = 50 * time.Millisecond
 			d.Policy.MaxAttempts = 1
 		})
-		res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), 1)
+		res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 		if res.Err == nil {
 			t.Fatalf("Send to %s: no error", base)
 		}

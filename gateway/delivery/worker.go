@@ -16,9 +16,10 @@ const (
 	// the client's buffer before Handle ran, and the acknowledgement takes a round trip.
 	ackWaitMargin = 30 * time.Second
 
-	// deadLetterTimeout bounds writing a dead letter once the round is over; the write runs
-	// even when the handler's context has ended, so that a finished round is not redone.
-	deadLetterTimeout = 10 * time.Second
+	// storeTimeout bounds writing a job back (a retry, a hand-back) or a dead letter once
+	// the round is over; a dead letter is written even when the handler's context has
+	// ended, so that a finished round is not redone.
+	storeTimeout = 10 * time.Second
 )
 
 // AckWait is the ack wait to give the queue consumer of d: the longest round a delivery can
@@ -33,15 +34,14 @@ func AckWait(d *Destination) time.Duration {
 	return time.Duration(n)*d.Timeout + time.Duration(n-1)*longestWait + ackWaitMargin
 }
 
-// Worker delivers the jobs of one destination as they come from its queue consumer: Handle
-// is the queue.Handler given to Queue.Consume.
+// Worker delivers the jobs of one destination as they come from its queue consumer: Admit
+// and Handle are the queue.ConsumeOptions.Admit and queue.Handler given to Queue.Consume.
 //
-// Attempts are numbered from the JetStream delivery count, without storing anything: the
-// first delivery makes attempts 1..n, the quick ones of the policy (those whose backoff is at
-// most QuickRetryMax), and delivery k > 1 makes attempt n+k-1, capped at MaxAttempts. The
-// number can skip: a redelivery after a crash or an expired ack wait, or a round that a long
-// Retry-After ended early, uses up a delivery without making the attempts it stands for.
-// A job then reaches MaxAttempts a little sooner; it never gets more attempts than that.
+// Attempts are numbered from the number stored with the job (queue.Message.Attempt): a
+// round makes attempts n, n+1, ... and a job that must wait longer than QuickRetryMax is
+// stored again with the number of its next attempt and the time it is due, holding no slot
+// meanwhile. A round cut short by a stop stores the job back at once with the number of the
+// attempt it did not make.
 type Worker struct {
 	Queue  *queue.Queue
 	Sender *Sender
@@ -56,8 +56,18 @@ type Worker struct {
 	Done func(Result)
 }
 
-// Handle makes one round of attempts for m and ends it: Ack when delivered, Retry with the
-// delay Send chose, or a dead letter. It logs one warning per failed round.
+// Admit waits for a free slot of the destination, which the job's first attempt then
+// holds: the queue hands out a job only when it can be sent.
+func (w *Worker) Admit(ctx context.Context) error {
+	if d := w.Current(); d != nil && d.Slots != nil {
+		return d.Slots.Acquire(ctx)
+	}
+	return nil
+}
+
+// Handle makes one round of attempts for m and ends it: Ack when delivered, Later with the
+// delay Send chose, or a dead letter. It logs one warning per failed round. It owns the slot
+// that Admit took.
 func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	job := m.Job
 	base := w.Logger
@@ -73,56 +83,30 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		logger().Warn("destination is no longer configured, leaving the delivery in the queue")
 		return
 	}
-	// Keep the job ours while the round runs long (quick retries, a rate limit, a pause):
-	// the ack wait restarts every third of it, so JetStream does not hand the job to
-	// another worker meanwhile. A round that ends sooner costs one timer.
-	//
-	// keepMu orders the timer's re-arming with the end of Handle: a Reset that ran after
-	// the deferred Stop would re-arm the timer for good, extending a finished message
-	// (and logging a warning) every keepEvery until the process ends.
-	keepEvery := AckWait(d) / 3
-	var (
-		keepMu   sync.Mutex
-		keep     *time.Timer
-		finished bool
-	)
-	keepMu.Lock()
-	keep = time.AfterFunc(keepEvery, func() {
-		keepMu.Lock()
-		defer keepMu.Unlock()
-		if finished {
-			return
+	held := true
+	releaseHeld := func() {
+		if held && d.Slots != nil {
+			d.Slots.Release()
 		}
-		if err := m.InProgress(); err != nil {
-			logger().Warn("cannot extend the ack wait", "error", err)
-		}
-		keep.Reset(keepEvery)
-	})
-	keepMu.Unlock()
-	defer func() {
-		keepMu.Lock()
-		finished = true
-		keep.Stop()
-		keepMu.Unlock()
-	}()
+		held = false
+	}
+	defer w.keepInProgress(m, d, logger)()
 
 	probe := false
 	if w.Breaker != nil {
 		var err error
 		if probe, err = w.Breaker.Acquire(ctx); err != nil {
-			_ = m.Retry(0) // stopping: let another worker or replica take it now
+			releaseHeld()
+			w.handBack(m, m.Attempt(), logger) // stopping: let another worker or replica take it now
 			return
 		}
 	}
 
-	// A replayed dead letter is stored anew and starts again at attempt 1: its max_age counts
-	// from then, or it would die again at its first failure.
-	first := d.Policy.firstAttempt(m.Attempt())
+	first := m.Attempt()
 	sent := job
-	if stored := m.StoredAt(); stored.After(sent.ReceivedAt) {
-		sent.ReceivedAt = stored
-	}
-	res := w.Sender.Send(ctx, d, sent, first)
+	sent.Attempt = first
+	res := w.Sender.Send(ctx, d, sent, held)
+	held = false // Send gave it back
 	if w.Breaker != nil {
 		// A round that made no attempt (cut short, or a body transform that failed) says
 		// nothing about the endpoint: it must neither resume a paused destination nor
@@ -132,7 +116,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	if w.Done != nil {
 		w.Done(res)
 	}
-	attempt := first + res.Attempts - 1
+	attempt := first + res.Attempts - 1 // the last attempt made
 	switch res.Outcome {
 	case Delivered:
 		if base.Enabled(ctx, slog.LevelDebug) {
@@ -142,14 +126,17 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 			logger().Error("cannot acknowledge a delivered job; it will be delivered again", "error", err)
 		}
 	case Retry:
-		if res.Reason == ReasonCanceled {
-			logger().Debug("delivery interrupted, giving it back to the queue", "error", res.Err)
-		} else {
-			logger().Warn("delivery failed, will retry", "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason,
-				"status", res.Status, "retry_in", res.Delay, "error", res.Err)
+		if res.Reason == ReasonCanceled || ctx.Err() != nil {
+			logger().Debug("delivery interrupted, handing it back to the queue", "error", res.Err)
+			w.handBack(m, attempt+1, logger)
+			return
 		}
-		if err := m.Retry(res.Delay); err != nil {
-			logger().Error("cannot schedule the retry; the queue redelivers after the ack wait", "error", err)
+		logger().Warn("delivery failed, will retry", "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason,
+			"status", res.Status, "retry_in", res.Delay.String(), "error", res.Err)
+		lctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		defer cancel()
+		if err := m.Later(lctx, attempt+1, time.Now().Add(res.Delay)); err != nil {
+			logger().Error("cannot store the retry", "error", err)
 		}
 	case Dead:
 		msg := "delivery failed, dead-lettering"
@@ -162,14 +149,60 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 			LastStatus:   res.Status,
 			BodyExcerpt:  res.BodyExcerpt,
 			Attempts:     max(attempt, 0),
-			FirstAttempt: job.ReceivedAt,
+			FirstAttempt: job.AttemptsSince(),
 			LastAttempt:  res.LastAttempt,
 		}
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
 		if err := w.Queue.DeadLetter(dctx, m, info); err != nil {
 			logger().Error("cannot store the dead letter; the queue redelivers after the ack wait", "error", err)
 		}
+	}
+}
+
+// handBack stores m's job back at once, numbered attempt, for this or another replica to
+// continue; it runs while stopping, so it does not use the handler's context.
+func (w *Worker) handBack(m *queue.Message, attempt int, logger func() *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := m.Later(ctx, attempt, time.Now()); err != nil {
+		logger().Warn("cannot hand the delivery back; the queue redelivers it after the ack wait", "error", err)
+	}
+}
+
+// keepInProgress keeps m ours while its round runs long (quick retries, a rate limit, a
+// pause): the ack wait restarts every third of it, so JetStream does not hand the job to
+// another worker meanwhile. A round that ends sooner costs one timer. It returns the
+// function that stops it.
+//
+// mu orders the timer's re-arming with the stop: a Reset that ran after the stop would
+// re-arm the timer for good, extending a finished message (and logging a warning) every
+// period until the process ends.
+func (w *Worker) keepInProgress(m *queue.Message, d *Destination, logger func() *slog.Logger) (stop func()) {
+	every := AckWait(d) / 3
+	var (
+		mu       sync.Mutex
+		keep     *time.Timer
+		finished bool
+	)
+	mu.Lock()
+	keep = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			return
+		}
+		if err := m.InProgress(); err != nil {
+			logger().Warn("cannot extend the ack wait", "error", err)
+		}
+		keep.Reset(every)
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		finished = true
+		keep.Stop()
+		mu.Unlock()
 	}
 }
 
