@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
@@ -90,7 +89,6 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		}
 		held = false
 	}
-	defer w.keepInProgress(m, d, logger)()
 
 	probe := false
 	if w.Breaker != nil {
@@ -167,42 +165,6 @@ func (w *Worker) handBack(m *queue.Message, attempt int, logger func() *slog.Log
 	defer cancel()
 	if err := m.Later(ctx, attempt, time.Now()); err != nil {
 		logger().Warn("cannot hand the delivery back; the queue redelivers it after the ack wait", "error", err)
-	}
-}
-
-// keepInProgress keeps m ours while its round runs long (quick retries, a rate limit, a
-// pause): the ack wait restarts every third of it, so JetStream does not hand the job to
-// another worker meanwhile. A round that ends sooner costs one timer. It returns the
-// function that stops it.
-//
-// mu orders the timer's re-arming with the stop: a Reset that ran after the stop would
-// re-arm the timer for good, extending a finished message (and logging a warning) every
-// period until the process ends.
-func (w *Worker) keepInProgress(m *queue.Message, d *Destination, logger func() *slog.Logger) (stop func()) {
-	every := AckWait(d) / 3
-	var (
-		mu       sync.Mutex
-		keep     *time.Timer
-		finished bool
-	)
-	mu.Lock()
-	keep = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if finished {
-			return
-		}
-		if err := m.InProgress(); err != nil {
-			logger().Warn("cannot extend the ack wait", "error", err)
-		}
-		keep.Reset(every)
-	})
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		finished = true
-		keep.Stop()
-		mu.Unlock()
 	}
 }
 

@@ -113,10 +113,10 @@ type ConsumeOptions struct {
 	// AckWait is how long a handed-out job may go without a word before JetStream hands
 	// it out again.
 	AckWait time.Duration
-	// Admit, when set, runs before each job's handler and holds the consumption back until
-	// it returns: a destination's free sending slot, say. Whatever it reserved is the
+	// Admit, when set, runs before each job's handler and returns when the job may be
+	// handled: a destination's free sending slot, say. Whatever it reserved is the
 	// handler's to release. It returns an error only when ctx ends (the consumption stops);
-	// the job is then handed back.
+	// the job is then handed back. Jobs waiting in Admit count in the Window.
 	Admit func(ctx context.Context) error
 }
 
@@ -193,9 +193,10 @@ func (q *Queue) forget(c *consumption) {
 
 // consumption is a running Consume: a JetStream pull consumption (nats.go's Consume, which
 // keeps pull requests outstanding, watches heartbeats and recovers from reconnects by
-// itself) whose callback admits each message and starts its handler. While Admit waits, the
-// callback waits, and the client pulls nothing more than its small buffer: the queue keeps
-// what the destination cannot take yet, for this replica or another.
+// itself) whose callback starts a goroutine per message: it waits for admission, then runs
+// the handler, keeping the message in progress all along so that its ack wait never runs
+// out while it waits. The server hands out at most Window messages: the queue keeps the
+// rest, for this replica or another.
 //
 // (An iterator shared by workers, MessagesContext.Next, was tried first: under load it
 // sometimes left the consumer idle with messages pending until its pull request expired.)
@@ -222,9 +223,8 @@ type consumption struct {
 	cc jetstream.ConsumeContext // the current consumption
 }
 
-// pullBuffer is how many messages the client asks for ahead of Admit: enough to keep a
-// free slot busy, few enough that a stop hands back little.
-const pullBuffer = 8
+// pullBatch caps the messages one pull request asks for.
+const pullBatch = 64
 
 // Stop stops fetching and waits for the handlers in flight. Messages fetched but not yet
 // handled are handed back for another attempt at once.
@@ -252,10 +252,10 @@ func (c *consumption) stopped() bool {
 	}
 }
 
-// receive is the pull consumption's callback: admit m, then handle it in a goroutine of its
-// own. A message that arrives while stopping, or whose admission gave up, is handed back.
+// receive is the pull consumption's callback: it hands m to a goroutine of its own, or, while
+// stopping, back to the queue.
 func (c *consumption) receive(m jetstream.Msg) {
-	if c.stopped() || c.admit(c.admitCtx) != nil {
+	if c.stopped() {
 		c.handBack(m)
 		return
 	}
@@ -292,7 +292,7 @@ func (c *consumption) start(ctx context.Context, ended chan<- error) error {
 		return err
 	}
 	cc, err := cons.Consume(c.receive,
-		jetstream.PullMaxMessages(min(c.window, pullBuffer)),
+		jetstream.PullMaxMessages(min(c.window, pullBatch)),
 		// Under load the client's count of requested messages can drift from the server's
 		// waiting pull requests, leaving the consumer idle with messages pending until the
 		// request expires: a short expiry bounds that pause to about a second.
@@ -369,6 +369,42 @@ func (c *consumption) run(ended chan error) {
 	}
 }
 
+// keepInProgress keeps m ours while it waits for admission and while its handler runs long
+// (quick retries, a rate limit, a pause): the ack wait restarts every third of it, so
+// JetStream does not hand the job to another worker meanwhile. A job done sooner costs one
+// timer. It returns the function that stops it.
+//
+// mu orders the timer's re-arming with the stop: a Reset that ran after the stop would
+// re-arm the timer for good, extending a finished message every period until the process
+// ends.
+func (c *consumption) keepInProgress(m jetstream.Msg) (stop func()) {
+	every := c.config.AckWait / 3
+	var (
+		mu       sync.Mutex
+		keep     *time.Timer
+		finished bool
+	)
+	mu.Lock()
+	keep = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			return
+		}
+		if err := m.InProgress(); err != nil {
+			c.q.log.Warn("cannot extend the ack wait of a job in hand", "destination", c.destination, "error", err)
+		}
+		keep.Reset(every)
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		finished = true
+		keep.Stop()
+		mu.Unlock()
+	}
+}
+
 // drainWait bounds the wait for the messages already on their way when a consumption stops.
 const drainWait = 5 * time.Second
 
@@ -388,9 +424,16 @@ func (c *consumption) message(m jetstream.Msg) (*Message, error) {
 	return msg, err
 }
 
-// handle decodes m and runs the handler. A message that is not a job frame cannot be
-// delivered; it goes to the dead-letter queue so that nothing is dropped silently.
+// handle admits m, decodes it and runs the handler, keeping m in progress meanwhile. A
+// message whose admission gave up (the consumption stops) is handed back. A message that is
+// not a job frame cannot be delivered; it goes to the dead-letter queue so that nothing is
+// dropped silently.
 func (c *consumption) handle(m jetstream.Msg) {
+	defer c.keepInProgress(m)()
+	if c.admit(c.admitCtx) != nil {
+		c.handBack(m)
+		return
+	}
 	msg, err := c.message(m)
 	if msg == nil {
 		c.q.log.Error("cannot read a job", "destination", c.destination, "error", err)
