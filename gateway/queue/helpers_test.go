@@ -39,18 +39,6 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 var jobClock = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // testJob is a job with every field set, distinct per (event, destination).
