@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // rsChanges records what a Breaker tells its onChange.
@@ -305,13 +306,13 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 		jobs = append(jobs, jobFor("down", i))
 	}
 	enqueue(t, q, jobs...)
-	waitFor(t, "the destination to pause", func() bool { paused, _ := b.Paused(); return paused && rounds() == PauseAfter })
+	fanouttest.WaitFor(t, waitTimeout, "the destination to pause", func() bool { paused, _ := b.Paused(); return paused && rounds() == PauseAfter })
 
 	rsExpire(b)
 	bad := jobFor("down", 100)
 	bad.Body = []byte(`{"CallbackCommand":"C2C.CallbackAfterSendMsg","untransformable":true}`)
 	enqueue(t, q, bad)
-	waitFor(t, "the untransformable job to be dead-lettered", func() bool { return rounds() == PauseAfter+1 })
+	fanouttest.WaitFor(t, waitTimeout, "the untransformable job to be dead-lettered", func() bool { return rounds() == PauseAfter+1 })
 	mu.Lock()
 	last := results[len(results)-1]
 	mu.Unlock()
@@ -324,7 +325,7 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 	// The probe slot is free again: the next job probes (and fails: paused for longer).
 	before := time.Now()
 	enqueue(t, q, jobFor("down", 101))
-	waitFor(t, "the next probe", func() bool { return rounds() == PauseAfter+2 })
+	fanouttest.WaitFor(t, waitTimeout, "the next probe", func() bool { return rounds() == PauseAfter+2 })
 	rsCheckPausedFor(t, b, before, 2*PauseMinCooldown)
 	if got := ch.String(); got != "pause pause" {
 		t.Errorf("onChange calls %q, want %q", got, "pause pause")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // TestClassify sends one attempt per case to a real receiver (or to none) with a policy whose
@@ -21,11 +23,12 @@ func TestClassify(t *testing.T) {
 	closedURL := "http://" + closed.Addr().String() + "/hook"
 	closed.Close()
 
-	hang := func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+	// hang answers after the client has given up.
+	hang := fanouttest.Reply(fanouttest.Answer{Delay: time.Hour})
 
 	tests := []struct {
 		name    string
-		answer  func(int, http.ResponseWriter, *http.Request) // nil: nobody listens
+		answer  fanouttest.AnswerFunc // nil: nobody listens
 		timeout time.Duration
 		outcome Outcome
 		reason  string
@@ -64,10 +67,10 @@ func TestClassify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			url := closedURL
-			var rc *receiver
+			var rc *fanouttest.Receiver
 			if tt.answer != nil {
-				rc = newReceiver(t, tt.answer)
-				url = rc.URL + "/hook"
+				rc = fanouttest.NewReceiver(t, tt.answer)
+				url = rc.URL() + "/hook"
 			}
 			d := testDestination(t, url, func(d *Destination) {
 				d.Policy = Policy{MaxAttempts: 3, Initial: time.Minute, Max: time.Hour, Multiplier: 2}
@@ -102,27 +105,25 @@ func TestClassify(t *testing.T) {
 			if tt.outcome != Retry && res.Delay != 0 {
 				t.Errorf("Delay = %s, want 0", res.Delay)
 			}
-			if rc != nil && len(rc.requests()) != 1 {
-				t.Errorf("receiver got %d requests, want 1 (redirects are not followed)", len(rc.requests()))
+			if rc != nil && len(rc.Requests()) != 1 {
+				t.Errorf("receiver got %d requests, want 1 (redirects are not followed)", len(rc.Requests()))
 			}
 		})
 	}
 }
 
 // redirect answers with a redirect to a path that the receiver would record if followed.
-func redirect(code int) func(int, http.ResponseWriter, *http.Request) {
-	return func(_ int, w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/elsewhere", code)
-	}
+func redirect(code int) fanouttest.AnswerFunc {
+	return fanouttest.Reply(fanouttest.Answer{Status: code, Header: http.Header{"Location": {"/elsewhere"}}})
 }
 
 func TestSendCanceled(t *testing.T) {
 	started := make(chan struct{})
-	rc := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+	rc := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
 		close(started)
-		<-r.Context().Done()
+		return fanouttest.Answer{Delay: time.Hour} // until Send gives up
 	})
-	d := testDestination(t, rc.URL, nil)
+	d := testDestination(t, rc.URL(), nil)
 	ctx, cancel := context.WithCancel(testContext(t))
 	go func() {
 		<-started
