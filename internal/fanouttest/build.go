@@ -52,6 +52,10 @@ var (
 	buildDir     string // where FanoutBinary builds; Main removes it
 )
 
+// Version is the version the binary of FanoutBinary reports, in `fanout version` and in the
+// User-Agent of its deliveries (fanout/Version).
+const Version = "e2e-test"
+
 // FanoutBinary builds ./cmd/fanout with `go build`, once per test process, into a
 // temporary folder, and returns the binary's path. A package whose tests call it has a
 // TestMain that calls Main, which removes the folder at the end.
@@ -66,7 +70,7 @@ func FanoutBinary(t testing.TB) string {
 			return "", err
 		}
 		bin := filepath.Join(buildDir, "fanout")
-		cmd := exec.Command(tool, "build", "-o", bin, "./cmd/fanout")
+		cmd := exec.Command(tool, "build", "-ldflags", "-X main.version="+Version, "-o", bin, "./cmd/fanout")
 		cmd.Dir = ModuleRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("go build ./cmd/fanout: %w\n%s", err, out)
