@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // TestRender checks the exact bytes a body transform sends.
@@ -102,7 +104,7 @@ func TestTransform(t *testing.T) {
 	}
 	t.Run("sample payload", func(t *testing.T) {
 		got, err := b.Transform("1400000000", "C2C.CallbackAfterSendMsg", map[string]string{"SdkAppid": "1400000000"},
-			payload(t, "C2C.CallbackAfterSendMsg.json"))
+			fanouttest.Payload(t, "C2C.CallbackAfterSendMsg.json"))
 		if want := `{"app":"1400000000","command":"C2C.CallbackAfterSendMsg","from":"jared","text":"red packet"}`; err != nil || string(got) != want {
 			t.Errorf("got %s, %v; want %s", got, err, want)
 		}
