@@ -37,44 +37,31 @@ func TestRateLimitSame(t *testing.T) {
 	}
 }
 
-// rsSchedule is when total waiters that all arrive at start may go, as offsets from start:
-// r's schedule read on a virtual clock (reservations made at a given instant), so that a
-// test checks the pace exactly instead of measuring it.
-func rsSchedule(r *RateLimit, start time.Time, total int) []time.Duration {
-	at := make([]time.Duration, total)
+// rsSchedule is when total waiters that all arrive at start may go: r's schedule read on a
+// virtual clock (reservations made at a given instant), so that a test checks the pace
+// exactly instead of measuring it.
+func rsSchedule(r *RateLimit, start time.Time, total int) []time.Time {
+	at := make([]time.Time, total)
 	for i := range at {
-		at[i] = r.lim.ReserveN(start, 1).DelayFrom(start)
+		at[i] = start.Add(r.lim.ReserveN(start, 1).DelayFrom(start))
 	}
 	return at
-}
-
-// rsMostIn is the largest number of times within any window [at[i], at[i]+window); at is
-// sorted.
-func rsMostIn(at []time.Duration, window time.Duration) int {
-	most := 0
-	for i := range at {
-		n := 0
-		for j := i; j < len(at) && at[j]-at[i] < window; j++ {
-			n++
-		}
-		most = max(most, n)
-	}
-	return most
 }
 
 // TestRateLimitWait: waiters that arrive together on a 10/s limit go one every 100 ms, the
 // first at once: at most 10 in any second, 30 in any three, with no burst.
 func TestRateLimitWait(t *testing.T) {
-	at := rsSchedule(NewRateLimit(10, time.Second), time.Now(), 35)
-	for i, d := range at {
-		if want := time.Duration(i) * 100 * time.Millisecond; d != want {
-			t.Fatalf("waiter %d goes after %s, want %s", i+1, d, want)
+	start := time.Now()
+	at := rsSchedule(NewRateLimit(10, time.Second), start, 35)
+	for i, a := range at {
+		if got, want := a.Sub(start), time.Duration(i)*100*time.Millisecond; got != want {
+			t.Fatalf("waiter %d goes after %s, want %s", i+1, got, want)
 		}
 	}
-	if most := rsMostIn(at, time.Second); most != 10 {
+	if most := fanouttest.MostWithin(at, time.Second); most != 10 {
 		t.Errorf("%d grants within one second, want 10", most)
 	}
-	if most := rsMostIn(at, 3*time.Second); most != 30 {
+	if most := fanouttest.MostWithin(at, 3*time.Second); most != 30 {
 		t.Errorf("%d grants within three seconds, want 30", most)
 	}
 }
@@ -110,7 +97,10 @@ func TestRateLimitNoBurstAfterIdle(t *testing.T) {
 	start := time.Now()
 	r.lim.ReserveN(start, 1)
 	idle := start.Add(300 * time.Millisecond) // a bucket larger than one would fill up meanwhile
-	got := rsSchedule(r, idle, 4)
+	var got []time.Duration
+	for _, at := range rsSchedule(r, idle, 4) {
+		got = append(got, at.Sub(idle))
+	}
 	want := []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond}
 	if !slices.Equal(got, want) {
 		t.Errorf("after an idle time, waiters go after %v, want %v (a burst of one)", got, want)
@@ -119,8 +109,9 @@ func TestRateLimitNoBurstAfterIdle(t *testing.T) {
 
 // TestRateLimitPeriod: n per period is the same pace whatever the unit: 1200/m is 20/s.
 func TestRateLimitPeriod(t *testing.T) {
-	at := rsSchedule(NewRateLimit(1200, time.Minute), time.Now(), 11)
-	if last := at[len(at)-1]; last != 500*time.Millisecond {
+	start := time.Now()
+	at := rsSchedule(NewRateLimit(1200, time.Minute), start, 11)
+	if last := at[len(at)-1].Sub(start); last != 500*time.Millisecond {
 		t.Errorf("the 11th grant at 1200/m goes after %s, want 500ms", last)
 	}
 }
@@ -134,7 +125,7 @@ func BenchmarkRateLimitWait(b *testing.B) {
 	r := NewRateLimit(1000, time.Second)
 	ctx := testContext(b)
 	var mu sync.Mutex
-	var at []time.Duration // since start
+	var at []time.Time
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -143,14 +134,12 @@ func BenchmarkRateLimitWait(b *testing.B) {
 				return
 			}
 			mu.Lock()
-			at = append(at, time.Since(start))
+			at = append(at, time.Now())
 			mu.Unlock()
 		}
 	})
-	took := time.Since(start)
-	slices.Sort(at)
-	b.ReportMetric(float64(len(at))/took.Seconds(), "grants/s")
-	b.ReportMetric(float64(rsMostIn(at, 100*time.Millisecond)), "most/100ms")
+	b.ReportMetric(float64(len(at))/time.Since(start).Seconds(), "grants/s")
+	b.ReportMetric(float64(fanouttest.MostWithin(at, 100*time.Millisecond)), "most/100ms")
 }
 
 func TestRateLimitWaitEndsWithContext(t *testing.T) {

@@ -7,27 +7,41 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
 
-// ModuleRoot is the folder of Fanout's go.mod, found from the kit's own source, so that
-// tests in any package (or a copy of the repository) build from it.
-func ModuleRoot() string {
+// kitDir is the folder of the kit's source, found from the source itself, so that tests in
+// any package (or in a copy of the repository) find the files beside it.
+func kitDir() string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		panic("fanouttest: cannot locate the test kit's source")
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Dir(file)
 }
 
-// goTool is the go command of the toolchain running the tests.
-func goTool() (string, error) {
+// ModuleRoot is the folder of Fanout's go.mod.
+func ModuleRoot() string { return filepath.Join(kitDir(), "..", "..") }
+
+// goCommand runs the go command of the toolchain running the tests in the module root, and
+// returns its standard output.
+func goCommand(args ...string) ([]byte, error) {
 	tool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(tool); err == nil {
-		return tool, nil
+	if _, err := os.Stat(tool); err != nil {
+		if tool, err = exec.LookPath("go"); err != nil {
+			return nil, fmt.Errorf("no go tool: %w", err)
+		}
 	}
-	return exec.LookPath("go")
+	var stderr bytes.Buffer
+	cmd := exec.Command(tool, args...)
+	cmd.Dir, cmd.Stderr = ModuleRoot(), &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, &stderr)
+	}
+	return out, nil
 }
 
 // built is a binary built at most once per test process.
@@ -62,20 +76,13 @@ const Version = "e2e-test"
 func FanoutBinary(t testing.TB) string {
 	t.Helper()
 	return fanoutBinary.get(t, func() (string, error) {
-		tool, err := goTool()
-		if err != nil {
-			return "", fmt.Errorf("no go tool to build fanout: %w", err)
-		}
+		var err error
 		if buildDir, err = os.MkdirTemp("", "fanout-test-bin-"); err != nil {
 			return "", err
 		}
 		bin := filepath.Join(buildDir, "fanout")
-		cmd := exec.Command(tool, "build", "-ldflags", "-X main.version="+Version, "-o", bin, "./cmd/fanout")
-		cmd.Dir = ModuleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build ./cmd/fanout: %w\n%s", err, out)
-		}
-		return bin, nil
+		_, err = goCommand("build", "-ldflags", "-X main.version="+Version, "-o", bin, "./cmd/fanout")
+		return bin, err
 	})
 }
 
@@ -88,19 +95,12 @@ const natsServerModule = "github.com/nats-io/nats-server/v2"
 func NATSServerBinary(t testing.TB) string {
 	t.Helper()
 	return natsBinary.get(t, func() (string, error) {
-		tool, err := goTool()
-		if err != nil {
-			return "", fmt.Errorf("no go tool to build nats-server: %w", err)
-		}
 		// A test binary carries no module list: ask go.mod.
-		list := exec.Command(tool, "list", "-m", "-f", "{{.Version}}", natsServerModule)
-		list.Dir = ModuleRoot()
-		out, err := list.Output()
-		version := string(bytes.TrimSpace(out))
-		if err != nil || version == "" {
-			return "", fmt.Errorf("go list -m %s: %v", natsServerModule, err)
+		out, err := goCommand("list", "-m", "-f", "{{.Version}}", natsServerModule)
+		if err != nil {
+			return "", err
 		}
-		bin := filepath.Join(os.TempDir(), "fanout-test-nats-server-"+version, "nats-server")
+		bin := filepath.Join(os.TempDir(), "fanout-test-nats-server-"+string(bytes.TrimSpace(out)), "nats-server")
 		if _, err := os.Stat(bin); err == nil {
 			return bin, nil
 		}
@@ -109,10 +109,8 @@ func NATSServerBinary(t testing.TB) string {
 		}
 		// Build beside the target, then rename: a concurrent run never sees half a binary.
 		tmp := fmt.Sprintf("%s.%d.tmp", bin, os.Getpid())
-		build := exec.Command(tool, "build", "-o", tmp, natsServerModule)
-		build.Dir = ModuleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go build %s: %w\n%s", natsServerModule, err, out)
+		if _, err := goCommand("build", "-o", tmp, natsServerModule); err != nil {
+			return "", err
 		}
 		return bin, os.Rename(tmp, bin)
 	})

@@ -109,3 +109,20 @@ func TestReceiver(t *testing.T) {
 		return len(r) == 7 && r[6].Status == 0 && rc.MaxInFlight() == 3
 	})
 }
+
+func TestMostWithin(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	var at []time.Time
+	for _, ms := range []int{900, 0, 100, 950, 1000, 2500} { // unsorted on purpose
+		at = append(at, start.Add(time.Duration(ms)*time.Millisecond))
+	}
+	if got := MostWithin(at, time.Second); got != 4 {
+		t.Errorf("MostWithin(1s) = %d, want 4 (0, 100, 900 and 950 ms)", got)
+	}
+	if got := MostWithin(at, 50*time.Millisecond); got != 1 {
+		t.Errorf("MostWithin(50ms) = %d, want 1", got)
+	}
+	if got := MostWithin(nil, time.Second); got != 0 {
+		t.Errorf("MostWithin(nil) = %d, want 0", got)
+	}
+}

@@ -850,24 +850,10 @@ routes:
 			for _, h := range limited.Requests()[before:] {
 				at = append(at, h.At)
 			}
-			most = max(most, clMostWithin(at, 3*time.Second))
+			most = max(most, fanouttest.MostWithin(at, 3*time.Second))
 			rate = float64(len(at)-1) / at[len(at)-1].Sub(at[0]).Seconds()
 		}
 		b.ReportMetric(float64(most), "most-in-3s")
 		b.ReportMetric(rate, "delivered/s")
 	})
-}
-
-// clMostWithin is the most times of at within any window [at[i], at[i]+window).
-func clMostWithin(at []time.Time, window time.Duration) int {
-	slices.SortFunc(at, func(x, y time.Time) int { return x.Compare(y) })
-	most := 0
-	for i := range at {
-		in := 0
-		for j := i; j < len(at) && at[j].Sub(at[i]) < window; j++ {
-			in++
-		}
-		most = max(most, in)
-	}
-	return most
 }
