@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -265,12 +264,7 @@ func TestBreakerCanceledProbeLetsAnotherProbe(t *testing.T) {
 // transform fails, so no request reaches the endpoint. That says nothing about the
 // endpoint: the destination must stay paused (and the next job probes).
 func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String() + "/hook"
-	ln.Close() // nothing listens: every attempt fails with a connection error
+	closed := "http://" + fanouttest.FreeAddr(t) + "/hook" // every attempt fails with a connection error
 
 	q := openQueue(t)
 	d := testDestination(t, closed, func(d *Destination) {

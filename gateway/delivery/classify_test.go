@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,12 +15,8 @@ import (
 // first wait is long, so that a retryable answer ends Send with Retry and the attempt's own
 // reason instead of a quick retry.
 func TestClassify(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + closed.Addr().String() + "/hook"
-	closed.Close()
+	closed := fanouttest.FreeAddr(t) // nothing listens there
+	closedURL := "http://" + closed + "/hook"
 
 	// hang answers after the client has given up.
 	hang := fanouttest.Reply(fanouttest.Answer{Delay: time.Hour})
@@ -56,7 +51,7 @@ func TestClassify(t *testing.T) {
 		{name: "600", answer: status(600, "?"), outcome: Dead, reason: "status", status: 600, errText: "status 600"},
 		{
 			name: "connection refused", answer: nil, outcome: Retry, reason: "connection",
-			errText: `destination "audit": POST: dial tcp ` + closed.Addr().String(),
+			errText: `destination "audit": POST: dial tcp ` + closed,
 		},
 		{
 			name: "timeout", answer: hang, timeout: 100 * time.Millisecond, outcome: Retry, reason: "timeout",

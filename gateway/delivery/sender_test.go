@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -402,12 +401,7 @@ func quickPolicyMax(max time.Duration) Policy {
 }
 
 func TestSendExhausted(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + closed.Addr().String()
-	closed.Close()
+	closedURL := "http://" + fanouttest.FreeAddr(t) // nothing listens there
 
 	tests := []struct {
 		name       string
@@ -489,16 +483,12 @@ func TestSendReusesConnections(t *testing.T) {
 	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
 		return fanouttest.Answer{Status: []int{400, 200, 410}[r.N%3], Body: big}
 	})
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
+	closed := fanouttest.FreeAddr(t) // nothing listens there
 
 	s := NewSender(SenderOptions{})
 	ctx := testContext(t)
 	good := testDestination(t, rc.URL(), nil)
-	down := testDestination(t, "http://"+closed.Addr().String(), func(d *Destination) { d.Policy.MaxAttempts = 1 })
+	down := testDestination(t, "http://"+closed, func(d *Destination) { d.Policy.MaxAttempts = 1 })
 	for i := range 9 {
 		if res := s.Send(ctx, good, testJob(), 1); res.Attempts != 1 {
 			t.Fatalf("Send %d: %+v", i, res)
@@ -514,13 +504,9 @@ func TestSendReusesConnections(t *testing.T) {
 
 // TestSendErrorsHideSecrets: the URL's userinfo and query never reach Result.Err.
 func TestSendErrorsHideSecrets(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
+	closed := fanouttest.FreeAddr(t)                                                         // nothing listens there
 	hang := fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Delay: time.Hour})) // answers after the client gave up
-	for _, base := range []string{"http://" + closed.Addr().String(), hang.URL()} {
+	for _, base := range []string{"http://" + closed, hang.URL()} {
 		u := strings.Replace(base, "http://", "http://robot:pa55word@", 1) + "/hook?access_token=t0ken"
 		d := testDestination(t, u, func(d *Destination) {
 			d.Timeout = 50 * time.Millisecond

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -15,16 +14,7 @@ func TestExternalJetStream(t *testing.T) {
 		t.Skip("builds and runs a nats-server process")
 	}
 	srv := fanouttest.StartNATSServer(t, "queue")
-	q, err := Open(testContext(t), Options{
-		URL:              " " + srv.URL() + " , " + srv.URL(), // a list, spaces tolerated
-		DedupWindow:      time.Minute,
-		DeadLetterMaxAge: time.Hour,
-		Logger:           slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := openWith(t, Options{URL: " " + srv.URL() + " , " + srv.URL()}) // a list, spaces tolerated
 	ctx := testContext(t)
 	if !q.Connected() {
 		t.Fatal("Connected() = false after Open")
