@@ -26,6 +26,7 @@ type rlReloadState struct {
 	Hash float64 // fanout_config_hash
 }
 
+// rlState reads the reload state from p's /metrics.
 func rlState(t testing.TB, p *fanouttest.Fanout) rlReloadState {
 	t.Helper()
 	m := p.Metrics(t, "")
