@@ -13,19 +13,22 @@ import (
 // waitTimeout bounds every wait for a condition in these tests.
 const waitTimeout = 15 * time.Second
 
-// openTest opens an embedded queue in a fresh directory and closes it at the
-// end of the test.
+// openTest opens an embedded queue in dir (a fresh directory when dir is "") and closes it
+// at the end of the test.
 func openTest(t testing.TB, dir string) *Queue {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	q, err := Open(testContext(t), Options{
-		Dir:              dir,
-		DedupWindow:      time.Minute,
-		DeadLetterMaxAge: time.Hour,
-		Logger:           slog.New(slog.DiscardHandler),
-	})
+	return openWith(t, Options{Dir: dir})
+}
+
+// openWith opens a queue with o and the tests' dedup window, dead-letter age and silent
+// logger, and closes it at the end of the test.
+func openWith(t testing.TB, o Options) *Queue {
+	t.Helper()
+	o.DedupWindow, o.DeadLetterMaxAge, o.Logger = time.Minute, time.Hour, slog.New(slog.DiscardHandler)
+	q, err := Open(testContext(t), o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -37,18 +40,6 @@ func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var jobClock = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
