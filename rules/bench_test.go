@@ -1,11 +1,15 @@
 package rules
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
+)
 
 // BenchmarkMatch is the per-callback cost of the rules on the hot path: decode the body,
 // build the event, evaluate two routes (one of them with an expression on every callback).
 func BenchmarkMatch(b *testing.B) {
-	body := payload(b, "C2C.CallbackAfterSendMsg.json")
+	body := fanouttest.Payload(b, "C2C.CallbackAfterSendMsg.json")
 	s := compile(b, []RouteSpec{
 		{Name: "a", Filter: Filter{When: `SendMsgResult != 0 || To_Account in ["Jonh","alice"]`}, To: []string{"a"}},
 		{Name: "b", Filter: Filter{When: `CallbackCommand == "C2C.CallbackAfterSendMsg"`}, To: []string{"b"}},

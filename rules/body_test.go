@@ -4,9 +4,21 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // TestRender checks the exact bytes a body transform sends.
+// render compiles the body transform src, which must compile, and renders ev with it.
+func render(t *testing.T, src string, ev *Event) ([]byte, error) {
+	t.Helper()
+	b, err := CompileBody(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Render(ev)
+}
+
 func TestRender(t *testing.T) {
 	ev := newEvent(t, "1400000000", "C2C.CallbackAfterSendMsg", c2cQuery, c2cBody)
 	tests := []struct {
@@ -32,11 +44,7 @@ func TestRender(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := CompileBody(tt.src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := b.Render(ev)
+			got, err := render(t, tt.src, ev)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,11 +66,7 @@ func TestRenderErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := CompileBody(tt.src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := b.Render(ev)
+			got, err := render(t, tt.src, ev)
 			if err == nil || !strings.HasPrefix(err.Error(), tt.err) || got != nil {
 				t.Errorf("got %s, %v; want an error starting %q", got, err, tt.err)
 			}
@@ -102,7 +106,7 @@ func TestTransform(t *testing.T) {
 	}
 	t.Run("sample payload", func(t *testing.T) {
 		got, err := b.Transform("1400000000", "C2C.CallbackAfterSendMsg", map[string]string{"SdkAppid": "1400000000"},
-			payload(t, "C2C.CallbackAfterSendMsg.json"))
+			fanouttest.Payload(t, "C2C.CallbackAfterSendMsg.json"))
 		if want := `{"app":"1400000000","command":"C2C.CallbackAfterSendMsg","from":"jared","text":"red packet"}`; err != nil || string(got) != want {
 			t.Errorf("got %s, %v; want %s", got, err, want)
 		}

@@ -3,22 +3,13 @@ package rules
 import (
 	"errors"
 	"math"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// payload reads one of Tencent's sample bodies.
-func payload(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(tcPayloadDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
+	"github.com/fanout-gw/fanout/internal/fanouttest"
+)
 
 func TestParseBody(t *testing.T) {
 	tests := []struct {
@@ -76,13 +67,9 @@ func TestParseBody(t *testing.T) {
 
 // TestParsePayloads decodes every sample body Tencent documents.
 func TestParsePayloads(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(tcPayloadDir, "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no payloads in %s: %v", tcPayloadDir, err)
-	}
-	for _, file := range files {
+	for _, file := range fanouttest.PayloadFiles(t) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			fields, err := ParseBody(payload(t, filepath.Base(file)))
+			fields, err := ParseBody(fanouttest.Payload(t, filepath.Base(file)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // c2cBody is a C2C.CallbackAfterSendMsg body with a failed send, two text elements and a
@@ -106,7 +108,7 @@ func TestWhenEnvironment(t *testing.T) {
 
 // TestMatchSamplePayload: the exact integers of the real sample body.
 func TestMatchSamplePayload(t *testing.T) {
-	fields, err := ParseBody(payload(t, "C2C.CallbackAfterSendMsg.json"))
+	fields, err := ParseBody(fanouttest.Payload(t, "C2C.CallbackAfterSendMsg.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

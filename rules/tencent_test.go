@@ -11,22 +11,11 @@ import (
 	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
-// tcPayloadDir holds Tencent's sample bodies.
-var tcPayloadDir = fanouttest.PayloadDir()
-
 // TestPayloadsAreKnown checks the table against every sample body: its command is known
 // and every top-level key is in the command's Fields. A missing folder fails the test
 // rather than skipping it, since a silent skip would hide a table that drifted.
 func TestPayloadsAreKnown(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(tcPayloadDir, "*.json"))
-	if err != nil {
-		t.Fatalf("listing payloads: %v", err)
-	}
-	if len(files) == 0 {
-		abs, _ := filepath.Abs(tcPayloadDir)
-		t.Fatalf("no payloads in %s (%s)", tcPayloadDir, abs)
-	}
-	for _, file := range files {
+	for _, file := range fanouttest.PayloadFiles(t) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			data, err := os.ReadFile(file)
 			if err != nil {

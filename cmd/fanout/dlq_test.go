@@ -8,19 +8,17 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // fanout dlq against a real gateway started in the test: embedded JetStream in
@@ -28,43 +26,14 @@ import (
 
 const dlqTestTimeout = 30 * time.Second
 
-// dlqReceiver is a downstream whose status a test can change; it counts the MsgKey of
-// every callback it answered 2xx.
-type dlqReceiver struct {
-	srv    *httptest.Server
-	status atomic.Int32
-
-	mu  sync.Mutex
-	got map[string]int
-}
-
-func newDLQReceiver(t *testing.T, status int) *dlqReceiver {
-	r := &dlqReceiver{got: map[string]int{}}
-	r.status.Store(int32(status))
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		var m struct{ MsgKey string }
-		_ = json.NewDecoder(req.Body).Decode(&m)
-		st := int(r.status.Load())
-		if st < 300 {
-			r.mu.Lock()
-			r.got[m.MsgKey]++
-			r.mu.Unlock()
-		}
-		w.WriteHeader(st)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *dlqReceiver) delivered(key string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.got[key] > 0
+// dlqAnswer is a downstream's answer: every request gets status.
+func dlqAnswer(status int) fanouttest.AnswerFunc {
+	return fanouttest.Reply(fanouttest.Answer{Status: status})
 }
 
 // dlqGateway runs a gateway with two destinations that refuse deliveries (400 and 422)
 // and returns its admin URL.
-func dlqGateway(t *testing.T, crm, audit *dlqReceiver) (g *gateway.Gateway, adminURL string) {
+func dlqGateway(t *testing.T, crm, audit *fanouttest.Receiver) (g *gateway.Gateway, adminURL string) {
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
@@ -85,15 +54,14 @@ routes:
   - name: groups-to-audit
     commands: [Group.*]
     to: [audit]
-`, filepath.Join(dir, "queue"), crm.srv.URL, audit.srv.URL)
+`, filepath.Join(dir, "queue"), crm.URL(), audit.URL())
 	path := filepath.Join(dir, "fanout.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	var logMu sync.Mutex
+	var logs fanouttest.SyncBuffer
 	g, err := gateway.New(gateway.Options{ConfigPath: path, Version: "dlq-test",
-		Logger: slog.New(slog.NewTextHandler(dlqLogWriter{&logMu, &logs}, nil))})
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,23 +77,10 @@ routes:
 			t.Errorf("Stop: %v", err)
 		}
 		if t.Failed() {
-			logMu.Lock()
-			t.Logf("gateway log:\n%s", logs.String())
-			logMu.Unlock()
+			t.Logf("gateway log:\n%s", &logs)
 		}
 	})
 	return g, "http://" + g.AdminAddr()
-}
-
-type dlqLogWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l dlqLogWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // dlqCallback sends one callback carrying key and expects Tencent's OK.
@@ -178,30 +133,17 @@ func dlqIDs(t *testing.T, adminURL string, filter ...string) []uint64 {
 	return ids
 }
 
+// dlqWait waits until the dead-letter queue holds n dead letters, and returns their ids.
 func dlqWait(t *testing.T, adminURL string, n int) []uint64 {
 	t.Helper()
-	deadline := time.Now().Add(dlqTestTimeout)
-	for {
-		ids := dlqIDs(t, adminURL)
-		if len(ids) == n {
-			return ids
+	var ids []uint64
+	fanouttest.WaitForNone(t, dlqTestTimeout, fmt.Sprintf("%d dead letters", n), func() []string {
+		if ids = dlqIDs(t, adminURL); len(ids) == n {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %d dead letters; have %v", n, ids)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func dlqWaitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(dlqTestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return []string{fmt.Sprintf("have %v", ids)}
+	})
+	return ids
 }
 
 // tableIDs returns the first column of a dlq list table, below its header.
@@ -227,7 +169,7 @@ func dlqIDStrings(ids []uint64) []string {
 }
 
 func TestDLQCommand(t *testing.T) {
-	crm, audit := newDLQReceiver(t, http.StatusBadRequest), newDLQReceiver(t, http.StatusUnprocessableEntity)
+	crm, audit := fanouttest.NewReceiver(t, dlqAnswer(http.StatusBadRequest)), fanouttest.NewReceiver(t, dlqAnswer(http.StatusUnprocessableEntity))
 	g, admin := dlqGateway(t, crm, audit)
 	const c2c, group = "C2C.CallbackAfterSendMsg", "Group.CallbackAfterSendMsg"
 	dlqCallback(t, g, c2c, "c1")
@@ -327,12 +269,12 @@ func TestDLQCommand(t *testing.T) {
 	})
 
 	t.Run("replay by id", func(t *testing.T) {
-		crm.status.Store(http.StatusOK)
+		crm.SetAnswer(dlqAnswer(http.StatusOK))
 		out, _ := dlqCmd(t, admin, exitOK, "replay", all[0])
 		if out != "1 matched, replayed 1: "+all[0]+"\n" {
 			t.Errorf("replay: %q", out)
 		}
-		dlqWaitUntil(t, "c1 delivered", func() bool { return crm.delivered("c1") })
+		fanouttest.WaitFor(t, dlqTestTimeout, "c1 delivered", func() bool { return crm.Delivered()["c1"] > 0 })
 		if got := dlqIDStrings(dlqIDs(t, admin)); strings.Join(got, " ") != strings.Join(all[1:], " ") {
 			t.Errorf("dead letters %v, want %v", got, all[1:])
 		}
@@ -343,7 +285,7 @@ func TestDLQCommand(t *testing.T) {
 		if out != "2 matched, replayed 2: "+all[1]+" "+all[2]+"\n" {
 			t.Errorf("replay: %q", out)
 		}
-		dlqWaitUntil(t, "c2 and c3 delivered", func() bool { return crm.delivered("c2") && crm.delivered("c3") })
+		fanouttest.WaitFor(t, dlqTestTimeout, "c2 and c3 delivered", func() bool { return crm.Delivered()["c2"] > 0 && crm.Delivered()["c3"] > 0 })
 		out, _ = dlqCmd(t, admin, exitOK, "list", "--json")
 		var page httpapi.DeadLetterPage
 		if err := json.Unmarshal([]byte(out), &page); err != nil || len(page.Items) != 1 || page.Items[0].Destination != "audit" || page.Next != 0 {
@@ -360,7 +302,7 @@ func TestDLQCommand(t *testing.T) {
 		if !strings.Contains(stderr, all[3]+": not found") {
 			t.Errorf("purge of a gone id: %s", stderr)
 		}
-		crm.status.Store(http.StatusBadRequest)
+		crm.SetAnswer(dlqAnswer(http.StatusBadRequest))
 		dlqCallback(t, g, c2c, "c4")
 		dlqCallback(t, g, c2c, "c5")
 		dlqWait(t, admin, 2)

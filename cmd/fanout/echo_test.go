@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // mtEcho is one in-process run of `fanout echo`: its output, and how to stop it.
 type mtEcho struct {
 	addr   string
-	stdout *rlLog
-	stderr *rlLog
+	stdout *fanouttest.SyncBuffer
+	stderr *fanouttest.SyncBuffer
 	stop   func() error // cancels the context and returns runEcho's error
 }
 
@@ -21,7 +23,7 @@ type mtEcho struct {
 // runEcho is called directly (not run, whose context ends only on a signal to the process).
 func mtStartEcho(t *testing.T, args ...string) *mtEcho {
 	t.Helper()
-	e := &mtEcho{addr: rlFreeAddr(t), stdout: &rlLog{}, stderr: &rlLog{}}
+	e := &mtEcho{addr: fanouttest.FreeAddr(t), stdout: &fanouttest.SyncBuffer{}, stderr: &fanouttest.SyncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -35,14 +37,14 @@ func mtStartEcho(t *testing.T, args ...string) *mtEcho {
 			cancel()
 			select {
 			case result = <-done:
-			case <-time.After(rlTimeout):
-				t.Fatalf("fanout echo did not stop within %s", rlTimeout)
+			case <-time.After(fanouttest.WaitTimeout):
+				t.Fatalf("fanout echo did not stop within %s", fanouttest.WaitTimeout)
 			}
 		}
 		return result
 	}
 	t.Cleanup(func() { _ = e.stop() })
-	rlWaitFor(t, rlTimeout, "fanout echo to listen", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "fanout echo to listen", func() bool {
 		select {
 		case err := <-done:
 			done <- err
@@ -66,7 +68,7 @@ func mtPost(t *testing.T, addr, pathQuery, body string) (int, string) {
 	req.Header.Set("Fanout-Route", "c2c,all")
 	req.Header.Set("Fanout-Attempt", "1")
 	req.Header.Set("webhook-id", "msg_mt123")
-	resp, err := rlClient.Do(req)
+	resp, err := fanouttest.Client.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", pathQuery, err)
 	}
@@ -87,8 +89,8 @@ func TestEchoPrintsForwardedCallback(t *testing.T) {
 
 	e := mtStartEcho(t)
 	status, answer := mtPost(t, e.addr, pathQuery, body)
-	if status != http.StatusOK || answer != rlOK {
-		t.Errorf("echo answered %d %s, want 200 %s", status, answer, rlOK)
+	if status != http.StatusOK || answer != fanouttest.OKAnswer {
+		t.Errorf("echo answered %d %s, want 200 %s", status, answer, fanouttest.OKAnswer)
 	}
 	if err := e.stop(); err != nil {
 		t.Errorf("runEcho returned %v after its context was cancelled, want nil", err)

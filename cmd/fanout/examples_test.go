@@ -20,9 +20,6 @@ import (
 // examplesDir is the repository's examples/ folder, seen from cmd/fanout.
 const examplesDir = "../../examples"
 
-// realPayloadDir holds Tencent's sample bodies.
-var realPayloadDir = fanouttest.PayloadDir()
-
 // expectation is one entry of an example's expect.yaml: a payload, the routes it must
 // match, the destinations that must get an asynchronous copy, the destination that must
 // answer it synchronously ("" for none), and optionally the exact body some destinations
@@ -104,15 +101,7 @@ func TestExamplesWrongExpect(t *testing.T) {
 // TestExamplesUseEveryRealPayload checks that every sample body Tencent documents is used
 // by some example, copied byte for byte under its own name (variations have other names).
 func TestExamplesUseEveryRealPayload(t *testing.T) {
-	real, err := filepath.Glob(filepath.Join(realPayloadDir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(real) == 0 {
-		abs, _ := filepath.Abs(realPayloadDir)
-		t.Fatalf("no payloads in %s (%s)", realPayloadDir, abs)
-	}
-	for _, orig := range real {
+	for _, orig := range fanouttest.PayloadFiles(t) {
 		name := filepath.Base(orig)
 		t.Run(name, func(t *testing.T) {
 			want, err := os.ReadFile(orig)

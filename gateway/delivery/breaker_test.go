@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // rsChanges records what a Breaker tells its onChange.
@@ -263,12 +263,7 @@ func TestBreakerCanceledProbeLetsAnotherProbe(t *testing.T) {
 // transform fails, so no request reaches the endpoint. That says nothing about the
 // endpoint: the destination must stay paused (and the next job probes).
 func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String() + "/hook"
-	ln.Close() // nothing listens: every attempt fails with a connection error
+	closed := "http://" + fanouttest.FreeAddr(t) + "/hook" // every attempt fails with a connection error
 
 	q := openQueue(t)
 	d := testDestination(t, closed, func(d *Destination) {
@@ -304,13 +299,13 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 		jobs = append(jobs, jobFor("down", i))
 	}
 	enqueue(t, q, jobs...)
-	waitFor(t, "the destination to pause", func() bool { paused, _ := b.Paused(); return paused && rounds() == PauseAfter })
+	fanouttest.WaitFor(t, waitTimeout, "the destination to pause", func() bool { paused, _ := b.Paused(); return paused && rounds() == PauseAfter })
 
 	rsExpire(b)
 	bad := jobFor("down", 100)
 	bad.Body = []byte(`{"CallbackCommand":"C2C.CallbackAfterSendMsg","untransformable":true}`)
 	enqueue(t, q, bad)
-	waitFor(t, "the untransformable job to be dead-lettered", func() bool { return rounds() == PauseAfter+1 })
+	fanouttest.WaitFor(t, waitTimeout, "the untransformable job to be dead-lettered", func() bool { return rounds() == PauseAfter+1 })
 	mu.Lock()
 	last := results[len(results)-1]
 	mu.Unlock()
@@ -323,7 +318,7 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 	// The probe slot is free again: the next job probes (and fails: paused for longer).
 	before := time.Now()
 	enqueue(t, q, jobFor("down", 101))
-	waitFor(t, "the next probe", func() bool { return rounds() == PauseAfter+2 })
+	fanouttest.WaitFor(t, waitTimeout, "the next probe", func() bool { return rounds() == PauseAfter+2 })
 	rsCheckPausedFor(t, b, before, 2*PauseMinCooldown)
 	if got := ch.String(); got != "pause pause" {
 		t.Errorf("onChange calls %q, want %q", got, "pause pause")

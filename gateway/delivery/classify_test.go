@@ -2,30 +2,28 @@ package delivery
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // TestClassify sends one attempt per case to a real receiver (or to none) with a policy whose
 // first wait is long, so that a retryable answer ends Send with Retry and the attempt's own
 // reason instead of a quick retry.
 func TestClassify(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + closed.Addr().String() + "/hook"
-	closed.Close()
+	closed := fanouttest.FreeAddr(t) // nothing listens there
+	closedURL := "http://" + closed + "/hook"
 
-	hang := func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+	// hang answers after the client has given up.
+	hang := fanouttest.Reply(fanouttest.Answer{Delay: time.Hour})
 
 	tests := []struct {
 		name    string
-		answer  func(int, http.ResponseWriter, *http.Request) // nil: nobody listens
+		answer  fanouttest.AnswerFunc // nil: nobody listens
 		timeout time.Duration
 		outcome Outcome
 		reason  string
@@ -53,7 +51,7 @@ func TestClassify(t *testing.T) {
 		{name: "600", answer: status(600, "?"), outcome: Dead, reason: "status", status: 600, errText: "status 600"},
 		{
 			name: "connection refused", answer: nil, outcome: Retry, reason: "connection",
-			errText: `destination "audit": POST: dial tcp ` + closed.Addr().String(),
+			errText: `destination "audit": POST: dial tcp ` + closed,
 		},
 		{
 			name: "timeout", answer: hang, timeout: 100 * time.Millisecond, outcome: Retry, reason: "timeout",
@@ -64,10 +62,10 @@ func TestClassify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			url := closedURL
-			var rc *receiver
+			var rc *fanouttest.Receiver
 			if tt.answer != nil {
-				rc = newReceiver(t, tt.answer)
-				url = rc.URL + "/hook"
+				rc = fanouttest.NewReceiver(t, tt.answer)
+				url = rc.URL() + "/hook"
 			}
 			d := testDestination(t, url, func(d *Destination) {
 				d.Policy = Policy{MaxAttempts: 3, Initial: time.Minute, Max: time.Hour, Multiplier: 2}
@@ -102,27 +100,25 @@ func TestClassify(t *testing.T) {
 			if tt.outcome != Retry && res.Delay != 0 {
 				t.Errorf("Delay = %s, want 0", res.Delay)
 			}
-			if rc != nil && len(rc.requests()) != 1 {
-				t.Errorf("receiver got %d requests, want 1 (redirects are not followed)", len(rc.requests()))
+			if rc != nil && len(rc.Requests()) != 1 {
+				t.Errorf("receiver got %d requests, want 1 (redirects are not followed)", len(rc.Requests()))
 			}
 		})
 	}
 }
 
 // redirect answers with a redirect to a path that the receiver would record if followed.
-func redirect(code int) func(int, http.ResponseWriter, *http.Request) {
-	return func(_ int, w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/elsewhere", code)
-	}
+func redirect(code int) fanouttest.AnswerFunc {
+	return fanouttest.Reply(fanouttest.Answer{Status: code, Header: http.Header{"Location": {"/elsewhere"}}})
 }
 
 func TestSendCanceled(t *testing.T) {
 	started := make(chan struct{})
-	rc := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+	rc := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
 		close(started)
-		<-r.Context().Done()
+		return fanouttest.Answer{Delay: time.Hour} // until Send gives up
 	})
-	d := testDestination(t, rc.URL, nil)
+	d := testDestination(t, rc.URL(), nil)
 	ctx, cancel := context.WithCancel(testContext(t))
 	go func() {
 		<-started

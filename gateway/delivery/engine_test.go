@@ -8,17 +8,17 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // accountOf is the To_Account of a recorded request's body.
-func accountOf(r recorded) string {
+func accountOf(r fanouttest.Request) string {
 	var b struct{ To_Account string }
-	_ = json.Unmarshal(r.body, &b)
+	_ = json.Unmarshal(r.Body, &b)
 	return b.To_Account
 }
 
@@ -57,15 +57,15 @@ func startWorker(t *testing.T, q *queue.Queue, d *Destination, concurrency, wind
 // job's third attempt.
 func TestPoisonJobsDoNotBlock(t *testing.T) {
 	t.Parallel()
-	var rc *receiver
-	rc = newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		if a := accountOf(rc.requests()[n-1]); a == "poison-1" || a == "poison-2" {
-			w.WriteHeader(http.StatusInternalServerError)
+	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if a := accountOf(r); a == "poison-1" || a == "poison-2" {
+			return fanouttest.Answer{Status: http.StatusInternalServerError}
 		}
+		return fanouttest.Answer{}
 	})
 	q := openQueue(t)
 	// Every wait is longer than QuickRetryMax: each failed attempt goes back to the queue.
-	d := testDestination(t, rc.URL, func(d *Destination) {
+	d := testDestination(t, rc.URL(), func(d *Destination) {
 		d.Policy = Policy{MaxAttempts: 100, Initial: 3 * time.Second, Max: 3 * time.Second, Multiplier: 1}
 	})
 	startWorker(t, q, d, 2, 8)
@@ -79,9 +79,9 @@ func TestPoisonJobsDoNotBlock(t *testing.T) {
 	}
 	enqueue(t, q, jobs...)
 
-	waitFor(t, "every good job delivered", func() bool {
+	fanouttest.WaitFor(t, waitTimeout, "every good job delivered", func() bool {
 		n := 0
-		for _, r := range rc.requests() {
+		for _, r := range rc.Requests() {
 			if accountOf(r) != "poison-1" && accountOf(r) != "poison-2" {
 				n++
 			}
@@ -91,7 +91,7 @@ func TestPoisonJobsDoNotBlock(t *testing.T) {
 	// The order of arrival, not a timing: no poison job made its third attempt before the
 	// last good job arrived.
 	poison := map[string]int{}
-	for _, r := range rc.requests() {
+	for _, r := range rc.Requests() {
 		if a := accountOf(r); a == "poison-1" || a == "poison-2" {
 			poison[a]++
 			if poison[a] >= 3 {
@@ -99,9 +99,9 @@ func TestPoisonJobsDoNotBlock(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "the poison jobs to keep retrying", func() bool {
+	fanouttest.WaitFor(t, waitTimeout, "the poison jobs to keep retrying", func() bool {
 		n := 0
-		for _, r := range rc.requests() {
+		for _, r := range rc.Requests() {
 			if a := accountOf(r); a == "poison-1" {
 				n++
 			}
@@ -109,9 +109,9 @@ func TestPoisonJobsDoNotBlock(t *testing.T) {
 		return n >= 2
 	})
 	var seen []string
-	for _, r := range rc.requests() {
+	for _, r := range rc.Requests() {
 		if accountOf(r) == "poison-1" {
-			seen = append(seen, r.header.Get("Fanout-Attempt"))
+			seen = append(seen, r.Header.Get("Fanout-Attempt"))
 		}
 	}
 	if !slices.Equal(seen[:2], []string{"1", "2"}) {
@@ -123,28 +123,17 @@ func TestPoisonJobsDoNotBlock(t *testing.T) {
 // never sees more than 3 requests at once, and sees 3 at once when jobs wait.
 func TestConcurrencyBoundsRequestsInFlight(t *testing.T) {
 	t.Parallel()
-	var inFlight, most atomic.Int64
-	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
-		n := inFlight.Add(1)
-		for {
-			m := most.Load()
-			if n <= m || most.CompareAndSwap(m, n) {
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-		inFlight.Add(-1)
-	})
+	rc := fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Delay: 20 * time.Millisecond}))
 	q := openQueue(t)
-	d := testDestination(t, rc.URL, nil)
+	d := testDestination(t, rc.URL(), nil)
 	startWorker(t, q, d, 3, 20)
 	var jobs []queue.Job
 	for i := range 60 {
 		jobs = append(jobs, jobFor("audit", i))
 	}
 	enqueue(t, q, jobs...)
-	waitFor(t, "every job delivered", func() bool { return len(rc.requests()) == 60 && pending(t, q, "audit") == 0 })
-	if m := most.Load(); m != 3 {
+	fanouttest.WaitFor(t, waitTimeout, "every job delivered", func() bool { return len(rc.Requests()) == 60 && pending(t, q, "audit") == 0 })
+	if m := rc.MaxInFlight(); m != 3 {
 		t.Errorf("at most %d requests in flight, want exactly 3 (the concurrency)", m)
 	}
 }
@@ -156,32 +145,33 @@ func TestAttemptsAcrossStop(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	fail := true
-	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+	rc := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail {
-			w.WriteHeader(http.StatusServiceUnavailable)
+			return fanouttest.Answer{Status: http.StatusServiceUnavailable}
 		}
+		return fanouttest.Answer{}
 	})
 	q := openQueue(t)
 	// The first wait (1 s) is quick: the round sleeps in-process after attempt 1.
-	d := testDestination(t, rc.URL, func(d *Destination) {
+	d := testDestination(t, rc.URL(), func(d *Destination) {
 		d.Policy = Policy{MaxAttempts: 10, Initial: time.Second, Max: time.Minute, Multiplier: 2}
 	})
 	stop := startWorker(t, q, d, 1, 4)
 	enqueue(t, q, jobFor("audit", 1))
-	waitFor(t, "attempt 1", func() bool { return len(rc.requests()) == 1 })
+	fanouttest.WaitFor(t, waitTimeout, "attempt 1", func() bool { return len(rc.Requests()) == 1 })
 	stop() // during the quick wait
 	// The copy in hand is acknowledged once the new one is stored (the ack is asynchronous).
-	waitFor(t, "the job handed back, one copy", func() bool { return pending(t, q, "audit") == 1 })
+	fanouttest.WaitFor(t, waitTimeout, "the job handed back, one copy", func() bool { return pending(t, q, "audit") == 1 })
 	mu.Lock()
 	fail = false
 	mu.Unlock()
 	startWorker(t, q, d, 1, 4)
-	waitFor(t, "the delivery", func() bool { return len(rc.requests()) == 2 && pending(t, q, "audit") == 0 })
+	fanouttest.WaitFor(t, waitTimeout, "the delivery", func() bool { return len(rc.Requests()) == 2 && pending(t, q, "audit") == 0 })
 	var got []string
-	for _, r := range rc.requests() {
-		got = append(got, r.header.Get("Fanout-Attempt"))
+	for _, r := range rc.Requests() {
+		got = append(got, r.Header.Get("Fanout-Attempt"))
 	}
 	if want := []string{"1", "2"}; !slices.Equal(got, want) {
 		t.Errorf("Fanout-Attempt = %v, want %v", got, want)

@@ -4,8 +4,11 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 func TestRateLimitSame(t *testing.T) {
@@ -34,100 +37,109 @@ func TestRateLimitSame(t *testing.T) {
 	}
 }
 
-// rsGrants runs Wait on r from workers goroutines until total waits returned, and returns
-// when each returned, sorted.
-func rsGrants(t *testing.T, r *RateLimit, workers, total int) []time.Time {
-	t.Helper()
+// rsSchedule is when total waiters that all arrive at start may go: r's schedule read on a
+// virtual clock (reservations made at a given instant), so that a test checks the pace
+// exactly instead of measuring it.
+func rsSchedule(r *RateLimit, start time.Time, total int) []time.Time {
+	at := make([]time.Time, total)
+	for i := range at {
+		at[i] = start.Add(r.lim.ReserveN(start, 1).DelayFrom(start))
+	}
+	return at
+}
+
+// TestRateLimitWait: waiters that arrive together on a 10/s limit go one every 100 ms, the
+// first at once: at most 10 in any second, 30 in any three, with no burst.
+func TestRateLimitWait(t *testing.T) {
+	start := time.Now()
+	at := rsSchedule(NewRateLimit(10, time.Second), start, 35)
+	for i, a := range at {
+		if got, want := a.Sub(start), time.Duration(i)*100*time.Millisecond; got != want {
+			t.Fatalf("waiter %d goes after %s, want %s", i+1, got, want)
+		}
+	}
+	if most := fanouttest.MostWithin(at, time.Second); most != 10 {
+		t.Errorf("%d grants within one second, want 10", most)
+	}
+	if most := fanouttest.MostWithin(at, 3*time.Second); most != 30 {
+		t.Errorf("%d grants within three seconds, want 30", most)
+	}
+}
+
+// TestRateLimitConcurrentWaiters: of waiters that call Wait together on a limit whose
+// second slot is an hour away, exactly one goes; the others give up at once, their slot
+// being past their context's deadline. Counts, not a stopwatch: the real Wait grants no
+// burst above one.
+func TestRateLimitConcurrentWaiters(t *testing.T) {
+	r := NewRateLimit(1, time.Hour)
 	ctx := testContext(t)
-	var mu sync.Mutex
-	var at []time.Time
-	started := 0
+	var granted, refused atomic.Int64
 	var wg sync.WaitGroup
-	for range workers {
+	for range 8 {
 		wg.Go(func() {
-			for {
-				mu.Lock()
-				if started >= total {
-					mu.Unlock()
-					return
-				}
-				started++
-				mu.Unlock()
-				if err := r.Wait(ctx); err != nil {
-					t.Errorf("Wait: %v", err)
-					return
-				}
-				mu.Lock()
-				at = append(at, time.Now())
-				mu.Unlock()
+			if r.Wait(ctx) == nil {
+				granted.Add(1)
+			} else {
+				refused.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
-	return at
+	if granted.Load() != 1 || refused.Load() != 7 {
+		t.Errorf("%d waiters granted, %d refused; want 1 and 7", granted.Load(), refused.Load())
+	}
 }
 
-// rsMostIn is the largest number of times within any window [at[i], at[i]+window).
-func rsMostIn(at []time.Time, window time.Duration) int {
-	most := 0
-	for i := range at {
-		n := 0
-		for j := i; j < len(at) && at[j].Sub(at[i]) < window; j++ {
-			n++
-		}
-		most = max(most, n)
-	}
-	return most
-}
-
-// TestRateLimitWait: concurrent waiters on a 10/s limit get at most 10 in any second, with
-// no burst: 35 grants take at least 3.4 s. The limiter spaces the grants exactly; the
-// goroutines may observe them a little late, so a window may see one more (+1).
-func TestRateLimitWait(t *testing.T) {
-	r := NewRateLimit(10, time.Second)
-	start := time.Now()
-	at := rsGrants(t, r, 8, 35)
-	took := time.Since(start)
-	if took < 3400*time.Millisecond {
-		t.Errorf("35 grants at 10/s took %s, want at least 3.4s", took)
-	}
-	if most := rsMostIn(at, time.Second); most > 10+1 {
-		t.Errorf("%d grants within one second, want at most 10 (+1)", most)
-	}
-	if most := rsMostIn(at, 3*time.Second); most > 30+1 {
-		t.Errorf("%d grants within three seconds, want at most 30 (+1)", most)
-	}
-	t.Logf("35 grants in %s; most in 1 s: %d, in 3 s: %d", took.Round(time.Millisecond), rsMostIn(at, time.Second), rsMostIn(at, 3*time.Second))
-}
-
-// TestRateLimitNoBurstAfterIdle: a limiter left idle does not save up attempts.
+// TestRateLimitNoBurstAfterIdle: a limiter left idle does not save up attempts: after an
+// idle time, four waiters still go one every 50 ms at 20/s.
 func TestRateLimitNoBurstAfterIdle(t *testing.T) {
-	r := NewRateLimit(20, time.Second) // one every 50 ms
-	ctx := testContext(t)
-	if err := r.Wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond) // idle: a bucket larger than one would fill up now
+	r := NewRateLimit(20, time.Second)
 	start := time.Now()
-	for range 4 {
-		if err := r.Wait(ctx); err != nil {
-			t.Fatal(err)
-		}
+	r.lim.ReserveN(start, 1)
+	idle := start.Add(300 * time.Millisecond) // a bucket larger than one would fill up meanwhile
+	var got []time.Duration
+	for _, at := range rsSchedule(r, idle, 4) {
+		got = append(got, at.Sub(idle))
 	}
-	if took := time.Since(start); took < 150*time.Millisecond {
-		t.Errorf("4 waits after an idle time took %s, want at least 150ms (a burst of one)", took)
+	want := []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond}
+	if !slices.Equal(got, want) {
+		t.Errorf("after an idle time, waiters go after %v, want %v (a burst of one)", got, want)
 	}
 }
 
-// TestRateLimitPeriod: n per period is the same pace whatever the unit.
+// TestRateLimitPeriod: n per period is the same pace whatever the unit: 1200/m is 20/s.
 func TestRateLimitPeriod(t *testing.T) {
-	r := NewRateLimit(1200, time.Minute) // 20/s
 	start := time.Now()
-	rsGrants(t, r, 2, 11)
-	if took := time.Since(start); took < 500*time.Millisecond {
-		t.Errorf("11 grants at 1200/m took %s, want at least 500ms", took)
+	at := rsSchedule(NewRateLimit(1200, time.Minute), start, 11)
+	if last := at[len(at)-1].Sub(start); last != 500*time.Millisecond {
+		t.Errorf("the 11th grant at 1200/m goes after %s, want 500ms", last)
 	}
+}
+
+// BenchmarkRateLimitWait measures what the real clock gives waiters on a 1000/s limit, from
+// 8 goroutines: the grants per second, and the most grants seen within any 100 ms (100 at an
+// exact pace; goroutines that observe their grant late can see one more).
+//
+//	go test -run '^$' -bench RateLimitWait ./gateway/delivery/
+func BenchmarkRateLimitWait(b *testing.B) {
+	r := NewRateLimit(1000, time.Second)
+	ctx := testContext(b)
+	var mu sync.Mutex
+	var at []time.Time
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := r.Wait(ctx); err != nil {
+				b.Errorf("Wait: %v", err)
+				return
+			}
+			mu.Lock()
+			at = append(at, time.Now())
+			mu.Unlock()
+		}
+	})
+	b.ReportMetric(float64(len(at))/time.Since(start).Seconds(), "grants/s")
+	b.ReportMetric(float64(fanouttest.MostWithin(at, 100*time.Millisecond)), "most/100ms")
 }
 
 func TestRateLimitWaitEndsWithContext(t *testing.T) {
@@ -150,36 +162,60 @@ func TestRateLimitWaitEndsWithContext(t *testing.T) {
 	}
 }
 
-// TestSendWaitsForTheRateLimit: the Sender paces every attempt of a destination, quick
-// retries included, and a context that ends in the wait cancels the round.
+// rsLimiter is a Limiter that grants at once and writes "wait" to the log it shares with a
+// receiver, which writes "request": their order shows where Send waits.
+type rsLimiter struct {
+	mu  *sync.Mutex
+	log *[]string
+}
+
+func (l rsLimiter) Wait(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	*l.log = append(*l.log, "wait")
+	return nil
+}
+
+// TestSendWaitsForTheRateLimit: the Sender waits for the limiter before every attempt of a
+// destination, quick retries included, and a context that ends in the wait cancels the round.
 func TestSendWaitsForTheRateLimit(t *testing.T) {
-	rc := newReceiver(t, sequence(503, 503, 200))
-	d := testDestination(t, rc.URL, func(d *Destination) { d.RateLimit = NewRateLimit(10, time.Second) })
+	var (
+		mu  sync.Mutex
+		log []string
+	)
+	statuses := fanouttest.Statuses(503, 503, 200)
+	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		mu.Lock()
+		log = append(log, "request")
+		mu.Unlock()
+		return statuses(r)
+	})
+	d := testDestination(t, rc.URL(), func(d *Destination) { d.RateLimit = rsLimiter{&mu, &log} })
 	s := NewSender(SenderOptions{})
-	start := time.Now()
 	res := s.Send(testContext(t), d, testJob(), false)
-	took := time.Since(start)
 	if res.Outcome != Delivered || res.Attempts != 3 {
 		t.Fatalf("Send = %s after %d attempts, want delivered after 3", res.Outcome, res.Attempts)
 	}
-	// The quick retries wait 1 ms; the limit spaces the three attempts by 100 ms.
-	if took < 200*time.Millisecond {
-		t.Errorf("3 attempts at 10/s took %s, want at least 200ms", took)
+	mu.Lock()
+	got := slices.Clone(log)
+	mu.Unlock()
+	if want := []string{"wait", "request", "wait", "request", "wait", "request"}; !slices.Equal(got, want) {
+		t.Errorf("limiter and receiver saw %v, want %v: a wait before each attempt", got, want)
 	}
 
-	limited := testDestination(t, rc.URL, func(d *Destination) { d.RateLimit = NewRateLimit(1, time.Hour) })
+	limited := testDestination(t, rc.URL(), func(d *Destination) { d.RateLimit = NewRateLimit(1, time.Hour) })
 	ctx := testContext(t)
 	if res := s.Send(ctx, limited, testJob(), false); res.Outcome != Delivered {
 		t.Fatalf("first Send: %s", res.Outcome)
 	}
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	before := len(rc.requests())
+	before := len(rc.Requests())
 	res = s.Send(short, limited, testJob(), false)
 	if res.Outcome != Retry || res.Reason != ReasonCanceled || res.Attempts != 0 {
 		t.Errorf("Send waiting past its context = %s %q after %d attempts, want retry %q after 0", res.Outcome, res.Reason, res.Attempts, ReasonCanceled)
 	}
-	if n := len(rc.requests()); n != before {
+	if n := len(rc.Requests()); n != before {
 		t.Errorf("the receiver got %d requests beyond the limit", n-before)
 	}
 }

@@ -2,13 +2,12 @@ package delivery
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/fanout-gw/fanout/gateway/queue"
 	"github.com/fanout-gw/fanout/gateway/tencentim"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 const (
@@ -48,8 +48,8 @@ func verifiesWith(t *testing.T, secret string, h http.Header, body []byte) bool 
 }
 
 func TestSendHeaders(t *testing.T) {
-	rc := newReceiver(t, status(200, "ok"))
-	d := testDestination(t, rc.URL+"/hook", func(d *Destination) {
+	rc := fanouttest.NewReceiver(t, status(200, "ok"))
+	d := testDestination(t, rc.URL()+"/hook", func(d *Destination) {
 		d.Headers = map[string]string{"Authorization": "Bearer abc", "X-Tenant": "t1"}
 		d.SigningSecrets = []string{secretA, secretB}
 	})
@@ -61,7 +61,7 @@ func TestSendHeaders(t *testing.T) {
 		t.Fatalf("Send = %+v, want delivered at the first attempt", res)
 	}
 
-	reqs := rc.requests()
+	reqs := rc.Requests()
 	if len(reqs) != 1 {
 		t.Fatalf("receiver got %d requests, want 1", len(reqs))
 	}
@@ -77,49 +77,49 @@ func TestSendHeaders(t *testing.T) {
 		"Webhook-Id":      "msg_ev1_audit",
 		"X-Tenant":        "t1",
 		// checked below
-		"Webhook-Signature": got.header.Get("Webhook-Signature"),
-		"Webhook-Timestamp": got.header.Get("Webhook-Timestamp"),
+		"Webhook-Signature": got.Header.Get("Webhook-Signature"),
+		"Webhook-Timestamp": got.Header.Get("Webhook-Timestamp"),
 	}
-	for _, k := range slices.Sorted(maps.Keys(got.header)) {
+	for _, k := range slices.Sorted(maps.Keys(got.Header)) {
 		if _, ok := want[k]; !ok {
-			t.Errorf("unexpected header %s: %q", k, got.header.Values(k))
+			t.Errorf("unexpected header %s: %q", k, got.Header.Values(k))
 		}
 	}
 	for k, v := range want {
-		if vs := got.header.Values(k); len(vs) != 1 || vs[0] != v {
+		if vs := got.Header.Values(k); len(vs) != 1 || vs[0] != v {
 			t.Errorf("header %s = %q, want [%q]", k, vs, v)
 		}
 	}
-	ts, err := strconv.ParseInt(got.header.Get("Webhook-Timestamp"), 10, 64)
+	ts, err := strconv.ParseInt(got.Header.Get("Webhook-Timestamp"), 10, 64)
 	if err != nil || ts < before || ts > after {
-		t.Errorf("webhook-timestamp %q, want unix seconds in [%d, %d]", got.header.Get("Webhook-Timestamp"), before, after)
+		t.Errorf("webhook-timestamp %q, want unix seconds in [%d, %d]", got.Header.Get("Webhook-Timestamp"), before, after)
 	}
-	if sigs := strings.Fields(got.header.Get("Webhook-Signature")); len(sigs) != 2 {
+	if sigs := strings.Fields(got.Header.Get("Webhook-Signature")); len(sigs) != 2 {
 		t.Errorf("webhook-signature %q: want two signatures, one per secret", sigs)
 	}
 	for _, secret := range []string{secretA, secretB} {
-		if !verifiesWith(t, secret, got.header, got.body) {
-			t.Errorf("webhook-signature %q does not verify with %s", got.header.Get("Webhook-Signature"), secret)
+		if !verifiesWith(t, secret, got.Header, got.Body) {
+			t.Errorf("webhook-signature %q does not verify with %s", got.Header.Get("Webhook-Signature"), secret)
 		}
 	}
-	if verifiesWith(t, secretC, got.header, got.body) {
+	if verifiesWith(t, secretC, got.Header, got.Body) {
 		t.Error("webhook-signature verifies with an unrelated secret")
 	}
-	if !bytes.Equal(got.body, job.Body) {
-		t.Errorf("body = %q, want the original bytes %q", got.body, job.Body)
+	if !bytes.Equal(got.Body, job.Body) {
+		t.Errorf("body = %q, want the original bytes %q", got.Body, job.Body)
 	}
-	if got.rawQuery != "" {
-		t.Errorf("query = %q, want none without forward_query", got.rawQuery)
+	if got.RawQuery != "" {
+		t.Errorf("query = %q, want none without forward_query", got.RawQuery)
 	}
 }
 
 func TestSendWithoutSecretsHasNoSignature(t *testing.T) {
-	rc := newReceiver(t, status(200, ""))
-	d := testDestination(t, rc.URL, nil)
+	rc := fanouttest.NewReceiver(t, status(200, ""))
+	d := testDestination(t, rc.URL(), nil)
 	job := testJob()
 	job.Routes = nil
 	NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
-	h := rc.requests()[0].header
+	h := rc.Requests()[0].Header
 	for _, k := range []string{"Webhook-Signature", "Fanout-Route"} {
 		if v, ok := h[k]; ok {
 			t.Errorf("header %s = %q, want none", k, v)
@@ -158,8 +158,8 @@ func TestSendForwardQuery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, status(200, ""))
-			d := testDestination(t, rc.URL+tt.path, func(d *Destination) {
+			rc := fanouttest.NewReceiver(t, status(200, ""))
+			d := testDestination(t, rc.URL()+tt.path, func(d *Destination) {
 				d.ForwardQuery = tt.forward
 				d.TIMToken = tt.token
 			})
@@ -169,7 +169,7 @@ func TestSendForwardQuery(t *testing.T) {
 			if res.Outcome != Delivered {
 				t.Fatalf("Send: %+v", res)
 			}
-			raw := rc.requests()[0].rawQuery
+			raw := rc.Requests()[0].RawQuery
 			got, err := url.ParseQuery(raw)
 			if err != nil {
 				t.Fatalf("query %q: %v", raw, err)
@@ -221,8 +221,8 @@ func equalValues(a, b url.Values) bool {
 
 func TestSendTransform(t *testing.T) {
 	t.Run("applied", func(t *testing.T) {
-		rc := newReceiver(t, status(200, ""))
-		d := testDestination(t, rc.URL, func(d *Destination) {
+		rc := fanouttest.NewReceiver(t, status(200, ""))
+		d := testDestination(t, rc.URL(), func(d *Destination) {
 			d.SigningSecrets = []string{secretA}
 			d.Transform = func(_ string, b []byte) ([]byte, error) {
 				return []byte(`{"msgtype":"text","len":` + strconv.Itoa(len(b)) + `}`), nil
@@ -234,11 +234,11 @@ func TestSendTransform(t *testing.T) {
 		if res.Outcome != Delivered {
 			t.Fatalf("Send: %+v", res)
 		}
-		got := rc.requests()[0]
-		if want := `{"msgtype":"text","len":` + strconv.Itoa(len(original)) + `}`; string(got.body) != want {
-			t.Errorf("body = %q, want %q", got.body, want)
+		got := rc.Requests()[0]
+		if want := `{"msgtype":"text","len":` + strconv.Itoa(len(original)) + `}`; string(got.Body) != want {
+			t.Errorf("body = %q, want %q", got.Body, want)
 		}
-		if !verifiesWith(t, secretA, got.header, got.body) {
+		if !verifiesWith(t, secretA, got.Header, got.Body) {
 			t.Error("the signature does not cover the transformed body")
 		}
 		if !bytes.Equal(job.Body, original) {
@@ -246,8 +246,8 @@ func TestSendTransform(t *testing.T) {
 		}
 	})
 	t.Run("error", func(t *testing.T) {
-		rc := newReceiver(t, status(200, ""))
-		d := testDestination(t, rc.URL, func(d *Destination) {
+		rc := fanouttest.NewReceiver(t, status(200, ""))
+		d := testDestination(t, rc.URL(), func(d *Destination) {
 			d.Transform = func(string, []byte) ([]byte, error) { return nil, errors.New("From_Account: not a string") }
 		})
 		var seen attempts
@@ -258,7 +258,7 @@ func TestSendTransform(t *testing.T) {
 		if want := `destination "audit": transform: From_Account: not a string`; res.Err == nil || res.Err.Error() != want {
 			t.Errorf("Err = %v, want %s", res.Err, want)
 		}
-		if n := len(rc.requests()); n != 0 || seen.get() != "" {
+		if n := len(rc.Requests()); n != 0 || seen.get() != "" {
 			t.Errorf("%d requests, observed %q; want none", n, seen.get())
 		}
 	})
@@ -275,8 +275,8 @@ func TestSendQuickRetries(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, sequence(503, 503, 200))
-			d := testDestination(t, rc.URL, func(d *Destination) { d.Policy.MaxAttempts = 10 })
+			rc := fanouttest.NewReceiver(t, fanouttest.Statuses(503, 503, 200))
+			d := testDestination(t, rc.URL(), func(d *Destination) { d.Policy.MaxAttempts = 10 })
 			var seen attempts
 			before := time.Now()
 			job := testJob()
@@ -285,11 +285,11 @@ func TestSendQuickRetries(t *testing.T) {
 			if res.Outcome != Delivered || res.Attempts != 3 || res.Status != 200 || res.Err != nil || res.Reason != "2xx" {
 				t.Fatalf("Send = %+v, want delivered after 3 attempts", res)
 			}
-			reqs := rc.requests()
+			reqs := rc.Requests()
 			var got []string
 			for _, r := range reqs {
-				got = append(got, r.header.Get("Fanout-Attempt"))
-				if id := r.header.Get("Webhook-Id"); id != "msg_ev1_audit" {
+				got = append(got, r.Header.Get("Fanout-Attempt"))
+				if id := r.Header.Get("Webhook-Id"); id != "msg_ev1_audit" {
 					t.Errorf("webhook-id %q changed between attempts", id)
 				}
 			}
@@ -299,8 +299,8 @@ func TestSendQuickRetries(t *testing.T) {
 			if want := "audit:5xx audit:5xx audit:2xx"; seen.get() != want {
 				t.Errorf("observed %q, want %q", seen.get(), want)
 			}
-			if res.LastAttempt.Before(before) || res.LastAttempt.After(reqs[2].at) {
-				t.Errorf("LastAttempt %s, want the start of the third attempt (before %s)", res.LastAttempt, reqs[2].at)
+			if res.LastAttempt.Before(before) || res.LastAttempt.After(reqs[2].At) {
+				t.Errorf("LastAttempt %s, want the start of the third attempt (before %s)", res.LastAttempt, reqs[2].At)
 			}
 		})
 	}
@@ -309,8 +309,8 @@ func TestSendQuickRetries(t *testing.T) {
 func TestSendDeadAtOnce(t *testing.T) {
 	// The 512-byte cut falls inside a two-byte character.
 	body := "x" + strings.Repeat("é", 600)
-	rc := newReceiver(t, status(400, body))
-	d := testDestination(t, rc.URL, nil)
+	rc := fanouttest.NewReceiver(t, status(400, body))
+	d := testDestination(t, rc.URL(), nil)
 	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 	if res.Outcome != Dead || res.Reason != "4xx" || res.Status != 400 || res.Attempts != 1 {
 		t.Fatalf("Send = {%s %q %d attempts %d}, want dead 4xx 400 after 1 attempt", res.Outcome, res.Reason, res.Status, res.Attempts)
@@ -321,33 +321,40 @@ func TestSendDeadAtOnce(t *testing.T) {
 	if !utf8.ValidString(res.BodyExcerpt) {
 		t.Error("excerpt is not valid UTF-8")
 	}
-	if n := len(rc.requests()); n != 1 {
+	if n := len(rc.Requests()); n != 1 {
 		t.Errorf("%d requests, want 1", n)
 	}
 }
 
 // TestSendRetryAfterQuick checks that a short Retry-After lengthens an in-process wait: the
-// second attempt reaches the receiver no earlier than 2 s after the first (an ordering of two
-// server-side timestamps, not a measure of speed).
+// round plans its second attempt 2 s after the first, not after the policy's 1 ms, and makes
+// it in-process. The plan is read from a round cancelled while it waits (its Result carries
+// the planned wait), not measured with a clock.
 func TestSendRetryAfterQuick(t *testing.T) {
-	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		if n == 1 {
-			w.Header().Set("Retry-After", "2")
-			w.WriteHeader(429)
-			return
+	// The first attempt of each round is asked to wait 2 s.
+	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if r.Header.Get("Fanout-Attempt") == "1" {
+			return fanouttest.Answer{Status: 429, Header: http.Header{"Retry-After": {"2"}}}
 		}
-		w.WriteHeader(200)
+		return fanouttest.Answer{Status: 200}
 	})
-	d := testDestination(t, rc.URL, func(d *Destination) {
+	d := testDestination(t, rc.URL(), func(d *Destination) {
 		d.Policy = Policy{MaxAttempts: 5, Initial: time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
 	})
-	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+	// Cancelled once the first attempt is classified, the round stops in its wait.
+	ctx, cancel := context.WithCancel(testContext(t))
+	waiting := NewSender(SenderOptions{Observe: func(string, string, time.Duration) { cancel() }})
+	res := waiting.Send(ctx, d, testJob(), false)
+	if res.Outcome != Retry || res.Reason != Reason429 || res.Attempts != 1 || res.Delay != 2*time.Second {
+		t.Fatalf("Send cancelled in its wait = %+v, want retry %q after 1 attempt with the 2s of Retry-After planned", res, Reason429)
+	}
+
+	res = NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 	if res.Outcome != Delivered || res.Attempts != 2 {
 		t.Fatalf("Send = %+v, want delivered after 2 attempts", res)
 	}
-	reqs := rc.requests()
-	if gap := reqs[1].at.Sub(reqs[0].at); gap < 2*time.Second {
-		t.Errorf("second attempt %s after the first, want at least the 2s of Retry-After", gap)
+	if got := rc.Count(); got != 3 {
+		t.Errorf("receiver got %d requests, want 3 (1 from the cancelled round, 2 from the other)", got)
 	}
 }
 
@@ -369,14 +376,14 @@ func TestSendEndsRoundOnLongWait(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+			rc := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
+				a := fanouttest.Answer{Status: 503, Header: http.Header{}, Body: "busy"}
 				if tt.retryAfter != nil {
-					w.Header().Set("Retry-After", tt.retryAfter())
+					a.Header.Set("Retry-After", tt.retryAfter())
 				}
-				w.WriteHeader(503)
-				io.WriteString(w, "busy")
+				return a
 			})
-			d := testDestination(t, rc.URL, func(d *Destination) { d.Policy = tt.policy })
+			d := testDestination(t, rc.URL(), func(d *Destination) { d.Policy = tt.policy })
 			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
 			if res.Outcome != Retry || res.Reason != "5xx" || res.Attempts != 1 || res.Status != 503 || res.BodyExcerpt != "busy" {
 				t.Fatalf("Send = %+v, want retry after 1 attempt", res)
@@ -384,7 +391,7 @@ func TestSendEndsRoundOnLongWait(t *testing.T) {
 			if res.Delay < tt.min || res.Delay > tt.max {
 				t.Errorf("Delay = %s, want in [%s, %s]", res.Delay, tt.min, tt.max)
 			}
-			if n := len(rc.requests()); n != 1 {
+			if n := len(rc.Requests()); n != 1 {
 				t.Errorf("%d requests, want 1", n)
 			}
 		})
@@ -396,16 +403,11 @@ func quickPolicyMax(max time.Duration) Policy {
 }
 
 func TestSendExhausted(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + closed.Addr().String()
-	closed.Close()
+	closedURL := "http://" + fanouttest.FreeAddr(t) // nothing listens there
 
 	tests := []struct {
 		name       string
-		answer     func(int, http.ResponseWriter, *http.Request) // nil: nobody listens
+		answer     fanouttest.AnswerFunc // nil: nobody listens
 		edit       func(d *Destination, job *queue.Job)
 		first      int
 		reason     string
@@ -438,12 +440,9 @@ func TestSendExhausted(t *testing.T) {
 			reason: ReasonMaxAge, attempts: 1, status: 503, excerpt: "down", lastHeader: "1",
 		},
 		{
-			name: "max age reached by a retry-after",
-			answer: func(_ int, w http.ResponseWriter, _ *http.Request) {
-				w.Header().Set("Retry-After", "120")
-				w.WriteHeader(429)
-			},
-			first: 1,
+			name:   "max age reached by a retry-after",
+			answer: fanouttest.Reply(fanouttest.Answer{Status: 429, Header: http.Header{"Retry-After": {"120"}}}),
+			first:  1,
 			edit: func(d *Destination, _ *queue.Job) {
 				d.Policy.Max = time.Hour
 				d.Policy.MaxAge = time.Minute
@@ -454,10 +453,10 @@ func TestSendExhausted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			url := closedURL
-			var rc *receiver
+			var rc *fanouttest.Receiver
 			if tt.answer != nil {
-				rc = newReceiver(t, tt.answer)
-				url = rc.URL
+				rc = fanouttest.NewReceiver(t, tt.answer)
+				url = rc.URL()
 			}
 			job := testJob()
 			d := testDestination(t, url, func(d *Destination) { tt.edit(d, &job) })
@@ -471,8 +470,8 @@ func TestSendExhausted(t *testing.T) {
 				t.Error("Err = nil, want the last attempt's error")
 			}
 			if rc != nil {
-				reqs := rc.requests()
-				if len(reqs) != tt.attempts || reqs[len(reqs)-1].header.Get("Fanout-Attempt") != tt.lastHeader {
+				reqs := rc.Requests()
+				if len(reqs) != tt.attempts || reqs[len(reqs)-1].Header.Get("Fanout-Attempt") != tt.lastHeader {
 					t.Errorf("%d requests, want %d ending with Fanout-Attempt %s", len(reqs), tt.attempts, tt.lastHeader)
 				}
 			}
@@ -484,27 +483,15 @@ func TestSendExhausted(t *testing.T) {
 // and a destination that cannot be reached does not close the pooled connections of others.
 func TestSendReusesConnections(t *testing.T) {
 	big := strings.Repeat("e", 10<<10)
-	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		switch n % 3 {
-		case 0:
-			w.WriteHeader(400)
-		case 1:
-			w.WriteHeader(200)
-		case 2:
-			w.WriteHeader(410)
-		}
-		io.WriteString(w, big)
+	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		return fanouttest.Answer{Status: []int{400, 200, 410}[r.N%3], Body: big}
 	})
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
+	closed := fanouttest.FreeAddr(t) // nothing listens there
 
 	s := NewSender(SenderOptions{})
 	ctx := testContext(t)
-	good := testDestination(t, rc.URL, nil)
-	down := testDestination(t, "http://"+closed.Addr().String(), func(d *Destination) { d.Policy.MaxAttempts = 1 })
+	good := testDestination(t, rc.URL(), nil)
+	down := testDestination(t, "http://"+closed, func(d *Destination) { d.Policy.MaxAttempts = 1 })
 	for i := range 9 {
 		if res := s.Send(ctx, good, testJob(), false); res.Attempts != 1 {
 			t.Fatalf("Send %d: %+v", i, res)
@@ -513,20 +500,16 @@ func TestSendReusesConnections(t *testing.T) {
 			t.Fatalf("Send %d to a closed port: %+v", i, res)
 		}
 	}
-	if n := rc.connections(); n != 1 {
+	if n := rc.Connections(); n != 1 {
 		t.Errorf("receiver saw %d connections for 9 sequential requests, want 1", n)
 	}
 }
 
 // TestSendErrorsHideSecrets: the URL's userinfo and query never reach Result.Err.
 func TestSendErrorsHideSecrets(t *testing.T) {
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed.Close()
-	hang := newReceiver(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
-	for _, base := range []string{"http://" + closed.Addr().String(), hang.URL} {
+	closed := fanouttest.FreeAddr(t)                                                         // nothing listens there
+	hang := fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Delay: time.Hour})) // answers after the client gave up
+	for _, base := range []string{"http://" + closed, hang.URL()} {
 		u := strings.Replace(base, "http://", "http://robot:pa55word@", 1) + "/hook?access_token=t0ken"
 		d := testDestination(t, u, func(d *Destination) {
 			d.Timeout = 50 * time.Millisecond

@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // openQueue opens a real embedded JetStream queue in a fresh directory.
@@ -84,17 +84,17 @@ func TestWorkerDeliversThroughFlakyReceiver(t *testing.T) {
 		delivered = map[string]int{} // webhook-id -> 2xx answers
 	)
 	// Every other request fails, whichever job it carries.
-	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		if n%2 == 1 {
-			w.WriteHeader(503)
-			return
+	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if r.N%2 == 1 {
+			return fanouttest.Answer{Status: 503}
 		}
 		mu.Lock()
 		delivered[r.Header.Get("Webhook-Id")]++
 		mu.Unlock()
+		return fanouttest.Answer{}
 	})
 	q := openQueue(t)
-	d := testDestination(t, rc.URL, func(d *Destination) {
+	d := testDestination(t, rc.URL(), func(d *Destination) {
 		d.Name = "flaky"
 		d.Policy.MaxAttempts = 50 // concurrent workers can draw several odd numbers in a row
 	})
@@ -108,7 +108,7 @@ func TestWorkerDeliversThroughFlakyReceiver(t *testing.T) {
 	}
 	enqueue(t, q, all...)
 
-	waitFor(t, "every job delivered and acknowledged", func() bool {
+	fanouttest.WaitFor(t, waitTimeout, "every job delivered and acknowledged", func() bool {
 		mu.Lock()
 		n := len(delivered)
 		mu.Unlock()
@@ -121,31 +121,13 @@ func TestWorkerDeliversThroughFlakyReceiver(t *testing.T) {
 			t.Errorf("%s delivered %d times, want 1", id, delivered[id])
 		}
 	}
-	if n := len(rc.requests()); n < jobs*2-1 {
+	if n := len(rc.Requests()); n < jobs*2-1 {
 		t.Errorf("%d requests, want about one failure per delivery (>= %d)", n, jobs*2-1)
 	}
 	dead, _, err := q.ListDeadLetters(testContext(t), queue.DeadLetterFilter{Destination: "flaky"}, 0, 10)
 	if err != nil || len(dead) != 0 {
 		t.Errorf("dead letters %v, %v; want none", dead, err)
 	}
-}
-
-// syncBuffer is a log sink safe for the workers' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestWorkerDeadLetters(t *testing.T) {
@@ -163,16 +145,16 @@ func TestWorkerDeadLetters(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rc := newReceiver(t, status(tt.status, `{"error":"bad payload"}`))
+			rc := fanouttest.NewReceiver(t, status(tt.status, `{"error":"bad payload"}`))
 			q := openQueue(t)
 			// Every kind of secret a destination holds, to check that none is logged.
-			d := testDestination(t, strings.Replace(rc.URL, "http://", "http://robot:pa55word@", 1)+"/hook?access_token=qu3ry", func(d *Destination) {
+			d := testDestination(t, strings.Replace(rc.URL(), "http://", "http://robot:pa55word@", 1)+"/hook?access_token=qu3ry", func(d *Destination) {
 				d.Headers = map[string]string{"Authorization": "Bearer h3ader"}
 				d.SigningSecrets = []string{secretA}
 				d.ForwardQuery = true
 				d.TIMToken = "t1m-token"
 			})
-			var logs syncBuffer
+			var logs fanouttest.SyncBuffer
 			cur, _ := current(d)
 			w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur,
 				Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
@@ -181,7 +163,7 @@ func TestWorkerDeadLetters(t *testing.T) {
 			enqueue(t, q, job)
 
 			var dead []queue.DeadLetter
-			waitFor(t, "a dead letter", func() bool {
+			fanouttest.WaitFor(t, waitTimeout, "a dead letter", func() bool {
 				var err error
 				dead, _, err = q.ListDeadLetters(testContext(t), queue.DeadLetterFilter{Destination: "audit"}, 0, 10)
 				return err == nil && len(dead) > 0
@@ -198,8 +180,8 @@ func TestWorkerDeadLetters(t *testing.T) {
 			if !dl.FirstAttempt.Equal(job.ReceivedAt) || dl.LastAttempt.Before(job.ReceivedAt) {
 				t.Errorf("first attempt %s, last %s; want ReceivedAt %s and after it", dl.FirstAttempt, dl.LastAttempt, job.ReceivedAt)
 			}
-			waitFor(t, "the job acknowledged", func() bool { return pending(t, q, "audit") == 0 })
-			if n := len(rc.requests()); n != 1 {
+			fanouttest.WaitFor(t, waitTimeout, "the job acknowledged", func() bool { return pending(t, q, "audit") == 0 })
+			if n := len(rc.Requests()); n != 1 {
 				t.Errorf("%d requests, want 1", n)
 			}
 
@@ -215,7 +197,7 @@ func TestWorkerDeadLetters(t *testing.T) {
 			want := map[string]any{
 				"msg": tt.message, "destination": "audit", "event_id": job.EventID, "request_id": job.RequestID,
 				"attempt": 1.0, "reason": tt.label, "status": float64(tt.status),
-				"url": rc.URL + "/hook",
+				"url": rc.URL() + "/hook",
 			}
 			for k, v := range want {
 				if line[k] != v {
@@ -235,7 +217,7 @@ func TestWorkerDeadLetters(t *testing.T) {
 // (JetStream redelivers it after the ack wait); once a destination is back, it is delivered.
 func TestWorkerRemovedDestination(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, status(200, ""))
+	rc := fanouttest.NewReceiver(t, status(200, ""))
 	q := openQueue(t)
 	cur, live := current(nil)
 	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
@@ -246,49 +228,61 @@ func TestWorkerRemovedDestination(t *testing.T) {
 	})
 	enqueue(t, q, jobFor("audit", 1))
 
-	waitFor(t, "a redelivery of the unacknowledged job", func() bool { return calls.Load() >= 2 })
-	if n := len(rc.requests()); n != 0 {
+	fanouttest.WaitFor(t, waitTimeout, "a redelivery of the unacknowledged job", func() bool { return calls.Load() >= 2 })
+	if n := len(rc.Requests()); n != 0 {
 		t.Fatalf("%d requests while the destination was removed, want 0", n)
 	}
 	if n := pending(t, q, "audit"); n != 1 {
 		t.Fatalf("pending %d, want the job still queued", n)
 	}
 
-	live.Store(testDestination(t, rc.URL, nil))
-	waitFor(t, "delivery once the destination is back", func() bool {
-		return len(rc.requests()) == 1 && pending(t, q, "audit") == 0
+	live.Store(testDestination(t, rc.URL(), nil))
+	fanouttest.WaitFor(t, waitTimeout, "delivery once the destination is back", func() bool {
+		return len(rc.Requests()) == 1 && pending(t, q, "audit") == 0
 	})
 }
 
 // TestWorkerRetriesThroughTheQueue: a wait longer than QuickRetryMax goes back to the queue,
-// and the stored job's next attempt follows the last one made.
+// with the Retry-After as its delay (the queue's tests check that a delay is kept), and the
+// stored job's next attempt follows the last one made.
 func TestWorkerRetriesThroughTheQueue(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
-		if n == 1 {
-			w.Header().Set("Retry-After", "6") // longer than QuickRetryMax
-			w.WriteHeader(503)
+	rc := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if r.N == 1 {
+			return fanouttest.Answer{Status: 503, Header: http.Header{"Retry-After": {"6"}}} // longer than QuickRetryMax
 		}
+		return fanouttest.Answer{}
 	})
 	q := openQueue(t)
-	d := testDestination(t, rc.URL, func(d *Destination) {
+	d := testDestination(t, rc.URL(), func(d *Destination) {
 		d.Policy = Policy{MaxAttempts: 10, Initial: 2 * time.Second, Max: 6 * time.Second, Multiplier: 2}
 	})
 	cur, _ := current(d)
-	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
+	var (
+		mu     sync.Mutex
+		rounds []string
+	)
+	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler),
+		Done: func(res Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			rounds = append(rounds, fmt.Sprintf("%s %s after %d, delay %s", res.Outcome, res.Reason, res.Attempts, res.Delay))
+		}}
 	consume(t, q, w, "audit", AckWait(d), w.Handle)
 	enqueue(t, q, jobFor("audit", 1))
 
-	waitFor(t, "delivery on the redelivery", func() bool {
-		return len(rc.requests()) == 2 && pending(t, q, "audit") == 0
+	fanouttest.WaitFor(t, waitTimeout, "delivery on the redelivery", func() bool {
+		return len(rc.Requests()) == 2 && pending(t, q, "audit") == 0
 	})
-	reqs := rc.requests()
-	got := []string{reqs[0].header.Get("Fanout-Attempt"), reqs[1].header.Get("Fanout-Attempt")}
+	reqs := rc.Requests()
+	got := []string{reqs[0].Header.Get("Fanout-Attempt"), reqs[1].Header.Get("Fanout-Attempt")}
 	if want := []string{"1", "2"}; !slices.Equal(got, want) {
 		t.Errorf("Fanout-Attempt = %v, want %v", got, want)
 	}
-	if gap := reqs[1].at.Sub(reqs[0].at); gap < 6*time.Second {
-		t.Errorf("redelivered %s after the first attempt, want at least the 6s of Retry-After", gap)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"retry 5xx after 1, delay 6s", "delivered 2xx after 1, delay 0s"}; !slices.Equal(rounds, want) {
+		t.Errorf("rounds %q, want %q: the first hands the job back with the 6s of Retry-After", rounds, want)
 	}
 }
 

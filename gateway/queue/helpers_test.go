@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,23 +13,21 @@ import (
 // waitTimeout bounds every wait for a condition in these tests.
 const waitTimeout = 15 * time.Second
 
-// openTest opens an embedded queue in a fresh directory and closes it at the
-// end of the test.
+// openTest opens an embedded queue in dir (a fresh directory when dir is "") and closes it
+// at the end of the test.
 func openTest(t testing.TB, dir string) *Queue {
 	t.Helper()
-	return openTestOptions(t, Options{Dir: dir})
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	return openWith(t, Options{Dir: dir})
 }
 
-// openTestOptions opens an embedded queue with o, filling in the test defaults: a fresh
-// directory, a dedup window of a minute, dead letters kept an hour, no log.
-func openTestOptions(t testing.TB, o Options) *Queue {
+// openWith opens a queue with o and the tests' dedup window, dead-letter age and silent
+// logger, and closes it at the end of the test.
+func openWith(t testing.TB, o Options) *Queue {
 	t.Helper()
-	if o.Dir == "" {
-		o.Dir = t.TempDir()
-	}
-	o.DedupWindow = cmp.Or(o.DedupWindow, time.Minute)
-	o.DeadLetterMaxAge = cmp.Or(o.DeadLetterMaxAge, time.Hour)
-	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
+	o.DedupWindow, o.DeadLetterMaxAge, o.Logger = time.Minute, time.Hour, slog.New(slog.DiscardHandler)
 	q, err := Open(testContext(t), o)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -43,18 +40,6 @@ func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 var jobClock = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -92,7 +77,7 @@ func sameJob(got, want Job) string {
 	case !got.AttemptsSince().Equal(want.AttemptsSince()):
 		return fmt.Sprintf("AttemptsSince %v, want %v", got.AttemptsSince(), want.AttemptsSince())
 	case max(got.Attempt, 1) != max(want.Attempt, 1):
-		return fmt.Sprintf("Attempt %d, want %d", got.Attempt, max(want.Attempt, 1))
+		return fmt.Sprintf("Attempt %d, want %d", max(got.Attempt, 1), max(want.Attempt, 1))
 	}
 	return ""
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 func TestEnqueueConsumeAck(t *testing.T) {
@@ -33,7 +35,7 @@ func TestEnqueueConsumeAck(t *testing.T) {
 			}
 			var r recorder
 			consume(t, q, d, 4, r.handle)
-			waitFor(t, "the job to be acknowledged", func() bool { return pending(t, q, d) == 0 })
+			fanouttest.WaitFor(t, waitTimeout, "the job to be acknowledged", func() bool { return pending(t, q, d) == 0 })
 			got := r.deliveries()
 			if len(got) != 1 {
 				t.Fatalf("got %d deliveries, want 1", len(got))
@@ -100,7 +102,7 @@ func TestDuplicateSuppressedWithinDedupWindow(t *testing.T) {
 	}
 	var r recorder
 	consume(t, q, "a", 1, r.handle)
-	waitFor(t, "the sentinel", func() bool {
+	fanouttest.WaitFor(t, waitTimeout, "the sentinel", func() bool {
 		got := r.deliveries()
 		return len(got) > 0 && got[len(got)-1].job.EventID == sentinel.EventID
 	})
@@ -109,27 +111,33 @@ func TestDuplicateSuppressedWithinDedupWindow(t *testing.T) {
 	}
 }
 
+// TestLaterRedeliversWhenDue: a job stored back with Later(attempt 2, due) is delivered
+// again, unchanged but for its attempt, as attempt 2; until it is due the consumer goes on
+// with the jobs behind it. Checked by order, not with a stopwatch: a job retried in an hour
+// is overtaken by one enqueued after the retry.
 func TestLaterRedeliversWhenDue(t *testing.T) {
 	q := openTest(t, "")
-	const delay = 200 * time.Millisecond
-	var retriedAt atomic.Int64
+	ctx := testContext(t)
+	var laterRetried atomic.Bool
 	r := recorder{act: func(m *Message) {
-		if m.Attempt() == 1 {
-			retriedAt.Store(time.Now().UnixNano())
+		delay := map[string]time.Duration{"ev-1": 200 * time.Millisecond, "ev-later": time.Hour}[m.Job.EventID]
+		if m.Attempt() == 1 && delay > 0 {
 			if err := m.Later(context.Background(), m.Attempt()+1, time.Now().Add(delay)); err != nil {
 				t.Errorf("Later: %v", err)
 			}
+			laterRetried.Store(m.Job.EventID == "ev-later")
 			return
 		}
 		if err := m.Ack(); err != nil {
 			t.Errorf("Ack: %v", err)
 		}
 	}}
-	consume(t, q, "flaky", 1, r.handle)
-	if err := q.Enqueue(testContext(t), []Job{testJob("1", "flaky")}); err != nil {
+	consume(t, q, "flaky", 2, r.handle)
+
+	if err := q.Enqueue(ctx, []Job{testJob("1", "flaky")}); err != nil {
 		t.Fatalf("Enqueue: %v", err)
 	}
-	waitFor(t, "the redelivery", func() bool { return r.count() == 2 })
+	fanouttest.WaitFor(t, waitTimeout, "the redelivery", func() bool { return r.count() == 2 })
 	got := r.deliveries()
 	if got[0].attempt != 1 || got[1].attempt != 2 {
 		t.Errorf("attempts = %d, %d; want 1, 2", got[0].attempt, got[1].attempt)
@@ -139,11 +147,31 @@ func TestLaterRedeliversWhenDue(t *testing.T) {
 	if diff := sameJob(got[1].job, want); diff != "" {
 		t.Errorf("redelivered job: %s", diff)
 	}
-	// A lower bound the server guarantees, not a timing measurement.
-	if waited := got[1].at.Sub(time.Unix(0, retriedAt.Load())); waited < delay {
-		t.Errorf("redelivered %s after Later(%s)", waited, delay)
+	fanouttest.WaitFor(t, waitTimeout, "the ack", func() bool { return pending(t, q, "flaky") == 0 })
+
+	// A job retried in an hour, then one enqueued once that retry is made: the second is
+	// delivered, the first is not delivered again meanwhile.
+	if err := q.Enqueue(ctx, []Job{testJob("later", "flaky")}); err != nil {
+		t.Fatalf("Enqueue: %v", err)
 	}
-	waitFor(t, "the ack", func() bool { return pending(t, q, "flaky") == 0 })
+	fanouttest.WaitFor(t, waitTimeout, "the retry in an hour", laterRetried.Load)
+	if err := q.Enqueue(ctx, []Job{testJob("after", "flaky")}); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	fanouttest.WaitFor(t, waitTimeout, "the job enqueued after the retry, acknowledged", func() bool {
+		return slices.ContainsFunc(r.deliveries(), func(d delivery) bool { return d.job.EventID == "ev-after" }) &&
+			pending(t, q, "flaky") < 2
+	})
+	var order []string
+	for _, d := range r.deliveries()[2:] {
+		order = append(order, fmt.Sprintf("%s#%d", d.job.EventID, d.attempt))
+	}
+	if want := []string{"ev-later#1", "ev-after#1"}; !slices.Equal(order, want) {
+		t.Errorf("deliveries after the retry in an hour: %v, want %v", order, want)
+	}
+	if n := pending(t, q, "flaky"); n != 1 {
+		t.Errorf("Pending = %d, want 1: the job retried in an hour", n)
+	}
 }
 
 // gate is a handler that holds every message until released, counting the
@@ -200,9 +228,9 @@ func TestMaxInFlightBoundsHandlers(t *testing.T) {
 			for range tt.consumptions {
 				consume(t, q, "d", tt.maxInFlight, g.handle)
 			}
-			waitFor(t, "the handlers to fill the limit", func() bool { return g.running.Load() == int64(tt.maxInFlight) })
+			fanouttest.WaitFor(t, waitTimeout, "the handlers to fill the limit", func() bool { return g.running.Load() == int64(tt.maxInFlight) })
 			close(g.release)
-			waitFor(t, "every job", func() bool { return g.handled.Load() == jobs })
+			fanouttest.WaitFor(t, waitTimeout, "every job", func() bool { return g.handled.Load() == jobs })
 			if got := g.maxRunning.Load(); got != int64(tt.maxInFlight) {
 				t.Errorf("max handlers in flight = %d, want %d", got, tt.maxInFlight)
 			}
@@ -234,9 +262,9 @@ func TestConsumeAgainUpdatesTheConsumer(t *testing.T) {
 
 	const jobs = 20
 	enqueueN(t, q, "d", jobs)
-	waitFor(t, "5 handlers", func() bool { return g.running.Load() == 5 })
+	fanouttest.WaitFor(t, waitTimeout, "5 handlers", func() bool { return g.running.Load() == 5 })
 	close(g.release)
-	waitFor(t, "every job", func() bool { return g.handled.Load() == jobs })
+	fanouttest.WaitFor(t, waitTimeout, "every job", func() bool { return g.handled.Load() == jobs })
 	if got := g.maxRunning.Load(); got != 5 {
 		t.Errorf("max handlers in flight = %d, want 5", got)
 	}
@@ -260,7 +288,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 	<-started
 	stopped := make(chan struct{})
 	go func() { c.Stop(); close(stopped) }()
-	waitFor(t, "Stop to begin", c.(*consumption).stopped)
+	fanouttest.WaitFor(t, waitTimeout, "Stop to begin", c.(*consumption).stopped)
 	select {
 	case <-stopped:
 		t.Fatal("Stop returned while a handler was in flight")
@@ -306,7 +334,7 @@ func TestDeadLetters(t *testing.T) {
 			}
 			done.Add(1)
 		})
-		waitFor(t, "the dead letters", func() bool { return done.Load() == int64(n) })
+		fanouttest.WaitFor(t, waitTimeout, "the dead letters", func() bool { return done.Load() == int64(n) })
 		c.Stop()
 		if p := pending(t, q, destination); p != 0 {
 			t.Errorf("Pending(%q) = %d after DeadLetter, want 0 (acknowledged)", destination, p)
@@ -437,7 +465,7 @@ func TestDeadLetters(t *testing.T) {
 		}
 		var r recorder
 		consume(t, q, "b", 1, r.handle)
-		waitFor(t, "the replayed job", func() bool { return r.count() == 1 && pending(t, q, "b") == 0 })
+		fanouttest.WaitFor(t, waitTimeout, "the replayed job", func() bool { return r.count() == 1 && pending(t, q, "b") == 0 })
 		got := r.deliveries()[0]
 		// A replay is a new series of attempts: its max_age counts from the replay.
 		if since := got.job.AttemptsSince(); since.Before(before) || !got.job.ReceivedAt.Equal(replayed.ReceivedAt) {
@@ -493,7 +521,7 @@ func TestDeadLetterTwiceIsStoredOnce(t *testing.T) {
 			t.Errorf("DeadLetter: %v", err)
 		}
 	})
-	waitFor(t, "the job to leave the queue", func() bool { return attempts.Load() == 2 && pending(t, q, "d") == 0 })
+	fanouttest.WaitFor(t, waitTimeout, "the job to leave the queue", func() bool { return attempts.Load() == 2 && pending(t, q, "d") == 0 })
 	items, _, err := q.ListDeadLetters(ctx, DeadLetterFilter{}, 0, 10)
 	if err != nil || len(items) != 1 || items[0].Reason != "first" {
 		t.Errorf("dead letters = %+v, %v; want the first one only", items, err)
@@ -508,7 +536,7 @@ func TestUndecodableJobIsDeadLettered(t *testing.T) {
 	}
 	var r recorder
 	consume(t, q, "d", 1, r.handle)
-	waitFor(t, "the dead letter", func() bool {
+	fanouttest.WaitFor(t, waitTimeout, "the dead letter", func() bool {
 		n, err := q.DeadLetterCount(ctx, "d")
 		return err == nil && n == 1
 	})
@@ -516,7 +544,7 @@ func TestUndecodableJobIsDeadLettered(t *testing.T) {
 	if err != nil || len(items) != 1 || string(items[0].Body) != "not a job frame" {
 		t.Errorf("dead letters = %+v, %v; want the raw message", items, err)
 	}
-	waitFor(t, "the ack", func() bool { return pending(t, q, "d") == 0 })
+	fanouttest.WaitFor(t, waitTimeout, "the ack", func() bool { return pending(t, q, "d") == 0 })
 	if r.count() != 0 {
 		t.Errorf("the handler got %d undecodable messages", r.count())
 	}
@@ -555,7 +583,7 @@ func TestPending(t *testing.T) {
 	if err := m.Ack(); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
-	waitFor(t, "the ack", func() bool { return pending(t, q, "d") == 2 })
+	fanouttest.WaitFor(t, waitTimeout, "the ack", func() bool { return pending(t, q, "d") == 2 })
 	check("d", 2, jobClock.Add(time.Second))
 }
 
@@ -626,7 +654,7 @@ func TestJobsSurviveARestart(t *testing.T) {
 	var r recorder
 	// The job left in flight comes back after the ack wait, kept short here.
 	consumeAckWait(t, q, "d", 2, 500*time.Millisecond, r.handle)
-	waitFor(t, "the jobs left", func() bool { return pending(t, q, "d") == 0 })
+	fanouttest.WaitFor(t, waitTimeout, "the jobs left", func() bool { return pending(t, q, "d") == 0 })
 	var got []string
 	for _, d := range r.deliveries() {
 		got = append(got, d.job.EventID)
@@ -713,7 +741,7 @@ func TestConcurrentEnqueue(t *testing.T) {
 func TestBacklogBound(t *testing.T) {
 	var mu sync.Mutex
 	diverted := map[string]int{}
-	q := openTestOptions(t, Options{BacklogFull: func(d string) {
+	q := openWith(t, Options{Dir: t.TempDir(), BacklogFull: func(d string) {
 		mu.Lock()
 		diverted[d]++
 		mu.Unlock()
@@ -725,7 +753,7 @@ func TestBacklogBound(t *testing.T) {
 			t.Fatalf("Enqueue %d: %v", i, err)
 		}
 	}
-	waitFor(t, "the bound to be seen", func() bool { return q.BacklogFull("bounded") })
+	fanouttest.WaitFor(t, waitTimeout, "the bound to be seen", func() bool { return q.BacklogFull("bounded") })
 	if q.BacklogFull("free") {
 		t.Error(`BacklogFull("free") = true, want false: it has no bound`)
 	}
@@ -758,17 +786,17 @@ func TestBacklogBound(t *testing.T) {
 	// Drained: new jobs are queued again.
 	var r recorder
 	consume(t, q, "bounded", 1, r.handle)
-	waitFor(t, "the backlog to drain and be counted", func() bool { return pending(t, q, "bounded") == 0 && !q.BacklogFull("bounded") })
+	fanouttest.WaitFor(t, waitTimeout, "the backlog to drain and be counted", func() bool { return pending(t, q, "bounded") == 0 && !q.BacklogFull("bounded") })
 	if err := q.Enqueue(ctx, []Job{testJob("5", "bounded")}); err != nil {
 		t.Fatalf("Enqueue after the drain: %v", err)
 	}
-	waitFor(t, "the new job delivered", func() bool { return r.count() == 4 })
+	fanouttest.WaitFor(t, waitTimeout, "the new job delivered", func() bool { return r.count() == 4 })
 }
 
 // TestStoreBound: an embedded store at its size bound refuses writes (the callback is
 // answered 503), and takes them again once deliveries free space.
 func TestStoreBound(t *testing.T) {
-	q := openTestOptions(t, Options{MaxBytes: 1 << 20})
+	q := openWith(t, Options{Dir: t.TempDir(), MaxBytes: 1 << 20})
 	ctx := testContext(t)
 	big := testJob("big", "d")
 	big.Body = []byte(`{"Text":"` + strings.Repeat("x", 64<<10) + `"}`)
@@ -788,8 +816,8 @@ func TestStoreBound(t *testing.T) {
 	t.Logf("refused after %d jobs: %v", stored, refused)
 	var r recorder
 	consume(t, q, "d", 4, r.handle)
-	waitFor(t, "the stored jobs delivered", func() bool { return r.count() == stored && pending(t, q, "d") == 0 })
+	fanouttest.WaitFor(t, waitTimeout, "the stored jobs delivered", func() bool { return r.count() == stored && pending(t, q, "d") == 0 })
 	j := big
 	j.EventID = "after"
-	waitFor(t, "a write to be taken again", func() bool { return q.Enqueue(ctx, []Job{j}) == nil })
+	fanouttest.WaitFor(t, waitTimeout, "a write to be taken again", func() bool { return q.Enqueue(ctx, []Job{j}) == nil })
 }

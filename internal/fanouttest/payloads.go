@@ -1,11 +1,8 @@
-// Package fanouttest is the test kit shared by Fanout's tests: Tencent's real callback
-// payloads, and the helpers every package's tests need. Only tests import it.
 package fanouttest
 
 import (
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"testing"
 )
@@ -13,13 +10,7 @@ import (
 // PayloadDir is the folder of Tencent IM's real callback bodies, one file per command
 // (C2C.CallbackAfterSendMsg.json, ...), as published in Tencent's documentation. It is an
 // absolute path, so tests in any package (and the binaries they run) can read it.
-func PayloadDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		panic("fanouttest: cannot locate the test kit's source")
-	}
-	return filepath.Join(filepath.Dir(file), "tencentim")
-}
+func PayloadDir() string { return filepath.Join(kitDir(), "tencentim") }
 
 // PayloadFiles lists the payload files, sorted, and fails t when there are none.
 func PayloadFiles(t testing.TB) []string {
