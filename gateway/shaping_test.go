@@ -380,7 +380,7 @@ routes:
 		if name == "breaker" {
 			w.Breaker = breaker
 		}
-		c, err := q.Consume(context.Background(), name, queue.ConsumeOptions{Window: concurrency, AckWait: delivery.AckWait(d)}, w.Handle)
+		c, err := q.Consume(context.Background(), name, queue.ConsumeOptions{Window: concurrency, AckWait: delivery.AckWait}, w.Handle)
 		if err != nil {
 			t.Fatalf("Consume: %v", err)
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/queue"
@@ -17,7 +16,6 @@ const ReasonDestinationRemoved = "destination removed"
 type worker struct {
 	consumption queue.Consumption
 	concurrency int
-	ackWait     time.Duration
 	// ctx is the destination's, kept when its consumer restarts; cancel ends its rounds in
 	// flight when it is removed.
 	ctx    context.Context
@@ -25,7 +23,7 @@ type worker struct {
 }
 
 // syncWorkers makes the running consumers match rt: new destinations start at once,
-// changed concurrency or ack wait restart the consumer (the new one starts before the old
+// changed concurrency restarts the consumer with its new window (the new one starts before the old
 // one stops, so delivery never pauses), removed destinations stop and their queued
 // deliveries move to the dead-letter queue. URL, headers, secrets and retry policy need no
 // restart: workers read the live destination for every message. A removed destination's
@@ -35,20 +33,18 @@ type worker struct {
 func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 	for _, d := range rt.cfg.Destinations {
 		g.state(d.Name).slots.SetLimit(d.Concurrency)
-		dest := rt.dests[d.Name]
-		ackWait := delivery.AckWait(dest)
 		old := g.workers[d.Name]
-		if old != nil && old.concurrency == d.Concurrency && old.ackWait == ackWait {
+		if old != nil && old.concurrency == d.Concurrency {
 			continue
 		}
-		w := &worker{concurrency: d.Concurrency, ackWait: ackWait}
+		w := &worker{concurrency: d.Concurrency}
 		if old != nil {
 			w.ctx, w.cancel = old.ctx, old.cancel
 		} else {
 			w.ctx, w.cancel = context.WithCancel(g.workCtx)
 		}
 		h := g.handler(d.Name)
-		c, err := g.queue.Consume(w.ctx, d.Name, queue.ConsumeOptions{Window: window(d.Concurrency), AckWait: ackWait, Admit: h.Admit}, h.Handle)
+		c, err := g.queue.Consume(w.ctx, d.Name, queue.ConsumeOptions{Window: window(d.Concurrency), AckWait: delivery.AckWait, Admit: h.Admit}, h.Handle)
 		if err != nil {
 			if old == nil {
 				w.cancel()

@@ -287,7 +287,7 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 			results = append(results, r)
 			mu.Unlock()
 		}}
-	consume(t, q, w, "down", AckWait(d), w.Handle)
+	consume(t, q, w, "down", AckWait, w.Handle)
 	rounds := func() int {
 		mu.Lock()
 		defer mu.Unlock()

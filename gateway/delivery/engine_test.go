@@ -38,7 +38,7 @@ func startWorker(t *testing.T, q *queue.Queue, d *Destination, concurrency, wind
 	cur, _ := current(d)
 	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := q.Consume(ctx, d.Name, queue.ConsumeOptions{Window: window, AckWait: AckWait(d), Admit: w.Admit}, w.Handle)
+	c, err := q.Consume(ctx, d.Name, queue.ConsumeOptions{Window: window, AckWait: AckWait, Admit: w.Admit}, w.Handle)
 	if err != nil {
 		cancel()
 		t.Fatalf("Consume: %v", err)

@@ -37,7 +37,7 @@ func (p Policy) Wait(attempt int) time.Duration {
 }
 
 // backoff is Wait without jitter. Whether a wait is quick (in-process) is decided on it,
-// not on the jittered wait, so that the longest round depends only on the policy (AckWait).
+// not on the jittered wait, so that it depends only on the policy.
 func (p Policy) backoff(attempt int) time.Duration {
 	attempt = max(attempt, 1)
 	w := float64(p.Initial) * math.Pow(p.Multiplier, float64(attempt-1))
@@ -45,17 +45,6 @@ func (p Policy) backoff(attempt int) time.Duration {
 		return p.Max
 	}
 	return time.Duration(w)
-}
-
-// quickRound is the most attempts one round starting at attempt first can make: the first,
-// then one more after every quick wait, never past MaxAttempts. A Retry-After can end a round
-// earlier; it never makes it longer.
-func (p Policy) quickRound(first int) int {
-	n := 1
-	for a := max(first, 1); a < p.MaxAttempts && p.backoff(a) <= QuickRetryMax; a++ {
-		n++
-	}
-	return n
 }
 
 // validate checks the policy's own invariants.

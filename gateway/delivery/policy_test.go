@@ -47,56 +47,6 @@ func TestPolicyWait(t *testing.T) {
 	}
 }
 
-func TestQuickRoundAndAckWait(t *testing.T) {
-	allQuick := Policy{MaxAttempts: 6, Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 3}
-	tests := []struct {
-		name      string
-		p         Policy
-		quick     int // quickRound(1)
-		ackWaitTO time.Duration
-		ackWait   time.Duration
-	}{
-		{
-			// Waits 1s and 2s are quick, 4s is not: a round makes at most 3 attempts.
-			name: "config defaults", p: configPolicy, quick: 3,
-			ackWaitTO: 10 * time.Second,
-			ackWait:   3*10*time.Second + 2*time.Duration(float64(QuickRetryMax)*1.2) + ackWaitMargin,
-		},
-		{
-			name: "every wait quick", p: allQuick, quick: 6,
-			ackWaitTO: time.Second,
-			ackWait:   6*time.Second + 5*QuickRetryMax + ackWaitMargin,
-		},
-		{
-			name: "no wait quick", p: Policy{MaxAttempts: 3, Initial: time.Minute, Max: time.Hour, Multiplier: 2}, quick: 1,
-			ackWaitTO: 10 * time.Second,
-			ackWait:   10*time.Second + ackWaitMargin,
-		},
-		{
-			name: "one attempt", p: Policy{MaxAttempts: 1, Initial: time.Second, Max: time.Second, Multiplier: 1}, quick: 1,
-			ackWaitTO: 10 * time.Second,
-			ackWait:   10*time.Second + ackWaitMargin,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.p.quickRound(1); got != tt.quick {
-				t.Errorf("quickRound(1) = %d, want %d", got, tt.quick)
-			}
-			// A later round is never longer than the first one (AckWait relies on it).
-			for a := 2; a <= tt.p.MaxAttempts; a++ {
-				if tt.p.quickRound(a) > tt.p.quickRound(1) {
-					t.Errorf("quickRound(%d) = %d > quickRound(1) = %d", a, tt.p.quickRound(a), tt.p.quickRound(1))
-				}
-			}
-			d := &Destination{Timeout: tt.ackWaitTO, Policy: tt.p}
-			if got := AckWait(d); got != tt.ackWait {
-				t.Errorf("AckWait = %s, want %s", got, tt.ackWait)
-			}
-		})
-	}
-}
-
 func TestPolicyValidate(t *testing.T) {
 	tests := []struct {
 		name string

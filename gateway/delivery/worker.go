@@ -11,27 +11,18 @@ import (
 )
 
 const (
-	// ackWaitMargin is added to the longest round in AckWait: the message may have waited in
-	// the client's buffer before Handle ran, and the acknowledgement takes a round trip.
-	ackWaitMargin = 30 * time.Second
+	// AckWait is the ack wait of every destination's queue consumer: how long a job handed
+	// out may go without a word before JetStream hands it out again. The queue keeps a job
+	// in hand alive every third of it (a long round of quick retries, a pause), so it only
+	// decides how soon, after a crash, another replica or the restarted process takes over
+	// the jobs the crashed one had in hand.
+	AckWait = 15 * time.Second
 
 	// storeTimeout bounds writing a job back (a retry, a hand-back) or a dead letter once
 	// the round is over; a dead letter is written even when the handler's context has
 	// ended, so that a finished round is not redone.
 	storeTimeout = 10 * time.Second
 )
-
-// AckWait is the ack wait to give the queue consumer of d: the longest round a delivery can
-// run (every quick attempt timing out, every quick wait at its longest, Retry-After
-// included), plus a margin. A shorter one would let JetStream redeliver a message while its
-// round is still running, and the receiver would get it twice at the same time. Later rounds
-// are never longer than the first one, since a wait that is not quick is followed only by
-// longer ones.
-func AckWait(d *Destination) time.Duration {
-	n := d.Policy.quickRound(1)
-	longestWait := time.Duration(float64(QuickRetryMax) * (1 + d.Policy.Jitter))
-	return time.Duration(n)*d.Timeout + time.Duration(n-1)*longestWait + ackWaitMargin
-}
 
 // Worker delivers the jobs of one destination as they come from its queue consumer: Admit
 // and Handle are the queue.ConsumeOptions.Admit and queue.Handler given to Queue.Consume.

@@ -100,7 +100,7 @@ func TestWorkerDeliversThroughFlakyReceiver(t *testing.T) {
 	})
 	cur, _ := current(d)
 	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
-	consume(t, q, w, "flaky", AckWait(d), w.Handle)
+	consume(t, q, w, "flaky", AckWait, w.Handle)
 
 	var all []queue.Job
 	for i := range jobs {
@@ -158,7 +158,7 @@ func TestWorkerDeadLetters(t *testing.T) {
 			cur, _ := current(d)
 			w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur,
 				Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-			consume(t, q, w, "audit", AckWait(d), w.Handle)
+			consume(t, q, w, "audit", AckWait, w.Handle)
 			job := jobFor("audit", 1)
 			enqueue(t, q, job)
 
@@ -268,7 +268,7 @@ func TestWorkerRetriesThroughTheQueue(t *testing.T) {
 			defer mu.Unlock()
 			rounds = append(rounds, fmt.Sprintf("%s %s after %d, delay %s", res.Outcome, res.Reason, res.Attempts, res.Delay))
 		}}
-	consume(t, q, w, "audit", AckWait(d), w.Handle)
+	consume(t, q, w, "audit", AckWait, w.Handle)
 	enqueue(t, q, jobFor("audit", 1))
 
 	fanouttest.WaitFor(t, waitTimeout, "delivery on the redelivery", func() bool {
