@@ -38,9 +38,7 @@ queue:
   dir: %q
   sync: always
 destinations:
-  # A delivery that the kill cut short is redelivered after the ack wait, which covers a
-  # whole round of quick retries: 88 s with the defaults, 32 s here (timeout 2 s, no
-  # quick retry, 30 s margin).
+  # A delivery that the kill cut short is redelivered after the ack wait (15 s).
   sink:
     url: %q
     concurrency: 8
