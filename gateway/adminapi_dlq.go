@@ -10,6 +10,7 @@ import (
 	"github.com/fanout-gw/fanout/gateway/httpapi"
 	"github.com/fanout-gw/fanout/gateway/queue"
 	"github.com/fanout-gw/fanout/gateway/tencentim"
+	"github.com/fanout-gw/fanout/gateway/webhook"
 )
 
 // The dead-letter side of adminAPI: list, show, replay and purge over the queue.
@@ -209,14 +210,11 @@ func (a adminAPI) selected(ctx context.Context, q *queue.Queue, s httpapi.Select
 	}
 }
 
-// queueFilter converts f, refusing a destination name that cannot be one (the queue
-// stores destinations as subject tokens).
+// queueFilter converts f, refusing a destination name that cannot be one.
 func queueFilter(f httpapi.DeadLetterFilter) (queue.DeadLetterFilter, error) {
-	for i := 0; i < len(f.Destination); i++ {
-		c := f.Destination[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return queue.DeadLetterFilter{}, &httpapi.ParamError{Param: "destination",
-				Message: fmt.Sprintf("%q: a destination name has only letters, digits, '_' and '-'", f.Destination)}
+	if f.Destination != "" {
+		if err := webhook.CheckDestinationName(f.Destination); err != nil {
+			return queue.DeadLetterFilter{}, &httpapi.ParamError{Param: "destination", Message: fmt.Sprintf("%q: %v", f.Destination, err)}
 		}
 	}
 	return queue.DeadLetterFilter{Destination: f.Destination, Reason: f.Reason, Since: f.Since, Until: f.Until}, nil

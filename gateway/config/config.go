@@ -8,17 +8,14 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"net/url"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/fanout-gw/fanout/gateway/webhook"
 	"github.com/fanout-gw/fanout/rules"
 )
 
@@ -363,8 +361,8 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 			dest := &Destination{Name: k.Value, DestinationSettings: c.Defaults}
 			dest.Headers = cloneHeaders(c.Defaults.Headers)
 			dn := d.destination(v, p, dest)
-			if !destName.MatchString(k.Value) {
-				d.errorf(k, p, "invalid destination name: use letters, digits, - and _")
+			if err := webhook.CheckDestinationName(k.Value); err != nil {
+				d.errorf(k, p, "%v", err)
 			}
 			if c.destination(k.Value) != nil {
 				d.errorf(k, p, "destination defined twice")
@@ -376,8 +374,6 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 		}
 	}
 }
-
-var destName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func cloneHeaders(h map[string]Secret) map[string]Secret {
 	if h == nil {
@@ -445,7 +441,7 @@ func (d *decoder) queue(n *yaml.Node, p string, q *Queue) {
 				u = strings.TrimSpace(u)
 				scheme, _, found := strings.Cut(u, "://")
 				if !found || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, scheme) {
-					d.errorf(v, p, "invalid server URL %q: want nats://host:port (several separated by commas)", URLString(u))
+					d.errorf(v, p, "invalid server URL %q: want nats://host:port (several separated by commas)", webhook.RedactURL(u))
 				}
 			}
 			q.URL = Secret(s)
@@ -480,16 +476,6 @@ func (d *decoder) queue(n *yaml.Node, p string, q *Queue) {
 	}
 }
 
-// URLString shows a URL with its credentials redacted; one that does not parse is not
-// shown at all, since where its credentials are cannot be known.
-func URLString(s string) string {
-	p, err := url.Parse(s)
-	if err != nil {
-		return "<unparsable>"
-	}
-	return URL{raw: s, u: p}.String()
-}
-
 // settings decodes the keys a destination shares with defaults onto s.
 func (d *decoder) settingFields(s *DestinationSettings) map[string]field {
 	return map[string]field{
@@ -509,14 +495,20 @@ func (d *decoder) settingFields(s *DestinationSettings) map[string]field {
 				s.Headers = map[string]Secret{}
 			}
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i]
-				if !validHeaderName(k.Value) {
-					d.errorf(k, join(p, k.Value), "invalid header name")
+				k, vn := n.Content[i], resolve(n.Content[i+1])
+				if err := webhook.CheckHeaderName(k.Value); err != nil {
+					d.errorf(k, join(p, k.Value), "%v", err)
 					continue
 				}
-				if v, ok := d.str(resolve(n.Content[i+1]), join(p, k.Value)); ok {
-					s.Headers[k.Value] = Secret(v)
+				v, ok := d.str(vn, join(p, k.Value))
+				if !ok {
+					continue
 				}
+				if err := webhook.CheckHeaderValue(v); err != nil {
+					d.errorf(vn, join(p, k.Value), "%v", err)
+					continue
+				}
+				s.Headers[k.Value] = Secret(v)
 			}
 		},
 		"retry": func(n *yaml.Node, p string) {
@@ -545,18 +537,6 @@ func (d *decoder) settings(n *yaml.Node, p string, s *DestinationSettings) {
 	d.mapping(n, p, d.settingFields(s))
 }
 
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
-			return false
-		}
-	}
-	return true
-}
-
 func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNodes {
 	dn := destNodes{path: p}
 	fields := d.settingFields(&dest.DestinationSettings)
@@ -568,7 +548,7 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 			if !ok {
 				return
 			}
-			if err := checkWebhookSecret(s); err != nil {
+			if _, err := webhook.DecodeSecret(s); err != nil {
 				d.errorf(v, p, "%v", err)
 				return
 			}
@@ -585,22 +565,6 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 		d.errorf(n, p, "url is required")
 	}
 	return dn
-}
-
-// checkWebhookSecret checks the Standard Webhooks form: whsec_ + base64 of the key.
-func checkWebhookSecret(s string) error {
-	b64, ok := strings.CutPrefix(s, "whsec_")
-	if !ok {
-		return fmt.Errorf("not a Standard Webhooks secret: want whsec_ followed by base64 (make one with `fanout secret`)")
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return fmt.Errorf("not a Standard Webhooks secret: the part after whsec_ is not valid base64")
-	}
-	if len(key) < 16 {
-		return fmt.Errorf("signing secret too short: %d bytes of key, want at least 16 (make one with `fanout secret`)", len(key))
-	}
-	return nil
 }
 
 func (d *decoder) filterFields(f *rules.Filter, rn *routeNodes) map[string]field {

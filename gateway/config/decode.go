@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/fanout-gw/fanout/gateway/webhook"
 	"github.com/fanout-gw/fanout/rules"
 )
 
@@ -378,12 +379,7 @@ func (d *decoder) setHTTPURL(dst *URL) field {
 		}
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			shown := URL{raw: s, u: u}
-			if err != nil {
-				shown.u = nil
-				shown.raw = "<unparsable>"
-			}
-			d.errorf(n, path, "invalid URL %s: want an absolute http:// or https:// URL", shown)
+			d.errorf(n, path, "invalid URL %s: want an absolute http:// or https:// URL", webhook.RedactURL(s))
 			return
 		}
 		*dst = URL{raw: s, u: u}
