@@ -118,7 +118,7 @@ func (g *Gateway) labels(rt *runtime, q tencentim.Query) (app, command string) {
 	if _, ok := rt.verifier.App(q.SdkAppID); ok {
 		app = q.SdkAppID
 	}
-	if _, ok := rules.LookupCommand(q.CallbackCommand); ok {
+	if _, ok := tencentim.LookupCommand(q.CallbackCommand); ok {
 		command = q.CallbackCommand
 	}
 	return app, command

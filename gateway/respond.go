@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -39,7 +37,7 @@ func (g *Gateway) respond(ctx context.Context, rt *runtime, index int, q tencent
 		outcome = "unreachable"
 	case status != http.StatusOK:
 		outcome = "error_status"
-	case !decisionJSON(answer):
+	case !tencentim.IsDecision(answer):
 		outcome = "bad_answer"
 	}
 	g.metrics.respond.WithLabelValues(rule.From, outcome).Inc()
@@ -49,16 +47,4 @@ func (g *Gateway) respond(ctx context.Context, rt *runtime, index int, q tencent
 	g.log.Warn("respond: no usable answer, returning the on_failure decision", "request_id", requestID,
 		"destination", rule.From, "outcome", outcome, "status", status, "on_failure", rule.OnFailure, "err", err)
 	return tencentim.Decision(rule.OnFailureCode())
-}
-
-// decisionJSON reports whether b is one JSON object with an integer ErrorCode, as Tencent
-// reads it (PROTOCOL.md §1.4). A quoted "1" or a null is not one: Tencent would take the
-// answer as a failed callback, outside the rule's on_failure.
-func decisionJSON(b []byte) bool {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(bytes.TrimSpace(b), &m); err != nil {
-		return false
-	}
-	var code *int64
-	return json.Unmarshal(m["ErrorCode"], &code) == nil && code != nil
 }

@@ -8,12 +8,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // payload reads one of Tencent's sample bodies.
 func payload(t testing.TB, name string) []byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(tcPayloadDir, name))
+	data, err := os.ReadFile(filepath.Join(fanouttest.PayloadDir(), name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +78,9 @@ func TestParseBody(t *testing.T) {
 
 // TestParsePayloads decodes every sample body Tencent documents.
 func TestParsePayloads(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(tcPayloadDir, "*.json"))
+	files, err := filepath.Glob(filepath.Join(fanouttest.PayloadDir(), "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no payloads in %s: %v", tcPayloadDir, err)
+		t.Fatalf("no payloads in %s: %v", fanouttest.PayloadDir(), err)
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/fanout-gw/fanout/gateway/tencentim"
 	"github.com/fanout-gw/fanout/gateway/webhook"
 	"github.com/fanout-gw/fanout/rules"
 )
@@ -675,7 +676,7 @@ func (c *Config) check(d *decoder) {
 		if len(r.Commands) > 0 {
 			before := false
 			for _, g := range r.Commands {
-				for _, ci := range rules.Commands() {
+				for _, ci := range tencentim.Commands() {
 					if ok, _ := path.Match(g, ci.Name); ok && ci.Before {
 						before = true
 					}
