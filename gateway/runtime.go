@@ -131,7 +131,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if cfg == nil {
 		return fail(probs.Errors())
 	}
-	if keys := restartOnly(old.cfg, cfg); len(keys) > 0 {
+	if keys := cfg.RestartOnly(old.cfg); len(keys) > 0 {
 		return fail(fmt.Errorf("%s changed: these take effect only on restart; nothing was reloaded", strings.Join(keys, ", ")))
 	}
 	rt, err := g.build(cfg)
@@ -150,91 +150,6 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		}
 	}
 	g.loaded(cfg)
-	g.log.Info("config reloaded", diff(old.cfg, cfg)...)
+	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.Hash[:12])...)
 	return nil
-}
-
-// restartOnly names the keys that changed and need a restart, each as written in the file
-// (queue.dir, not just "queue"), so that the refusal says what to change back.
-func restartOnly(a, b *config.Config) []string {
-	var keys []string
-	if a.Server.Listen != b.Server.Listen {
-		keys = append(keys, "server.listen")
-	}
-	if a.Server.TLS != b.Server.TLS {
-		keys = append(keys, "server.tls")
-	}
-	if a.Admin.Listen != b.Admin.Listen {
-		keys = append(keys, "admin.listen")
-	}
-	qa, qb := a.Queue, b.Queue
-	for _, k := range []struct {
-		key     string
-		changed bool
-	}{
-		{"queue.dir", qa.Dir != qb.Dir},
-		{"queue.url", qa.URL != qb.URL},
-		{"queue.credentials", qa.Credentials != qb.Credentials},
-		{"queue.tls", qa.TLS != qb.TLS},
-		{"queue.replicas", qa.Replicas != qb.Replicas},
-		{"queue.sync", qa.SyncAlways != qb.SyncAlways || qa.SyncInterval != qb.SyncInterval},
-		{"queue.dedup_window", qa.DedupWindow != qb.DedupWindow},
-		{"queue.dead_letter_max_age", qa.DeadLetterMaxAge != qb.DeadLetterMaxAge},
-	} {
-		if k.changed {
-			keys = append(keys, k.key)
-		}
-	}
-	return keys
-}
-
-// diff lists what a reload changed, as log attributes.
-func diff(a, b *config.Config) []any {
-	routes := func(c *config.Config) map[string]string {
-		m := map[string]string{}
-		for _, r := range c.Routes {
-			m[r.Name] = fmt.Sprintf("%v", *r)
-		}
-		return m
-	}
-	dests := func(c *config.Config) map[string]string {
-		m := map[string]string{}
-		for _, d := range c.Destinations {
-			// Compared, never logged: secret values count, so a rotated secret is a change.
-			var secrets []string
-			for _, s := range d.SigningSecrets {
-				secrets = append(secrets, s.Value())
-			}
-			headers := map[string]string{}
-			for k, v := range d.Headers {
-				headers[k] = v.Value()
-			}
-			m[d.Name] = fmt.Sprint(d.URL.Value(), headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
-				d.Retry, d.RateLimit, d.Body, d.ForwardQuery)
-		}
-		return m
-	}
-	var attrs []any
-	for _, kind := range []struct {
-		name string
-		f    func(*config.Config) map[string]string
-	}{{"routes", routes}, {"destinations", dests}} {
-		ma, mb := kind.f(a), kind.f(b)
-		var added, removed, changed []string
-		for k, v := range mb {
-			if old, ok := ma[k]; !ok {
-				added = append(added, k)
-			} else if old != v {
-				changed = append(changed, k)
-			}
-		}
-		for k := range ma {
-			if _, ok := mb[k]; !ok {
-				removed = append(removed, k)
-			}
-		}
-		attrs = append(attrs, kind.name+"_added", added, kind.name+"_removed", removed, kind.name+"_changed", changed)
-	}
-	attrs = append(attrs, "hash", b.Hash[:12])
-	return attrs
 }
