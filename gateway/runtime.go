@@ -153,3 +153,11 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.Hash[:12])...)
 	return nil
 }
+
+// WatchConfig reloads the config whenever the file's content changes, until ctx ends (see
+// config.Watch).
+func (g *Gateway) WatchConfig(ctx context.Context) {
+	config.Watch(ctx, g.opts.ConfigPath, g.live.Load().cfg.Hash, g.log, func() {
+		_ = g.Reload(ctx) // logged by Reload
+	})
+}
