@@ -2,15 +2,10 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/httpapi"
@@ -23,10 +18,10 @@ import (
 // Tencent's 2 s for the answer: past it the callback is answered 503, never OK.
 const enqueueTimeout = 1500 * time.Millisecond
 
-// Limits implements httpapi.Receiver with the live config's path and body limit.
-func (g *Gateway) Limits() (string, int64) {
+// Limits implements httpapi.Receiver with the live config's path, body limit and proxies.
+func (g *Gateway) Limits() httpapi.Limits {
 	s := g.live.Load().cfg.Server
-	return s.Path, s.MaxBodyBytes
+	return httpapi.Limits{Path: s.Path, MaxBodyBytes: s.MaxBodyBytes, TrustedProxies: s.TrustedProxies}
 }
 
 // Receive is the callback path, in SPEC section 4 order: size, SdkAppid, source IP, Sign,
@@ -34,7 +29,7 @@ func (g *Gateway) Limits() (string, int64) {
 func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Answer {
 	start := time.Now()
 	rt := g.live.Load()
-	id := g.requestID()
+	id := cb.RequestID
 	q, qerr := tencentim.ParseQuery(cb.RawQuery)
 	app, command := g.labels(rt, q)
 	reject := func(status int, reason, info string) httpapi.Answer {
@@ -43,7 +38,7 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 		if g.log.Enabled(ctx, slog.LevelDebug) {
 			g.log.Debug("callback rejected", "request_id", id, "app", app, "command", command, "reason", reason, "status", status, "info", info)
 		}
-		return httpapi.Answer{Status: status, Body: tencentim.Fail(info), RequestID: id}
+		return httpapi.Answer{Status: status, Body: tencentim.Fail(info)}
 	}
 	if cb.TooLarge {
 		return reject(http.StatusRequestEntityTooLarge, "too_large",
@@ -52,8 +47,7 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	if qerr != nil {
 		return reject(http.StatusBadRequest, tencentim.ReasonBadQuery, qerr.Error())
 	}
-	remote := clientIP(cb.Remote, cb.ForwardedFor, rt.cfg.Server.TrustedProxies)
-	if r := rt.verifier.Verify(q, remote); r != nil {
+	if r := rt.verifier.Verify(q, cb.ClientIP); r != nil {
 		return reject(r.Status, r.Reason, r.Info)
 	}
 	fields, err := rules.ParseBody(cb.Body)
@@ -107,7 +101,7 @@ func (g *Gateway) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 		g.log.Debug("callback accepted", "request_id", id, "app", app, "command", command,
 			"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
 	}
-	return httpapi.Answer{Status: http.StatusOK, Body: answer, RequestID: id}
+	return httpapi.Answer{Status: http.StatusOK, Body: answer}
 }
 
 // labels bounds the metric labels: the app only when configured, the command only when
@@ -122,48 +116,6 @@ func (g *Gateway) labels(rt *runtime, q tencentim.Query) (app, command string) {
 		command = q.CallbackCommand
 	}
 	return app, command
-}
-
-// clientIP is the caller's address: the direct peer, or, when the peer is a trusted proxy,
-// the right-most X-Forwarded-For entry that is not one.
-func clientIP(remote netip.Addr, forwardedFor string, trusted []netip.Prefix) netip.Addr {
-	isTrusted := func(a netip.Addr) bool {
-		for _, p := range trusted {
-			if p.Contains(a.Unmap()) {
-				return true
-			}
-		}
-		return false
-	}
-	if forwardedFor == "" || !isTrusted(remote) {
-		return remote
-	}
-	hops := strings.Split(forwardedFor, ",")
-	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			return remote
-		}
-		if !isTrusted(a) {
-			return a
-		}
-		remote = a
-	}
-	return remote
-}
-
-var (
-	requestPrefix = func() string {
-		b := make([]byte, 4)
-		_, _ = rand.Read(b)
-		return hex.EncodeToString(b)
-	}()
-	requestSeq atomic.Uint64
-)
-
-// requestID is unique per callback and process: a random process prefix and a counter.
-func (g *Gateway) requestID() string {
-	return requestPrefix + "-" + strconv.FormatUint(requestSeq.Add(1), 36)
 }
 
 // ruleLimiter lets one log line per route through every ruleLogEvery.
