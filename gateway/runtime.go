@@ -15,9 +15,10 @@ import (
 // a new one and swaps the pointer, so a callback in flight finishes on the runtime it
 // started with.
 type runtime struct {
-	cfg      *config.Config
-	verifier *tencentim.Verifier
-	dests    map[string]*delivery.Destination
+	cfg        *config.Config
+	verifier   *tencentim.Verifier
+	dests      map[string]*delivery.Destination
+	responders []*delivery.Responder // by index of cfg.Respond
 }
 
 func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
@@ -32,10 +33,7 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	}
 	rt.verifier = v
 	var errs []error
-	var old *runtime
-	if g != nil {
-		old = g.live.Load()
-	}
+	old := g.live.Load() // nil at the first load
 	for _, d := range cfg.Destinations {
 		var limit *delivery.RateLimit
 		if r := d.RateLimit; !r.IsZero() {
@@ -55,6 +53,12 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	for _, r := range cfg.Respond {
+		rt.responders = append(rt.responders, &delivery.Responder{
+			Sender: g.sender, Destination: rt.dests[r.From], Timeout: r.Timeout, OnFailure: r.OnFailureCode(),
+			Paused: func() bool { return g.destinationHealth(r.From).Paused },
+		})
 	}
 	return rt, nil
 }
