@@ -18,6 +18,7 @@ import (
 	"github.com/fanout-gw/fanout/gateway/config"
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
+	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/gateway/queue"
 )
 
@@ -37,8 +38,7 @@ type Gateway struct {
 	sender  *delivery.Sender
 	queue   *queue.Queue
 	ready   atomic.Bool
-	ruleLog ruleLimiter
-	dedup   *dedup
+	intake  *intake.Intake
 
 	mu      sync.Mutex // serialises reloads and worker changes
 	workers map[string]*worker
@@ -81,7 +81,6 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
-	g.dedup = newDedup(cfg.Queue.DedupWindow)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -102,6 +101,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err // says "queue: ..." already
 	}
 	g.queue = q
+	g.intake = intake.New(intake.Options{
+		Live:        func() *intake.Config { return g.live.Load().intake },
+		Store:       q,
+		DedupWindow: cfg.Queue.DedupWindow,
+		Metrics:     g.metrics.intake(),
+		Logger:      g.log,
+	})
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
 	g.mu.Lock()
 	err = g.syncWorkers(ctx, g.live.Load())
@@ -127,7 +133,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.adminSrv = httpapi.NewAdmin(adminAPI{g}, g.log)
 	g.adminSrv.Serve(adminLn, "", "")
-	g.callbackSrv = httpapi.NewReceiver(g, g.log)
+	g.callbackSrv = httpapi.NewReceiver(g.intake, g.log)
 	if err := g.callbackSrv.Serve(callbackLn, cfg.Server.TLS.Cert, cfg.Server.TLS.Key); err != nil {
 		callbackLn.Close()
 		g.Stop(ctx)
@@ -146,9 +152,15 @@ func queueKind(q config.Queue) string {
 	return "external"
 }
 
+// queueDedupWindow bounds the queue's own de-duplication, when it is on: a retry of
+// Tencent's that reaches another replica comes within seconds, and a longer window would
+// only cost the JetStream servers memory (about 100 bytes per job).
+const queueDedupWindow = 10 * time.Second
+
+// queueOptions maps the config's queue section onto queue.Options. The intake
+// de-duplicates callbacks in memory; the queue's own de-duplication covers what one
+// process cannot see, which needs several: replicas on an external JetStream.
 func queueOptions(q config.Queue, log *slog.Logger) queue.Options {
-	// The gateway de-duplicates in memory (see dedup); the queue's own de-duplication covers
-	// what one process cannot see, which needs several: replicas on an external JetStream.
 	window := min(q.DedupWindow, queueDedupWindow)
 	dir := q.Dir
 	if q.Embedded() {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fanout-gw/fanout/gateway/config"
 	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/gateway/tencentim"
 )
 
@@ -15,14 +16,12 @@ import (
 // a new one and swaps the pointer, so a callback in flight finishes on the runtime it
 // started with.
 type runtime struct {
-	cfg        *config.Config
-	verifier   *tencentim.Verifier
-	dests      map[string]*delivery.Destination
-	responders []*delivery.Responder // by index of cfg.Respond
+	cfg    *config.Config
+	dests  map[string]*delivery.Destination
+	intake *intake.Config // what callbacks are received with
 }
 
 func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
-	rt := &runtime{cfg: cfg, dests: map[string]*delivery.Destination{}}
 	var apps []tencentim.App
 	for _, a := range cfg.Tencent.Apps {
 		apps = append(apps, tencentim.App{SdkAppID: a.SdkAppID, Token: a.Token.Value()})
@@ -31,7 +30,24 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tencent: %w", err)
 	}
-	rt.verifier = v
+	dests, err := g.destinations(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt := &runtime{cfg: cfg, dests: dests, intake: &intake.Config{Path: cfg.Server.Path, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules}}
+	for _, r := range cfg.Respond {
+		rt.intake.Respond = append(rt.intake.Respond, intake.Respond{From: r.From, OnFailure: r.OnFailure,
+			Responder: &delivery.Responder{Sender: g.sender, Destination: dests[r.From], Timeout: r.Timeout,
+				OnFailure: r.OnFailureCode(), Paused: func() bool { return g.destinationHealth(r.From).Paused }}})
+	}
+	return rt, nil
+}
+
+// destinations builds the destinations of cfg. A rate limit that a reload leaves as it was
+// keeps its bucket: a reload must not grant a burst.
+func (g *Gateway) destinations(cfg *config.Config) (map[string]*delivery.Destination, error) {
+	dests := map[string]*delivery.Destination{}
 	var errs []error
 	old := g.live.Load() // nil at the first load
 	for _, d := range cfg.Destinations {
@@ -40,7 +56,7 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 			limit = delivery.NewRateLimit(r.N, r.Per)
 			if old != nil && old.dests[d.Name] != nil {
 				if prev, ok := old.dests[d.Name].RateLimit.(*delivery.RateLimit); ok && prev.Same(r.N, r.Per) {
-					limit = prev // keep the bucket: a reload must not grant a burst
+					limit = prev
 				}
 			}
 		}
@@ -49,18 +65,9 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 			errs = append(errs, err)
 			continue
 		}
-		rt.dests[d.Name] = dd
+		dests[d.Name] = dd
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	for _, r := range cfg.Respond {
-		rt.responders = append(rt.responders, &delivery.Responder{
-			Sender: g.sender, Destination: rt.dests[r.From], Timeout: r.Timeout, OnFailure: r.OnFailureCode(),
-			Paused: func() bool { return g.destinationHealth(r.From).Paused },
-		})
-	}
-	return rt, nil
+	return dests, errors.Join(errs...)
 }
 
 func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery.Destination, error) {
@@ -88,32 +95,10 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 			if err != nil {
 				return nil, err
 			}
-			return t.Transform(q.SdkAppID, q.CallbackCommand, queryMap(q), body)
+			return t.Transform(q.SdkAppID, q.CallbackCommand, q.Values(), body)
 		}
 	}
 	return delivery.NewDestination(dd)
-}
-
-// queryMap is the query as rules see it: the parameters Tencent sends, by name.
-func queryMap(q tencentim.Query) map[string]string {
-	m := make(map[string]string, 7)
-	for k, v := range map[string]string{
-		"SdkAppid": q.SdkAppID, "CallbackCommand": q.CallbackCommand, "contenttype": q.ContentType,
-		"ClientIP": q.ClientIP, "OptPlatform": q.OptPlatform, "Sign": q.Sign, "RequestTime": q.RequestTime,
-	} {
-		if v != "" {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// ruleErrorHook counts and logs (rate-limited) rules that fail at run time.
-func (g *Gateway) ruleErrorHook(kind, name string, err error) {
-	g.metrics.ruleErrors.WithLabelValues(name).Inc()
-	if g.ruleLog.Allow(name) {
-		g.log.Warn("rule failed at run time and counts as no match", "kind", kind, "route", name, "err", err)
-	}
 }
 
 // Reload loads the config file again and, when it is valid and changes nothing that needs
