@@ -15,9 +15,6 @@ import (
 
 // The dead-letter side of adminAPI: list, show, replay and purge over the queue.
 
-// scanPage is how many dead letters a replay or purge by filter reads at once.
-const scanPage = 1000
-
 // DeadLetters lists one page of dead letters.
 func (a adminAPI) DeadLetters(ctx context.Context, f httpapi.DeadLetterFilter, after uint64, limit int) ([]httpapi.DeadLetter, uint64, error) {
 	qf, err := queueFilter(f)
@@ -82,132 +79,68 @@ func deadLetterInfo(dl *queue.DeadLetter) httpapi.DeadLetter {
 	}
 }
 
-// ReplayDeadLetters queues the selected dead letters again; each leaves the dead-letter
-// queue once its job is stored. A dead letter whose destination is no longer configured is
-// not replayed (it would only come back with reason "destination removed"): it is an error
-// of its own, as is an id that does not exist.
+// ReplayDeadLetters queues the selected dead letters again (queue.ReplayDeadLetters). A
+// dead letter whose destination is no longer configured is not replayed (it would only
+// come back with reason "destination removed"): it is an error of its own, as is an id
+// that does not exist.
 func (a adminAPI) ReplayDeadLetters(ctx context.Context, s httpapi.Selection, dryRun bool) (httpapi.ReplayResult, error) {
-	res := httpapi.ReplayResult{DryRun: dryRun, Replayed: []uint64{}, Errors: []httpapi.IDError{}}
-	q, err := a.openQueue()
+	out := httpapi.ReplayResult{DryRun: dryRun, Replayed: []uint64{}, Errors: []httpapi.IDError{}}
+	sel, q, err := a.selection(s)
 	if err != nil {
-		return res, err
+		return out, err
 	}
-	targets, missing, err := a.selected(ctx, q, s)
-	if err != nil {
-		return res, err
-	}
-	res.Errors = append(res.Errors, missing...)
-	res.Matched = len(targets)
 	live := a.g.live.Load().dests
-	for _, t := range targets {
-		if live[t.destination] == nil {
-			res.Errors = append(res.Errors, httpapi.IDError{ID: t.id,
-				Error: fmt.Sprintf("destination %q is not configured: add it back to replay, or purge the dead letter", t.destination)})
-			continue
+	res, err := q.ReplayDeadLetters(ctx, sel, dryRun, func(destination string) error {
+		if live[destination] == nil {
+			return fmt.Errorf("destination %q is not configured: add it back to replay, or purge the dead letter", destination)
 		}
-		if dryRun {
-			res.WouldReplay = append(res.WouldReplay, t.id)
-			continue
-		}
-		if err := q.ReplayDeadLetter(ctx, t.id); err != nil {
-			if ctx.Err() != nil {
-				return res, fmt.Errorf("replay stopped after %d of %d: %w", len(res.Replayed), len(targets), ctx.Err())
-			}
-			res.Errors = append(res.Errors, httpapi.IDError{ID: t.id, Error: idError(err)})
-			continue
-		}
-		res.Replayed = append(res.Replayed, t.id)
-	}
-	if len(res.Replayed) > 0 {
+		return nil
+	})
+	out.Matched, out.WouldReplay, out.Errors = res.Matched, res.WouldReplay, idErrors(res.Errors)
+	out.Replayed = append(out.Replayed, res.Replayed...)
+	if err == nil && len(res.Replayed) > 0 {
 		a.g.log.Info("dead letters replayed", "count", len(res.Replayed), "errors", len(res.Errors))
 	}
-	return res, nil
+	return out, err
 }
 
-// PurgeDeadLetters deletes the selected dead letters.
+// PurgeDeadLetters deletes the selected dead letters (queue.PurgeDeadLetters).
 func (a adminAPI) PurgeDeadLetters(ctx context.Context, s httpapi.Selection, dryRun bool) (httpapi.PurgeResult, error) {
-	res := httpapi.PurgeResult{DryRun: dryRun, Errors: []httpapi.IDError{}}
-	q, err := a.openQueue()
+	out := httpapi.PurgeResult{DryRun: dryRun, Errors: []httpapi.IDError{}}
+	sel, q, err := a.selection(s)
 	if err != nil {
-		return res, err
+		return out, err
 	}
-	targets, missing, err := a.selected(ctx, q, s)
-	if err != nil {
-		return res, err
-	}
-	res.Errors = append(res.Errors, missing...)
-	res.Matched = len(targets)
-	if dryRun {
-		return res, nil
-	}
-	for _, t := range targets {
-		err := q.DeleteDeadLetter(ctx, t.id)
-		switch {
-		case err == nil:
-			res.Deleted++
-		case errors.Is(err, queue.ErrNotFound):
-			// Gone meanwhile (replayed, purged, or aged out): what was asked holds.
-		case ctx.Err() != nil:
-			return res, fmt.Errorf("purge stopped after %d of %d: %w", res.Deleted, len(targets), ctx.Err())
-		default:
-			res.Errors = append(res.Errors, httpapi.IDError{ID: t.id, Error: idError(err)})
-		}
-	}
-	if res.Deleted > 0 {
+	res, err := q.PurgeDeadLetters(ctx, sel, dryRun)
+	out.Matched, out.Deleted, out.Errors = res.Matched, res.Deleted, idErrors(res.Errors)
+	if err == nil && res.Deleted > 0 {
 		a.g.log.Info("dead letters purged", "count", res.Deleted, "errors", len(res.Errors))
 	}
-	return res, nil
+	return out, err
 }
 
-// target is a dead letter a replay or purge acts on.
-type target struct {
-	id          uint64
-	destination string
-}
-
-// selected resolves s to the dead letters it names: by id (those that do not exist are
-// returned as errors), or every one the filter matches. The whole selection is read before
-// anything is done, so that a replay whose deliveries die again at once cannot feed its
-// own loop.
-func (a adminAPI) selected(ctx context.Context, q *queue.Queue, s httpapi.Selection) ([]target, []httpapi.IDError, error) {
-	var targets []target
-	var missing []httpapi.IDError
-	if s.IDs != nil {
-		seen := map[uint64]bool{}
-		for _, id := range s.IDs {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			dl, err := q.GetDeadLetter(ctx, id)
-			switch {
-			case errors.Is(err, queue.ErrNotFound):
-				missing = append(missing, httpapi.IDError{ID: id, Error: "not found"})
-			case err != nil:
-				return nil, nil, err
-			default:
-				targets = append(targets, target{id, dl.Destination})
-			}
-		}
-		return targets, missing, nil
-	}
+// selection converts s for the queue, which it returns too.
+func (a adminAPI) selection(s httpapi.Selection) (queue.Selection, *queue.Queue, error) {
 	f, err := queueFilter(s.Filter)
 	if err != nil {
-		return nil, nil, err
+		return queue.Selection{}, nil, err
 	}
-	for after := uint64(0); ; {
-		items, next, err := q.ListDeadLetters(ctx, f, after, scanPage)
-		if err != nil {
-			return nil, nil, err
+	q, err := a.openQueue()
+	return queue.Selection{IDs: s.IDs, Filter: f}, q, err
+}
+
+// idErrors are the queue's errors as the API shows them: without the "queue: ... dead
+// letter N:" prefix the answer already carries in its id.
+func idErrors(errs []queue.IDError) []httpapi.IDError {
+	out := make([]httpapi.IDError, len(errs))
+	for i, e := range errs {
+		msg := e.Err.Error()
+		if errors.Is(e.Err, queue.ErrNotFound) {
+			msg = "not found"
 		}
-		for _, dl := range items {
-			targets = append(targets, target{dl.ID, dl.Destination})
-		}
-		if next == 0 {
-			return targets, nil, nil
-		}
-		after = next
+		out[i] = httpapi.IDError{ID: e.ID, Error: msg}
 	}
+	return out
 }
 
 // queueFilter converts f, refusing a destination name that cannot be one.
@@ -225,13 +158,4 @@ func (a adminAPI) openQueue() (*queue.Queue, error) {
 		return nil, errors.New("queue not open")
 	}
 	return a.g.queue, nil
-}
-
-// idError is err as shown for one id: without the "queue: ... dead letter N:" prefix the
-// answer already carries in its id.
-func idError(err error) string {
-	if errors.Is(err, queue.ErrNotFound) {
-		return "not found"
-	}
-	return err.Error()
 }
