@@ -10,7 +10,7 @@ import (
 	"github.com/fanout-gw/fanout/gateway/intake"
 )
 
-// metrics are the Prometheus series of SPEC section 8, on a registry of their own so that
+// metrics are the Prometheus series docs/operating.md lists, on a registry of their own so that
 // two gateways in one test process do not collide.
 type metrics struct {
 	registry *prometheus.Registry

@@ -144,11 +144,11 @@ func (v *Verifier) App(sdkAppID string) (App, bool) {
 	return app, ok
 }
 
-// Verify runs the protocol's checks in the order of SPEC §4 step 2 (the body size is the
-// HTTP layer's, before this): the SdkAppid is configured (403), remote is inside AllowIPs
-// when set (403), and when the app has a token, Sign and RequestTime are present, well
-// formed, match the token and RequestTime is within MaxClockSkew (401). It returns nil when
-// the callback passes. remote is the address the request came from, after the HTTP layer
+// Verify runs the protocol's checks in the order their answers are documented (the body
+// size is checked before, by the intake): the SdkAppid is configured (403), remote is
+// inside AllowIPs when set (403), and when the app has a token, Sign and RequestTime are
+// present, well formed, match the token and RequestTime is within MaxClockSkew (401). It
+// returns nil when the callback passes. remote is the address the request came from, after the HTTP layer
 // has applied trusted proxies; the query's ClientIP is the IM user's address and plays no part.
 //
 // The Sign is checked before the clock so that a wrong token is reported as bad_sign even
