@@ -1,8 +1,13 @@
-// Package gateway wires Fanout together: the live config (swapped atomically on reload),
-// the callback path (verify, match, enqueue, answer), the per-destination workers, the
-// metrics and the two HTTP servers. It owns the lifecycle: New, Start, Stop(ctx), Reload.
-// It does not parse YAML (config does), evaluate expressions (rules), speak HTTP routing
-// (httpapi) or NATS (queue).
+// Package gateway wires Fanout together and owns its lifecycle: New, Start, Stop(ctx) and
+// Reload. It builds the runtime a config compiles to (runtime.go: destinations, respond
+// rules, the intake's view of the config) and swaps it atomically on reload; keeps one
+// queue consumer per destination in step with the live config (workers.go); registers the
+// metrics; and connects the callback port to the intake and the admin port to the live
+// config and the queue (admin.go, admin_dlq.go).
+//
+// It holds no domain logic of its own: callbacks are the intake's, the file is config's,
+// expressions are rules', HTTP is httpapi's, the queue is queue's and deliveries are
+// delivery's.
 package gateway
 
 import (

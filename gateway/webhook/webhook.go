@@ -1,5 +1,5 @@
-// Package webhook holds, once, the rules about a destination's webhook that several rooms
-// apply: what a destination may be called, which headers it may set, what a Standard
+// Package webhook holds, once, the rules about a destination's webhook that several
+// packages apply: what a destination may be called, which headers it may set, what a Standard
 // Webhooks signing secret looks like, and how a URL that may carry credentials is shown.
 // config applies them while loading (so that a problem has a position), delivery when it
 // builds a destination, queue to the names it turns into subjects, and the admin API to
