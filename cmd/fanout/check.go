@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -12,9 +11,10 @@ import (
 
 // runCheck loads each file as serve would and prints every problem.
 func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs := newFlagSet("check", "[--format text|json] FILE...",
+		"Loads each config file as serve does and prints every problem as FILE:LINE:COL: PATH: message,\nwarnings marked. Exits 1 when a file has an error.")
 	format := fs.String("format", "text", "output format: text or json")
-	files, err := parseFlags(fs, args)
+	files, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}

@@ -47,12 +47,13 @@ type routeDelivery struct {
 // runRoute is a dry run of the rules serve evaluates: which routes match a payload, which
 // destinations get it and the exact body each receives.
 func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("route", flag.ContinueOnError)
+	fs := newFlagSet("route", "--config FILE [--query Q] [--expect a,b] [--format text|json] PAYLOAD.json|-|DIR...",
+		"Which routes match a callback, which destinations get it, what a respond rule would do, and\nthe exact body each destination would receive: the rules serve runs, without sending.\n- reads the payload from stdin; a folder runs every *.json in it.")
 	cfgPath := fs.String("config", os.Getenv("FANOUT_CONFIG"), "config file (default $FANOUT_CONFIG, then config.yaml)")
 	query := fs.String("query", "", "query string of the callback, e.g. 'SdkAppid=1400000000&CallbackCommand=...' (default: the first app and the body's CallbackCommand)")
 	expect := fs.String("expect", "", "comma-separated route names: exit 1 unless exactly these match (--expect= for none)")
 	format := fs.String("format", "text", "output format: text or json")
-	payloads, err := parseFlags(fs, args)
+	payloads, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
