@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-1000000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/fanout-backlog.XXXXXX")
-peers=${PEERS_DIR:-$root/../shared/bench/peers}
+peers=${PEERS_DIR:?set PEERS_DIR to a checkout of the peers harness (its sink is the destination)}
 cd "$root"
 go build -o "$work/fanout" ./cmd/fanout
 go build -o "$work/load" ./bench/load

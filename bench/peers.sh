@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fanout in the side-by-side peers harness (../shared/bench/peers): limit-sync, limit-async,
+# Fanout in the side-by-side peers harness (a checkout of it in $PEERS_DIR): limit-sync, limit-async,
 # Benthos and Fanout, one at a time, same workload, one table. Run from anywhere:
 #   bench/peers.sh                              # default rounds and systems
 #   ROUNDS=1 DURATION=10 bench/peers.sh         # quicker
@@ -8,7 +8,7 @@
 # Any knob of the harness (see its README) passes through.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-peers=${PEERS_DIR:-$root/../shared/bench/peers}
+peers=${PEERS_DIR:?set PEERS_DIR to a checkout of the peers harness}
 bin=${FANOUT_BENCH_BIN:-${TMPDIR:-/tmp}/fanout-bench/fanout}
 cd "$root"
 export GATEWAY_NAME=${GATEWAY_NAME:-fanout}
