@@ -259,22 +259,7 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 	})
 	auth.GET("/metrics", gin.WrapH(a.Metrics()))
 	// Profiles, for finding what a busy gateway spends its time on.
-	auth.GET("/debug/pprof/*profile", gin.WrapF(func(w http.ResponseWriter, r *http.Request) {
-		switch name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name {
-		case "profile":
-			pprof.Profile(w, r)
-		case "trace":
-			pprof.Trace(w, r)
-		case "symbol":
-			pprof.Symbol(w, r)
-		case "cmdline":
-			pprof.Cmdline(w, r)
-		case "":
-			pprof.Index(w, r)
-		default:
-			pprof.Handler(name).ServeHTTP(w, r)
-		}
-	}))
+	auth.GET("/debug/pprof/*profile", gin.WrapF(profiles))
 	auth.POST("/-/reload", func(c *gin.Context) {
 		if err := a.Reload(c.Request.Context()); err != nil {
 			c.PureJSON(http.StatusBadRequest, gin.H{"status": "error", "error": err.Error()})
@@ -293,40 +278,29 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 		answer(c, d, err)
 	})
 	api.GET("/dlq", func(c *gin.Context) { listDeadLetters(c, a) })
-	api.GET("/dlq/:id", func(c *gin.Context) {
-		id, err := pathID(c)
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		d, err := a.DeadLetter(c.Request.Context(), id)
-		answer(c, d, err)
-	})
+	api.GET("/dlq/:id", func(c *gin.Context) { showDeadLetter(c, a) })
 	api.POST("/dlq/replay", func(c *gin.Context) { replayDeadLetters(c, a) })
-	api.DELETE("/dlq/:id", func(c *gin.Context) {
-		id, err := pathID(c)
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		q := c.Request.URL.Query()
-		err = knownParams(q, "dry_run")
-		dryRun := false
-		if err == nil {
-			dryRun, err = boolParam(q, "dry_run")
-		}
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		r, err := a.PurgeDeadLetters(c.Request.Context(), Selection{IDs: []uint64{id}}, dryRun)
-		if err == nil && r.Matched == 0 {
-			err = fmt.Errorf("dead letter %d: %w", id, ErrNotFound)
-		}
-		answer(c, r, err)
-	})
+	api.DELETE("/dlq/:id", func(c *gin.Context) { purgeDeadLetter(c, a) })
 	api.DELETE("/dlq", func(c *gin.Context) { purgeDeadLetters(c, a) })
 	return newServer(e, log)
+}
+
+// profiles serves /debug/pprof/, for finding what a busy gateway spends its time on.
+func profiles(w http.ResponseWriter, r *http.Request) {
+	switch name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name {
+	case "profile":
+		pprof.Profile(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "":
+		pprof.Index(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
 }
 
 // answer writes v as JSON, or err with the status it calls for.
@@ -379,6 +353,41 @@ func listDeadLetters(c *gin.Context, a Admin) {
 		items = []DeadLetter{}
 	}
 	answer(c, DeadLetterPage{Items: items, Next: next}, err)
+}
+
+// showDeadLetter serves GET /api/v1/dlq/{id}.
+func showDeadLetter(c *gin.Context, a Admin) {
+	id, err := pathID(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	d, err := a.DeadLetter(c.Request.Context(), id)
+	answer(c, d, err)
+}
+
+// purgeDeadLetter serves DELETE /api/v1/dlq/{id}: 404 when it does not exist.
+func purgeDeadLetter(c *gin.Context, a Admin) {
+	id, err := pathID(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	q := c.Request.URL.Query()
+	err = knownParams(q, "dry_run")
+	dryRun := false
+	if err == nil {
+		dryRun, err = boolParam(q, "dry_run")
+	}
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	r, err := a.PurgeDeadLetters(c.Request.Context(), Selection{IDs: []uint64{id}}, dryRun)
+	if err == nil && r.Matched == 0 {
+		err = fmt.Errorf("dead letter %d: %w", id, ErrNotFound)
+	}
+	answer(c, r, err)
 }
 
 // replayRequest is the body of POST /api/v1/dlq/replay: ids, or a filter (all: true for
