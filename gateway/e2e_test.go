@@ -116,7 +116,7 @@ var routingExpect = map[string]map[string]string{
 
 // TestEveryPayloadReachesExactlyItsDestinations sends every sample payload through a
 // gateway on the embedded queue, and checks that each reaches exactly the destinations its
-// routes name, once, with its bytes unchanged and the headers of SPEC §5.
+// routes name, once, with its bytes unchanged and Fanout's delivery headers.
 func TestEveryPayloadReachesExactlyItsDestinations(t *testing.T) {
 	queueYAML := fmt.Sprintf("  dir: %q", filepath.Join(t.TempDir(), "queue"))
 	runRouting(t, queueYAML, nil)
@@ -248,7 +248,7 @@ func runRouting(t *testing.T, queueYAML string, only []string) {
 	}
 }
 
-// checkDeliveryHeaders checks the request a destination received against SPEC §5.
+// checkDeliveryHeaders checks the headers of the request a destination received.
 func checkDeliveryHeaders(t *testing.T, dest string, h hit, wantRoute, sentQuery string) {
 	t.Helper()
 	hd := h.Header
@@ -350,8 +350,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// TestRejectedCallbacks sends each bad input of SPEC §4 step 2 (and the wrong method and
-// path of step 1): each gets its status and the FAIL JSON, is counted by reason in
+// TestRejectedCallbacks sends each bad input a callback can have (and the wrong method and
+// path): each gets its status and the FAIL JSON, is counted by reason in
 // fanout_callbacks_total, and nothing reaches the destination.
 func TestRejectedCallbacks(t *testing.T) {
 	const (

@@ -1,8 +1,13 @@
-// Package gateway wires Fanout together: the live config (swapped atomically on reload),
-// the callback path (verify, match, enqueue, answer), the per-destination workers, the
-// metrics and the two HTTP servers. It owns the lifecycle: New, Start, Stop(ctx), Reload.
-// It does not parse YAML (config does), evaluate expressions (rules), speak HTTP routing
-// (httpapi) or NATS (queue).
+// Package gateway wires Fanout together and owns its lifecycle: New, Start, Stop(ctx) and
+// Reload. It builds the runtime a config compiles to (runtime.go: destinations, respond
+// rules, the intake's view of the config) and swaps it atomically on reload; keeps one
+// queue consumer per destination in step with the live config (workers.go); registers the
+// metrics; and connects the callback port to the intake and the admin port to the live
+// config and the queue (admin.go, admin_dlq.go).
+//
+// It holds no domain logic of its own: callbacks are the intake's, the file is config's,
+// expressions are rules', HTTP is httpapi's, the queue is queue's and deliveries are
+// delivery's.
 package gateway
 
 import (
@@ -18,6 +23,7 @@ import (
 	"github.com/fanout-gw/fanout/gateway/config"
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
+	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/gateway/queue"
 )
 
@@ -37,8 +43,7 @@ type Gateway struct {
 	sender  *delivery.Sender
 	queue   *queue.Queue
 	ready   atomic.Bool
-	ruleLog ruleLimiter
-	dedup   *dedup
+	intake  *intake.Intake
 
 	mu      sync.Mutex // serialises reloads and worker changes
 	workers map[string]*worker
@@ -81,7 +86,6 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
-	g.dedup = newDedup(cfg.Queue.DedupWindow)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -102,6 +106,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err // says "queue: ..." already
 	}
 	g.queue = q
+	g.intake = intake.New(intake.Options{
+		Live:        func() *intake.Config { return g.live.Load().intake },
+		Store:       q,
+		DedupWindow: cfg.Queue.DedupWindow,
+		Metrics:     g.metrics.intake(),
+		Logger:      g.log,
+	})
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
 	g.mu.Lock()
 	err = g.syncWorkers(ctx, g.live.Load())
@@ -127,7 +138,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.adminSrv = httpapi.NewAdmin(adminAPI{g}, g.log)
 	g.adminSrv.Serve(adminLn, "", "")
-	g.callbackSrv = httpapi.NewReceiver(g, g.log)
+	g.callbackSrv = httpapi.NewReceiver(g.intake, g.log)
 	if err := g.callbackSrv.Serve(callbackLn, cfg.Server.TLS.Cert, cfg.Server.TLS.Key); err != nil {
 		callbackLn.Close()
 		g.Stop(ctx)
@@ -146,9 +157,15 @@ func queueKind(q config.Queue) string {
 	return "external"
 }
 
+// queueDedupWindow bounds the queue's own de-duplication, when it is on: a retry of
+// Tencent's that reaches another replica comes within seconds, and a longer window would
+// only cost the JetStream servers memory (about 100 bytes per job).
+const queueDedupWindow = 10 * time.Second
+
+// queueOptions maps the config's queue section onto queue.Options. The intake
+// de-duplicates callbacks in memory; the queue's own de-duplication covers what one
+// process cannot see, which needs several: replicas on an external JetStream.
 func queueOptions(q config.Queue, log *slog.Logger) queue.Options {
-	// The gateway de-duplicates in memory (see dedup); the queue's own de-duplication covers
-	// what one process cannot see, which needs several: replicas on an external JetStream.
 	window := min(q.DedupWindow, queueDedupWindow)
 	dir := q.Dir
 	if q.Embedded() {

@@ -44,7 +44,7 @@ const (
 	waitTimeout = 30 * time.Second
 )
 
-// okAnswer is the answer Tencent expects for an accepted callback (SPEC §4 step 3).
+// okAnswer is the answer Tencent expects for an accepted callback.
 const okAnswer = `{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}`
 
 // waitFor polls cond until it holds, and fails the test when timeout passes first.
@@ -451,7 +451,7 @@ func signStandardWebhook(t testing.TB, secret, id, timestamp string, body []byte
 	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// tencentSign is Tencent's Sign: hex SHA-256 of token + RequestTime (PROTOCOL.md §1.5).
+// tencentSign is Tencent's Sign: hex SHA-256 of token + RequestTime.
 func tencentSign(token, requestTime string) string {
 	sum := sha256.Sum256([]byte(token + requestTime))
 	return hex.EncodeToString(sum[:])

@@ -6,9 +6,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fanout-gw/fanout/gateway/intake"
 )
 
-// metrics are the Prometheus series of SPEC section 8, on a registry of their own so that
+// metrics are the Prometheus series docs/operating.md lists, on a registry of their own so that
 // two gateways in one test process do not collide.
 type metrics struct {
 	registry *prometheus.Registry
@@ -79,6 +81,12 @@ func newMetrics(g *Gateway) *metrics {
 	}
 	f(&queueCollector{g: g})
 	return m
+}
+
+// intake returns the series the intake counts.
+func (m *metrics) intake() intake.Metrics {
+	return intake.Metrics{Callbacks: m.callbacks, CallbackDuration: m.callbackDuration, RouteMatches: m.routeMatches,
+		RuleErrors: m.ruleErrors, Respond: m.respond}
 }
 
 // queueCollector reads queue depths at scrape time, so they are never stale.

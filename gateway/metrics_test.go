@@ -40,7 +40,7 @@ routes:
 `
 
 // TestMetricsAfterScriptedMix sends a known mix of accepted and rejected callbacks and
-// checks the exact values of the SPEC §8 series once every delivery has finished.
+// checks the exact values of the fanout_* series once every delivery has finished.
 func TestMetricsAfterScriptedMix(t *testing.T) {
 	const n = 5
 	const cmd = "C2C.CallbackAfterSendMsg"

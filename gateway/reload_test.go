@@ -25,7 +25,7 @@ import (
 	"github.com/fanout-gw/fanout/gateway/queue"
 )
 
-// Tests of SPEC section 6: reloading the config while Fanout runs. Each test runs a real
+// Tests of reloading the config while Fanout runs (docs/operating.md). Each test runs a real
 // Gateway on an embedded JetStream in t.TempDir() and real HTTP downstreams; the helpers
 // of this file are prefixed rl.
 
@@ -129,7 +129,7 @@ func rlRoutes(name string, dests ...string) string {
 }
 
 // rlHashValue is the fanout_config_hash of a file holding text: the first 48 bits of its
-// SHA-256, worked out here from SPEC section 8 rather than with the config package.
+// SHA-256, worked out here rather than with the config package.
 func rlHashValue(text string) float64 {
 	sum := sha256.Sum256([]byte(text))
 	return float64(binary.BigEndian.Uint64(sum[:8]) >> 16)

@@ -20,7 +20,7 @@ import (
 	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
-// Tests of respond rules (SPEC §4 step 4, PROTOCOL.md §3): a real gateway on an embedded
+// Tests of respond rules (docs/rules.md, Tencent's before-callback answers): a real gateway on an embedded
 // JetStream, the answering backend and the other destinations as httptest servers, and the
 // test itself in Tencent's place. Helpers of this file and shaping_test.go start with rs.
 

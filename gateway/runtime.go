@@ -8,6 +8,7 @@ import (
 
 	"github.com/fanout-gw/fanout/gateway/config"
 	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/gateway/tencentim"
 )
 
@@ -15,13 +16,12 @@ import (
 // a new one and swaps the pointer, so a callback in flight finishes on the runtime it
 // started with.
 type runtime struct {
-	cfg      *config.Config
-	verifier *tencentim.Verifier
-	dests    map[string]*delivery.Destination
+	cfg    *config.Config
+	dests  map[string]*delivery.Destination
+	intake *intake.Config // what callbacks are received with
 }
 
 func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
-	rt := &runtime{cfg: cfg, dests: map[string]*delivery.Destination{}}
 	var apps []tencentim.App
 	for _, a := range cfg.Tencent.Apps {
 		apps = append(apps, tencentim.App{SdkAppID: a.SdkAppID, Token: a.Token.Value()})
@@ -30,19 +30,33 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tencent: %w", err)
 	}
-	rt.verifier = v
-	var errs []error
-	var old *runtime
-	if g != nil {
-		old = g.live.Load()
+	dests, err := g.destinations(cfg)
+	if err != nil {
+		return nil, err
 	}
+	rt := &runtime{cfg: cfg, dests: dests, intake: &intake.Config{Path: cfg.Server.Path, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules}}
+	for _, r := range cfg.Respond {
+		rt.intake.Respond = append(rt.intake.Respond, intake.Respond{From: r.From, OnFailure: r.OnFailure,
+			Responder: &delivery.Responder{Sender: g.sender, Destination: dests[r.From], Timeout: r.Timeout,
+				OnFailure: r.OnFailureCode(), Paused: func() bool { return g.destinationHealth(r.From).Paused }}})
+	}
+	return rt, nil
+}
+
+// destinations builds the destinations of cfg. A rate limit that a reload leaves as it was
+// keeps its bucket: a reload must not grant a burst.
+func (g *Gateway) destinations(cfg *config.Config) (map[string]*delivery.Destination, error) {
+	dests := map[string]*delivery.Destination{}
+	var errs []error
+	old := g.live.Load() // nil at the first load
 	for _, d := range cfg.Destinations {
 		var limit *delivery.RateLimit
 		if r := d.RateLimit; !r.IsZero() {
 			limit = delivery.NewRateLimit(r.N, r.Per)
 			if old != nil && old.dests[d.Name] != nil {
 				if prev, ok := old.dests[d.Name].RateLimit.(*delivery.RateLimit); ok && prev.Same(r.N, r.Per) {
-					limit = prev // keep the bucket: a reload must not grant a burst
+					limit = prev
 				}
 			}
 		}
@@ -51,15 +65,10 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if g != nil {
-			dd.Slots = g.state(d.Name).slots // its limit is set when the runtime goes live
-		}
-		rt.dests[d.Name] = dd
+		dd.Slots = g.state(d.Name).slots // its limit is set when the runtime goes live
+		dests[d.Name] = dd
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return rt, nil
+	return dests, errors.Join(errs...)
 }
 
 func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery.Destination, error) {
@@ -87,32 +96,10 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 			if err != nil {
 				return nil, err
 			}
-			return t.Transform(q.SdkAppID, q.CallbackCommand, queryMap(q), body)
+			return t.Transform(q.SdkAppID, q.CallbackCommand, q.Values(), body)
 		}
 	}
 	return delivery.NewDestination(dd)
-}
-
-// queryMap is the query as rules see it: the parameters Tencent sends, by name.
-func queryMap(q tencentim.Query) map[string]string {
-	m := make(map[string]string, 7)
-	for k, v := range map[string]string{
-		"SdkAppid": q.SdkAppID, "CallbackCommand": q.CallbackCommand, "contenttype": q.ContentType,
-		"ClientIP": q.ClientIP, "OptPlatform": q.OptPlatform, "Sign": q.Sign, "RequestTime": q.RequestTime,
-	} {
-		if v != "" {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// ruleErrorHook counts and logs (rate-limited) rules that fail at run time.
-func (g *Gateway) ruleErrorHook(kind, name string, err error) {
-	g.metrics.ruleErrors.WithLabelValues(name).Inc()
-	if g.ruleLog.Allow(name) {
-		g.log.Warn("rule failed at run time and counts as no match", "kind", kind, "route", name, "err", err)
-	}
 }
 
 // Reload loads the config file again and, when it is valid and changes nothing that needs
@@ -134,7 +121,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if cfg == nil {
 		return fail(probs.Errors())
 	}
-	if keys := restartOnly(old.cfg, cfg); len(keys) > 0 {
+	if keys := cfg.RestartOnly(old.cfg); len(keys) > 0 {
 		return fail(fmt.Errorf("%s changed: these take effect only on restart; nothing was reloaded", strings.Join(keys, ", ")))
 	}
 	rt, err := g.build(cfg)
@@ -153,91 +140,14 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		}
 	}
 	g.loaded(cfg)
-	g.log.Info("config reloaded", diff(old.cfg, cfg)...)
+	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.Hash[:12])...)
 	return nil
 }
 
-// restartOnly names the keys that changed and need a restart, each as written in the file
-// (queue.dir, not just "queue"), so that the refusal says what to change back.
-func restartOnly(a, b *config.Config) []string {
-	var keys []string
-	if a.Server.Listen != b.Server.Listen {
-		keys = append(keys, "server.listen")
-	}
-	if a.Server.TLS != b.Server.TLS {
-		keys = append(keys, "server.tls")
-	}
-	if a.Admin.Listen != b.Admin.Listen {
-		keys = append(keys, "admin.listen")
-	}
-	qa, qb := a.Queue, b.Queue
-	for _, k := range []struct {
-		key     string
-		changed bool
-	}{
-		{"queue.dir", qa.Dir != qb.Dir},
-		{"queue.url", qa.URL != qb.URL},
-		{"queue.credentials", qa.Credentials != qb.Credentials},
-		{"queue.tls", qa.TLS != qb.TLS},
-		{"queue.replicas", qa.Replicas != qb.Replicas},
-		{"queue.sync", qa.SyncAlways != qb.SyncAlways || qa.SyncInterval != qb.SyncInterval},
-		{"queue.dedup_window", qa.DedupWindow != qb.DedupWindow},
-		{"queue.dead_letter_max_age", qa.DeadLetterMaxAge != qb.DeadLetterMaxAge},
-	} {
-		if k.changed {
-			keys = append(keys, k.key)
-		}
-	}
-	return keys
-}
-
-// diff lists what a reload changed, as log attributes.
-func diff(a, b *config.Config) []any {
-	routes := func(c *config.Config) map[string]string {
-		m := map[string]string{}
-		for _, r := range c.Routes {
-			m[r.Name] = fmt.Sprintf("%v", *r)
-		}
-		return m
-	}
-	dests := func(c *config.Config) map[string]string {
-		m := map[string]string{}
-		for _, d := range c.Destinations {
-			// Compared, never logged: secret values count, so a rotated secret is a change.
-			var secrets []string
-			for _, s := range d.SigningSecrets {
-				secrets = append(secrets, s.Value())
-			}
-			headers := map[string]string{}
-			for k, v := range d.Headers {
-				headers[k] = v.Value()
-			}
-			m[d.Name] = fmt.Sprint(d.URL.Value(), headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
-				d.Retry, d.RateLimit, d.Body, d.ForwardQuery)
-		}
-		return m
-	}
-	var attrs []any
-	for _, kind := range []struct {
-		name string
-		f    func(*config.Config) map[string]string
-	}{{"routes", routes}, {"destinations", dests}} {
-		ma, mb := kind.f(a), kind.f(b)
-		var added, removed, changed []string
-		for k, v := range mb {
-			if old, ok := ma[k]; !ok {
-				added = append(added, k)
-			} else if old != v {
-				changed = append(changed, k)
-			}
-		}
-		for k := range ma {
-			if _, ok := mb[k]; !ok {
-				removed = append(removed, k)
-			}
-		}
-		attrs = append(attrs, kind.name+"_added", added, kind.name+"_removed", removed, kind.name+"_changed", changed)
-	}
-	attrs = append(attrs, "hash", b.Hash[:12])
-	return attrs
+// WatchConfig reloads the config whenever the file's content changes, until ctx ends (see
+// config.Watch).
+func (g *Gateway) WatchConfig(ctx context.Context) {
+	config.Watch(ctx, g.opts.ConfigPath, g.live.Load().cfg.Hash, g.log, func() {
+		_ = g.Reload(ctx) // logged by Reload
+	})
 }

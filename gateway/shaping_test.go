@@ -28,7 +28,7 @@ import (
 // query and Sign for a backend that verifies them, a rate limit, and the pause of a
 // destination that keeps failing.
 
-// rsTencentSign is Tencent's Sign, computed here from PROTOCOL.md §1.7 rather than with
+// rsTencentSign is Tencent's Sign, computed here from Tencent's documentation rather than with
 // the gateway's code: lower-case hex of sha256(token + RequestTime).
 func rsTencentSign(token, requestTime string) string {
 	sum := sha256.Sum256([]byte(token + requestTime))

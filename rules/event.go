@@ -2,7 +2,8 @@
 // (which destinations get a callback), respond rules (which "before" callbacks are answered
 // synchronously, and by whom) and body transforms. Expressions are expr-lang/expr, compiled
 // once at load. The package knows nothing of HTTP, YAML files or NATS: callers hand it
-// decoded callbacks and plain specs, and get names back.
+// decoded callbacks and plain specs, and get names back. Its linter reads what Tencent's
+// callbacks carry from tencentim's command table.
 package rules
 
 import (

@@ -5,6 +5,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/fanout-gw/fanout/gateway/tencentim"
 )
 
 // Warning is a lint finding: the config works, but probably not as meant. It is located
@@ -53,10 +55,10 @@ func LintBody(src string) []Warning {
 
 func lintFilter(f Filter) []Warning {
 	var out []Warning
-	var selected []CommandInfo // known commands the globs select
+	var selected []tencentim.CommandInfo // known commands the globs select
 	for _, g := range f.Commands {
 		n := 0
-		for _, c := range Commands() {
+		for _, c := range tencentim.Commands() {
 			if ok, _ := path.Match(g, c.Name); ok {
 				selected = append(selected, c)
 				n++
@@ -91,10 +93,10 @@ func lintFilter(f Filter) []Warning {
 			continue
 		}
 		if len(f.Commands) == 0 {
-			if !CommonField(id) {
+			if !tencentim.CommonField(id) {
 				out = append(out, Warning{Field: "when", Message: fmt.Sprintf(
 					"%s is carried only by some callbacks (%s); this route has no commands, so for every other callback %s is nil (and nil != 0 is true): add commands",
-					id, summarize(CommandsWithField(id)), id)})
+					id, summarize(tencentim.CommandsWithField(id)), id)})
 			}
 			continue
 		}
@@ -106,18 +108,18 @@ func lintFilter(f Filter) []Warning {
 }
 
 func unknownField(id string) string {
-	if id == "query" || id == "text" || KnownField(id) {
+	if id == "query" || id == "text" || tencentim.KnownField(id) {
 		return ""
 	}
 	msg := fmt.Sprintf("unknown field %s: no known Tencent IM callback carries it", id)
-	if s, ok := Suggest(id, KnownFields()); ok {
+	if s, ok := Suggest(id, tencentim.KnownFields()); ok {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
 	}
 	return msg
 }
 
 // notCarried says when none of the selected commands whose fields are known carries id.
-func notCarried(id string, selected []CommandInfo) string {
+func notCarried(id string, selected []tencentim.CommandInfo) string {
 	var known []string
 	for _, c := range selected {
 		if c.Fields == nil {
@@ -144,7 +146,7 @@ func summarize(names []string) string {
 
 func commandNames() []string {
 	var names []string
-	for _, c := range Commands() {
+	for _, c := range tencentim.Commands() {
 		names = append(names, c.Name)
 	}
 	return names

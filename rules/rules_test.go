@@ -59,7 +59,7 @@ func when(w string) []RouteSpec {
 	return []RouteSpec{{Name: "r", Filter: Filter{When: w}, To: []string{"d"}}}
 }
 
-// TestWhenEnvironment evaluates expressions over the environment of SPEC section 3.
+// TestWhenEnvironment evaluates expressions over the environment docs/rules.md describes.
 func TestWhenEnvironment(t *testing.T) {
 	ev := newEvent(t, "1400000000", "C2C.CallbackAfterSendMsg", c2cQuery, c2cBody)
 	tests := []struct {

@@ -12,17 +12,18 @@ import (
 
 // runCheck loads each file as serve would and prints every problem.
 func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	format := fs.String("format", "text", "output format: text or json")
-	files, err := parseFlags(fs, args)
+	fs := newFlagSet("check", "[--format text|json] FILE...",
+		"Loads each config file as serve does and prints every problem as FILE:LINE:COL: PATH: message,\nwarnings marked. Exits 1 when a file has an error.")
+	format := formatFlag(fs)
+	files, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
 		return usagef("no config file given: fanout check FILE...")
 	}
-	if *format != "text" && *format != "json" {
-		return usagef("unknown --format %q: want text or json", *format)
+	if err := checkFormat(*format); err != nil {
+		return err
 	}
 	type result struct {
 		File     string          `json:"file"`
@@ -41,9 +42,7 @@ func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer
 		results = append(results, result{File: f, Valid: ok, Problems: probs})
 	}
 	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
+		if err := writeIndented(stdout, results); err != nil {
 			return err
 		}
 	} else {
@@ -63,4 +62,23 @@ func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer
 		return errReported
 	}
 	return nil
+}
+
+// formatFlag adds --format, the output format of check and route.
+func formatFlag(fs *flag.FlagSet) *string {
+	return fs.String("format", "text", "output format: text or json")
+}
+
+func checkFormat(format string) error {
+	if format != "text" && format != "json" {
+		return usagef("unknown --format %q: want text or json", format)
+	}
+	return nil
+}
+
+// writeIndented writes v as indented JSON, for --format json.
+func writeIndented(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

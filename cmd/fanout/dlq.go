@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,8 +28,10 @@ const (
 
 Every command takes --admin URL (default $FANOUT_ADMIN_URL, then http://127.0.0.1:9090),
 --token TOKEN (default $FANOUT_ADMIN_TOKEN) and --json (print the API's JSON answer).
---since and --until take an RFC 3339 time or a duration back from now (90m, 2h, 7d).
+` + dlqTimes + `
+Run "fanout dlq COMMAND -h" for a command's flags.
 `
+	dlqTimes        = "--since and --until take an RFC 3339 time or a duration back from now (90m, 2h, 7d)."
 	defaultAdminURL = "http://127.0.0.1:9090"
 	// dlqTimeout bounds one call to the admin API: a replay of many dead letters takes a while.
 	dlqTimeout = 5 * time.Minute
@@ -51,53 +52,78 @@ type dlqOptions struct {
 	now                  func() time.Time
 }
 
-// dlqFlags are the flags each subcommand takes besides --admin, --token and --json.
-var dlqFlags = map[string][]string{
-	"list":   {"destination", "reason", "since", "until", "limit", "after"},
-	"show":   {},
-	"replay": {"destination", "reason", "since", "until", "dry-run", "all"},
-	"purge":  {"destination", "reason", "since", "until", "dry-run", "all"},
+// dlqSubcommands are the usage line and what each subcommand of fanout dlq does.
+var dlqSubcommands = map[string]struct{ usage, does string }{
+	"list":   {"[--destination D] [--reason R] [--since T] [--until T] [--limit N] [--after ID]", "Lists dead letters, oldest first, a page at a time."},
+	"show":   {"ID", "Shows one dead letter with the callback it carries."},
+	"replay": {"ID... | --destination D | --reason R | --since T | --until T | --all  [--dry-run]", "Queues dead letters again for their destination."},
+	"purge":  {"ID... | --destination D | --reason R | --since T | --until T | --all  [--dry-run]", "Deletes dead letters."},
+}
+
+// commonFlags are the flags of every dlq subcommand, also accepted before it.
+func (o *dlqOptions) commonFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.admin, "admin", "", "admin API base URL (default $FANOUT_ADMIN_URL, then "+defaultAdminURL+")")
+	fs.StringVar(&o.token, "token", "", "admin bearer token (default $FANOUT_ADMIN_TOKEN)")
+	fs.BoolVar(&o.json, "json", false, "print the API's JSON answer, for scripts")
+}
+
+// flags returns the flag set of subcommand sub: the common flags and its own. It is nil
+// for a subcommand that does not exist.
+func (o *dlqOptions) flags(sub string) *flag.FlagSet {
+	help, ok := dlqSubcommands[sub]
+	if !ok {
+		return nil
+	}
+	fs := newFlagSet("dlq "+sub, help.usage, help.does+"\n"+dlqTimes)
+	o.commonFlags(fs)
+	if sub == "show" {
+		return fs
+	}
+	fs.StringVar(&o.destination, "destination", "", "only dead letters of this destination")
+	fs.StringVar(&o.reason, "reason", "", "only dead letters whose reason contains this")
+	fs.StringVar(&o.since, "since", "", "only dead letters dead at or after this (RFC 3339, or a duration back from now: 2h)")
+	fs.StringVar(&o.until, "until", "", "only dead letters dead before this (RFC 3339, or a duration back from now)")
+	if sub == "list" {
+		fs.IntVar(&o.limit, "limit", httpapi.DefaultListLimit, fmt.Sprintf("at most this many (1 to %d)", httpapi.MaxListLimit))
+		fs.Uint64Var(&o.after, "after", 0, "start after this id (the next page's cursor)")
+		return fs
+	}
+	fs.BoolVar(&o.dryRun, "dry-run", false, "say what would be done, do nothing")
+	fs.BoolVar(&o.all, "all", false, "every dead letter, when no id or filter is given")
+	return fs
 }
 
 // runDLQ is the dead-letter queue over the admin API: the same endpoints an operator's
 // script would call, with a table for people.
 func runDLQ(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), dlqUsage+"\nflags:\n"); fs.PrintDefaults() }
-	o := dlqOptions{now: time.Now}
-	fs.StringVar(&o.admin, "admin", "", "admin API base URL (default $FANOUT_ADMIN_URL, then "+defaultAdminURL+")")
-	fs.StringVar(&o.token, "token", "", "admin bearer token (default $FANOUT_ADMIN_TOKEN)")
-	fs.BoolVar(&o.json, "json", false, "print the API's JSON answer, for scripts")
-	fs.StringVar(&o.destination, "destination", "", "only dead letters of this destination")
-	fs.StringVar(&o.reason, "reason", "", "only dead letters whose reason contains this")
-	fs.StringVar(&o.since, "since", "", "only dead letters dead at or after this (RFC 3339, or a duration back from now: 2h)")
-	fs.StringVar(&o.until, "until", "", "only dead letters dead before this (RFC 3339, or a duration back from now)")
-	fs.IntVar(&o.limit, "limit", httpapi.DefaultListLimit, fmt.Sprintf("list: at most this many (1 to %d)", httpapi.MaxListLimit))
-	fs.Uint64Var(&o.after, "after", 0, "list: start after this id (the next page's cursor)")
-	fs.BoolVar(&o.dryRun, "dry-run", false, "replay, purge: say what would be done, do nothing")
-	fs.BoolVar(&o.all, "all", false, "replay, purge: every dead letter, when no id or filter is given")
-	pos, err := parseFlags(fs, args)
+	o := dlqOptions{now: time.Now, limit: httpapi.DefaultListLimit, set: map[string]bool{}}
+	// The common flags may come before the subcommand: fanout dlq --admin URL list.
+	lead := newFlagSet("dlq", "list|show|replay|purge [flags]", dlqUsage)
+	lead.Usage = func() { fmt.Fprint(lead.Output(), dlqUsage) }
+	o.commonFlags(lead)
+	lead.SetOutput(io.Discard)
+	if err := lead.Parse(args); err != nil {
+		return flagError(lead, err, stdout)
+	}
+	if lead.NArg() == 0 {
+		return usagef("no subcommand: want list, show, replay or purge\n\n%s", dlqUsage)
+	}
+	given := map[string]string{} // defining the subcommand's flags resets them to their defaults
+	lead.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	sub := lead.Arg(0)
+	fs := o.flags(sub)
+	if fs == nil {
+		return usagef("unknown subcommand %q: want list, show, replay or purge", sub)
+	}
+	for name, v := range given {
+		_ = fs.Set(name, v)
+	}
+	ids, err := parseFlags(fs, lead.Args()[1:], stdout)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usagef("no subcommand: want list, show, replay or purge\n\n%s", dlqUsage)
-	}
-	sub, ids := pos[0], pos[1:]
-	allowed, ok := dlqFlags[sub]
-	if !ok {
-		return usagef("unknown subcommand %q: want list, show, replay or purge", sub)
-	}
-	o.set = map[string]bool{}
-	var bad []string
-	fs.Visit(func(f *flag.Flag) {
-		o.set[f.Name] = true
-		if f.Name != "admin" && f.Name != "token" && f.Name != "json" && !slices.Contains(allowed, f.Name) {
-			bad = append(bad, "--"+f.Name)
-		}
-	})
-	if len(bad) > 0 {
-		return usagef("%s does not take %s", sub, strings.Join(bad, ", "))
+	for _, set := range []*flag.FlagSet{lead, fs} {
+		set.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	}
 	if err := o.resolve(); err != nil {
 		return err
@@ -108,41 +134,45 @@ func runDLQ(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	}
 	ctx, cancel := context.WithTimeout(ctx, dlqTimeout)
 	defer cancel()
+	return o.run(ctx, c, sub, ids, stdout, stderr)
+}
+
+// run runs subcommand sub with its positional arguments.
+func (o *dlqOptions) run(ctx context.Context, c *adminClient, sub string, args []string, stdout, stderr io.Writer) error {
 	switch sub {
 	case "list":
-		if len(ids) > 0 {
-			return usagef("list takes no argument (got %q): filter with --destination, --reason, --since, --until", ids[0])
+		if len(args) > 0 {
+			return usagef("list takes no argument (got %q): filter with --destination, --reason, --since, --until", args[0])
 		}
-		return dlqList(ctx, c, o, stdout, stderr)
+		return dlqList(ctx, c, *o, stdout, stderr)
 	case "show":
-		if len(ids) != 1 {
+		if len(args) != 1 {
 			return usagef("show takes one dead-letter id")
 		}
-		id, err := parseID(ids[0])
+		id, err := parseID(args[0])
 		if err != nil {
 			return err
 		}
-		return dlqShow(ctx, c, o, id, stdout)
-	default:
-		parsed := make([]uint64, 0, len(ids))
-		for _, s := range ids {
-			id, err := parseID(s)
-			if err != nil {
-				return err
-			}
-			parsed = append(parsed, id)
-		}
-		switch {
-		case len(parsed) > 0 && (o.filterGiven || o.all):
-			return usagef("%s: give ids or a filter (or --all), not both", sub)
-		case len(parsed) == 0 && !o.filterGiven && !o.all:
-			return usagef("%s: give ids, a filter (--destination, --reason, --since, --until), or --all for every dead letter", sub)
-		}
-		if sub == "replay" {
-			return dlqReplay(ctx, c, o, parsed, stdout, stderr)
-		}
-		return dlqPurge(ctx, c, o, parsed, stdout, stderr)
+		return dlqShow(ctx, c, *o, id, stdout)
 	}
+	ids := make([]uint64, 0, len(args))
+	for _, s := range args {
+		id, err := parseID(s)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	switch {
+	case len(ids) > 0 && (o.filterGiven || o.all):
+		return usagef("%s: give ids or a filter (or --all), not both", sub)
+	case len(ids) == 0 && !o.filterGiven && !o.all:
+		return usagef("%s: give ids, a filter (--destination, --reason, --since, --until), or --all for every dead letter", sub)
+	}
+	if sub == "replay" {
+		return dlqReplay(ctx, c, *o, ids, stdout, stderr)
+	}
+	return dlqPurge(ctx, c, *o, ids, stdout, stderr)
 }
 
 // resolve fills the defaults from the environment and turns since and until into times.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,17 +18,14 @@ import (
 // runEcho is a receiver for trying a config locally: it prints every request and answers
 // 200, or fails on purpose to rehearse retries and dead letters.
 func runEcho(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	fs := newFlagSet("echo", "[--listen ADDR] [--fail-ratio R] [--status CODE] [--delay D]",
+		"A receiver for trying a config: prints every request it gets and answers 200, or fails on\npurpose to rehearse retries and dead letters.")
 	listen := fs.String("listen", "127.0.0.1:9000", "address to listen on")
 	failRatio := fs.Float64("fail-ratio", 0, "answer --status to this fraction of requests (0 to 1)")
 	status := fs.Int("status", 503, "the status of failed answers")
 	delay := fs.Duration("delay", 0, "wait this long before answering")
-	rest, err := parseFlags(fs, args)
-	if err != nil {
+	if err := noArguments(fs, args, stdout); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
 	}
 	if *failRatio < 0 || *failRatio > 1 {
 		return usagef("--fail-ratio %v: want 0 to 1", *failRatio)

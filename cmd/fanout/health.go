@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,18 +20,15 @@ const defaultHealthURL = "http://127.0.0.1:9090/healthz"
 // runHealth asks a running gateway whether it is alive: GET --url, exit 0 on 200 and 1
 // otherwise. It is the container image's HEALTHCHECK, which has no shell and no curl.
 func runHealth(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs := newFlagSet("health", "[--url URL]",
+		"Exits 0 when a running gateway's admin port answers GET /healthz with 200, 1 otherwise:\nthe container image's HEALTHCHECK.")
 	def := os.Getenv("FANOUT_HEALTH_URL")
 	if def == "" {
 		def = defaultHealthURL
 	}
 	target := fs.String("url", def, "the URL to GET (default $FANOUT_HEALTH_URL, then "+defaultHealthURL+")")
-	rest, err := parseFlags(fs, args)
-	if err != nil {
+	if err := noArguments(fs, args, stdout); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
 	}
 	u, err := url.Parse(*target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -43,7 +44,8 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-// failure is an error that was already reported to the user: exit code 1, nothing more printed.
+// errReported is an error that was already reported to the user: exit code 1, nothing
+// more printed.
 var errReported = errors.New("reported")
 
 type command func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
@@ -97,19 +99,32 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 }
 
+// newFlagSet returns the flag set of one command (name may be "dlq list"), whose -h
+// prints the usage line, what the command does, and its flags.
+func newFlagSet(name, usage, does string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: %s\n\n%s\n", strings.TrimSpace("fanout "+name+" "+usage), does)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(w, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
 // parseFlags parses flags that may come before, between or after positional arguments
-// (fanout route PAYLOAD --expect a), returning the positional ones.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+// (fanout route PAYLOAD --expect a), returning the positional ones. -h prints the
+// command's usage to help.
+func parseFlags(fs *flag.FlagSet, args []string, help io.Writer) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fs.SetOutput(os.Stderr)
-				fs.Usage()
-				return nil, err
-			}
-			return nil, usagef("%v", err)
+			return nil, flagError(fs, err, help)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -118,4 +133,27 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// noArguments parses the flags of a command that takes no positional argument.
+func noArguments(fs *flag.FlagSet, args []string, help io.Writer) error {
+	rest, err := parseFlags(fs, args, help)
+	if err == nil && len(rest) > 0 {
+		err = usagef("unexpected argument %q", rest[0])
+	}
+	return err
+}
+
+// flagError turns an error of fs.Parse into what run reports: the usage for -h, a usage
+// error otherwise, naming the command that does not take a flag.
+func flagError(fs *flag.FlagSet, err error, help io.Writer) error {
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(help)
+		fs.Usage()
+		return err
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+		return usagef("%s does not take --%s (see fanout %s -h)", fs.Name(), strings.TrimPrefix(name, "-"), fs.Name())
+	}
+	return usagef("%v", err)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -35,7 +34,8 @@ func buildInfo() (v, c string) {
 }
 
 func runVersion(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
-	if _, err := parseFlags(flag.NewFlagSet("version", flag.ContinueOnError), args); err != nil {
+	fs := newFlagSet("version", "", "Prints the version, the commit and the Go version it was built with.")
+	if _, err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	v, c := buildInfo()
@@ -45,7 +45,8 @@ func runVersion(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writ
 
 // runSecret prints a new Standard Webhooks signing secret: whsec_ + base64 of 32 random bytes.
 func runSecret(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
-	if _, err := parseFlags(flag.NewFlagSet("secret", flag.ContinueOnError), args); err != nil {
+	fs := newFlagSet("secret", "", "Prints a new Standard Webhooks signing secret (whsec_ and 32 random bytes) for a\ndestination's signing_secret.")
+	if _, err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	key := make([]byte, 32)

@@ -47,20 +47,21 @@ type routeDelivery struct {
 // runRoute is a dry run of the rules serve evaluates: which routes match a payload, which
 // destinations get it and the exact body each receives.
 func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("route", flag.ContinueOnError)
+	fs := newFlagSet("route", "--config FILE [--query Q] [--expect a,b] [--format text|json] PAYLOAD.json|-|DIR...",
+		"Which routes match a callback, which destinations get it, what a respond rule would do, and\nthe exact body each destination would receive: the rules serve runs, without sending.\n- reads the payload from stdin; a folder runs every *.json in it.")
 	cfgPath := fs.String("config", os.Getenv("FANOUT_CONFIG"), "config file (default $FANOUT_CONFIG, then config.yaml)")
 	query := fs.String("query", "", "query string of the callback, e.g. 'SdkAppid=1400000000&CallbackCommand=...' (default: the first app and the body's CallbackCommand)")
 	expect := fs.String("expect", "", "comma-separated route names: exit 1 unless exactly these match (--expect= for none)")
-	format := fs.String("format", "text", "output format: text or json")
-	payloads, err := parseFlags(fs, args)
+	format := formatFlag(fs)
+	payloads, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
 	}
 	if len(payloads) == 0 {
 		return usagef("no payload given: fanout route --config FILE PAYLOAD.json|-|DIR")
 	}
-	if *format != "text" && *format != "json" {
-		return usagef("unknown --format %q: want text or json", *format)
+	if err := checkFormat(*format); err != nil {
+		return err
 	}
 	if *cfgPath == "" {
 		*cfgPath = "config.yaml"
@@ -83,31 +84,9 @@ func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		inputs = append(inputs, in...)
 	}
-	var want []string // nil: no expectation; empty: no route may match
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "expect" {
-			want = []string{}
-			if *expect != "" {
-				want = strings.Split(*expect, ",")
-			}
-		}
-	})
-	failed := false
-	var results []routeResult
-	for _, in := range inputs {
-		r := explain(cfg, in, q)
-		if r.Error != "" {
-			failed = true
-		} else if want != nil && !slices.Equal(sorted(r.Routes), sorted(want)) {
-			r.Error = fmt.Sprintf("expected routes [%s], matched [%s]", strings.Join(want, ","), strings.Join(r.Routes, ","))
-			failed = true
-		}
-		results = append(results, r)
-	}
+	results, failed := explainAll(cfg, inputs, q, expected(fs, *expect))
 	if *format == "json" {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(results); err != nil {
+		if err := writeIndented(stdout, results); err != nil {
 			return err
 		}
 	} else {
@@ -119,6 +98,37 @@ func runRoute(_ context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return errReported
 	}
 	return nil
+}
+
+// expected is what --expect asks for: nil when it is not given (no expectation), empty
+// for --expect= (no route may match).
+func expected(fs *flag.FlagSet, expect string) []string {
+	var want []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "expect" {
+			want = []string{}
+			if expect != "" {
+				want = strings.Split(expect, ",")
+			}
+		}
+	})
+	return want
+}
+
+// explainAll explains every input; failed is set when one could not be evaluated or did
+// not match exactly the routes of want (when want is not nil).
+func explainAll(cfg *config.Config, inputs []payloadInput, q url.Values, want []string) (results []routeResult, failed bool) {
+	for _, in := range inputs {
+		r := explain(cfg, in, q)
+		if r.Error != "" {
+			failed = true
+		} else if want != nil && !slices.Equal(sorted(r.Routes), sorted(want)) {
+			r.Error = fmt.Sprintf("expected routes [%s], matched [%s]", strings.Join(want, ","), strings.Join(r.Routes, ","))
+			failed = true
+		}
+		results = append(results, r)
+	}
+	return results, failed
 }
 
 type payloadInput struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,18 +24,15 @@ type serveOptions struct {
 	logLevel  string
 }
 
-func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "[--config FILE] [--log-format json|text] [--log-level LEVEL]",
+		"Runs the gateway until SIGINT or SIGTERM. SIGHUP, POST /-/reload and changes to the file reload the config.")
 	var o serveOptions
 	fs.StringVar(&o.config, "config", "", "config file (default $FANOUT_CONFIG, then config.yaml)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	rest, err := parseFlags(fs, args)
-	if err != nil {
+	if err := noArguments(fs, args, stdout); err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return usagef("unexpected argument %q", rest[0])
 	}
 	if o.config == "" {
 		o.config = os.Getenv("FANOUT_CONFIG")

@@ -27,7 +27,7 @@ func mustParse(t *testing.T, yaml string, env map[string]string) *Config {
 	return c
 }
 
-// TestDefaults checks every default against the values SPEC section 2 shows, written out
+// TestDefaults checks every default against the values config.example.yaml shows, written out
 // here rather than taken from Default(), so that a changed default fails.
 func TestDefaults(t *testing.T) {
 	c := mustParse(t, minimal, nil)

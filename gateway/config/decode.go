@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/fanout-gw/fanout/gateway/webhook"
 	"github.com/fanout-gw/fanout/rules"
 )
 
@@ -260,44 +261,6 @@ func (d *decoder) setSize(dst *int64) field {
 	}
 }
 
-// Rate is a rate limit: N per Per.
-type Rate struct {
-	N   int
-	Per time.Duration
-}
-
-// IsZero reports an unset rate (unlimited).
-func (r Rate) IsZero() bool { return r.N == 0 }
-
-// String formats the rate as written (200/s).
-func (r Rate) String() string {
-	if r.IsZero() {
-		return ""
-	}
-	unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per]
-	return fmt.Sprintf("%d/%s", r.N, unit)
-}
-
-// MarshalText writes the rate as written.
-func (r Rate) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
-
-func (d *decoder) setRate(dst *Rate) field {
-	return func(n *yaml.Node, path string) {
-		s, ok := d.str(n, path)
-		if !ok || s == "" {
-			return
-		}
-		num, unit, found := strings.Cut(s, "/")
-		per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
-		v, err := strconv.Atoi(num)
-		if !found || per == 0 || err != nil || v <= 0 {
-			d.errorf(n, path, "invalid rate %q: want N/s, N/m or N/h with N > 0, e.g. 200/s", s)
-			return
-		}
-		*dst = Rate{N: v, Per: per}
-	}
-}
-
 // list calls each for every item of a sequence (a scalar counts as a one-item list).
 func (d *decoder) list(n *yaml.Node, path string, each func(i int, v *yaml.Node, path string)) {
 	n = resolve(n)
@@ -378,14 +341,74 @@ func (d *decoder) setHTTPURL(dst *URL) field {
 		}
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			shown := URL{raw: s, u: u}
-			if err != nil {
-				shown.u = nil
-				shown.raw = "<unparsable>"
-			}
-			d.errorf(n, path, "invalid URL %s: want an absolute http:// or https:// URL", shown)
+			d.errorf(n, path, "invalid URL %s: want an absolute http:// or https:// URL", webhook.RedactURL(s))
 			return
 		}
 		*dst = URL{raw: s, u: u}
 	}
+}
+
+// exprProblem reports an expression error at its position inside the YAML scalar.
+func (d *decoder) exprProblem(n *yaml.Node, path string, err error) {
+	ce, ok := err.(*rules.CompileError)
+	if ok {
+		err = ce.Err // path already says where: not "route 5: when: ..."
+	}
+	if !ok || n == nil || ce.Line == 0 {
+		d.errorf(n, path, "%v", err)
+		return
+	}
+	line, col := n.Line, n.Column
+	switch n.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		// n is the | or > indicator; the text starts on the next line, at the block's
+		// indentation (exact for literal blocks; a folded block's lines are joined).
+		line, col = n.Line+ce.Line, d.blockIndent(n.Line)+ce.Column
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		line, col = n.Line+ce.Line-1, n.Column+ce.Column
+		if c, ok := d.quotedColumn(n, ce.Column); ok && ce.Line == 1 {
+			col = c
+		}
+	default:
+		line, col = n.Line+ce.Line-1, n.Column+ce.Column-1
+	}
+	d.probs = append(d.probs, Problem{File: d.file, Line: line, Column: col, Path: path, Message: err.Error()})
+}
+
+// quotedColumn maps col, 1-based in the value of the quoted scalar n, to a column of the
+// file, stepping over the escapes before it: \" \\ \x41 \u00e9 in double quotes, a doubled
+// quote in single quotes. It looks at the scalar's first line only.
+func (d *decoder) quotedColumn(n *yaml.Node, col int) (int, bool) {
+	lines := strings.Split(string(d.src), "\n")
+	if n.Line < 1 || n.Line > len(lines) {
+		return 0, false
+	}
+	r := []rune(lines[n.Line-1]) // yaml.v3 columns count characters, as expr's do
+	i := n.Column                // the character after the opening quote
+	for range col - 1 {
+		switch {
+		case n.Style == yaml.DoubleQuotedStyle && i+1 < len(r) && r[i] == '\\':
+			i += 2 + map[rune]int{'x': 2, 'u': 4, 'U': 8}[r[i+1]]
+		case n.Style == yaml.SingleQuotedStyle && i+1 < len(r) && r[i] == '\'' && r[i+1] == '\'':
+			i += 2
+		default:
+			i++
+		}
+	}
+	if i >= len(r) {
+		return 0, false
+	}
+	return i + 1, true
+}
+
+// blockIndent returns the indentation of the first non-blank line after line (1-based):
+// the column before a block scalar's text.
+func (d *decoder) blockIndent(line int) int {
+	lines := strings.Split(string(d.src), "\n")
+	for i := line; i < len(lines); i++ {
+		if text := strings.TrimLeft(lines[i], " "); strings.TrimSpace(text) != "" {
+			return len(lines[i]) - len(text)
+		}
+	}
+	return 0
 }

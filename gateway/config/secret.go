@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/fanout-gw/fanout/gateway/webhook"
 )
 
 // Secret is a configured value that must never be shown: tokens, signing secrets, header
@@ -12,7 +14,7 @@ import (
 // returns the real thing for the code that uses it.
 type Secret string
 
-const redacted = "<secret>"
+const redacted = webhook.Redacted
 
 // Value returns the secret itself.
 func (s Secret) Value() string { return string(s) }
@@ -52,50 +54,12 @@ func (u URL) Value() string { return u.raw }
 // Parsed returns the parsed URL (nil for the zero URL).
 func (u URL) Parsed() *url.URL { return u.u }
 
-// String returns the URL with credentials redacted.
+// String returns the URL with credentials redacted (webhook.Redact).
 func (u URL) String() string {
 	if u.u == nil {
 		return u.raw
 	}
-	c := *u.u
-	if c.Host == "" {
-		// Without an authority (a forgotten scheme or //: user:pass@host, nats//u:p@h),
-		// the userinfo is in the opaque part or the path.
-		c.Opaque = redactUserinfo(c.Opaque)
-		if p := redactUserinfo(c.Path); p != c.Path {
-			c.Path, c.RawPath = p, ""
-		}
-	}
-	if c.User != nil {
-		if _, has := c.User.Password(); has {
-			c.User = url.UserPassword(c.User.Username(), redacted)
-		} else {
-			c.User = url.User(redacted)
-		}
-	}
-	if c.RawQuery != "" {
-		q := c.Query()
-		for k := range q {
-			q[k] = []string{redacted}
-		}
-		c.RawQuery = q.Encode()
-	}
-	s := c.String()
-	if r, err := url.PathUnescape(s); err == nil {
-		return r // keep <secret> readable
-	}
-	return s
-}
-
-// redactUserinfo replaces what s has before its last @, back to the previous /, with
-// <secret>.
-func redactUserinfo(s string) string {
-	at := strings.LastIndex(s, "@")
-	if at < 0 {
-		return s
-	}
-	start := strings.LastIndex(s[:at], "/") + 1
-	return s[:start] + redacted + s[at:]
+	return webhook.Redact(u.u)
 }
 
 // GoString keeps %#v from printing credentials.

@@ -62,7 +62,7 @@ type verdict struct {
 	gone    bool
 }
 
-// classify is the one place that decides what an attempt's answer means (STYLE principle 7):
+// classify is the one place that decides what an attempt's answer means:
 // delivered on 2xx; retried on a connection error, a timeout, 408, 429 and 5xx, all of which
 // a receiver can recover from by itself; dead at once on any other 4xx and on 3xx, which the
 // same request would get again. err is the transport error of the attempt (nil when a response

@@ -8,16 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/fanout-gw/fanout/gateway/webhook"
 )
 
-// Limiter paces the attempts of one destination (RateLimit). Send calls Wait before every
-// HTTP attempt; an error (the context ended) stops the round like a cancellation.
+// Limiter paces the attempts of one destination (RateLimit is the one Fanout uses). Send
+// calls Wait before every HTTP attempt; an error (the context ended) stops the round like a
+// cancellation.
 type Limiter interface {
 	Wait(ctx context.Context) error
 }
@@ -44,7 +46,7 @@ type Destination struct {
 	Slots *Slots
 
 	target   *url.URL     // URL parsed
-	redacted string       // URL without userinfo, query and fragment, for logs
+	redacted string       // URL with its credentials redacted, for logs
 	keys     [][]byte     // SigningSecrets decoded
 	replaced *atomic.Bool // a reload built a new Destination for this name
 }
@@ -54,10 +56,6 @@ type Destination struct {
 // (URL, headers, secrets, policy), so that a change applies from the next attempt.
 func (d *Destination) MarkReplaced() { d.replaced.Store(true) }
 
-// reservedHeaders are set by Fanout on every attempt; a configured header must not hide them,
-// or a receiver could no longer deduplicate or verify.
-var reservedHeaders = []string{"Fanout-Route", "Fanout-Attempt", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
-
 // NewDestination validates d and returns a copy ready for Send. Every problem is reported,
 // each naming the field; header values, secrets and the URL's query never appear in the
 // error (a bad signing secret is named by its index).
@@ -65,8 +63,8 @@ func NewDestination(d Destination) (*Destination, error) {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 
-	if d.Name == "" {
-		add("name: empty")
+	if err := webhook.CheckDestinationName(d.Name); err != nil {
+		add("name: %w", err)
 	}
 	u, err := url.Parse(d.URL)
 	if err != nil {
@@ -85,18 +83,15 @@ func NewDestination(d Destination) (*Destination, error) {
 		add("retry: %w", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(d.Headers)) {
-		switch {
-		case !validHeaderName(name):
-			add("header %q: not a valid header name", name)
-		case isReserved(name):
-			add("header %q: set by Fanout on every request, cannot be configured", name)
-		case !validHeaderValue(d.Headers[name]):
-			add("header %q: the value holds a control character", name)
+		if err := webhook.CheckHeaderName(name); err != nil {
+			add("header %q: %w", name, err)
+		} else if err := webhook.CheckHeaderValue(d.Headers[name]); err != nil {
+			add("header %q: %w", name, err)
 		}
 	}
 	keys := make([][]byte, 0, len(d.SigningSecrets))
 	for i, s := range d.SigningSecrets {
-		key, err := decodeSecret(s)
+		key, err := webhook.DecodeSecret(s)
 		if err != nil {
 			add("signing_secret[%d]: %w", i, err)
 			continue
@@ -108,31 +103,15 @@ func NewDestination(d Destination) (*Destination, error) {
 	}
 
 	d.target = u
-	d.redacted = redactURL(u)
+	d.redacted = webhook.Redact(u)
 	d.keys = keys
 	d.replaced = new(atomic.Bool)
 	return &d, nil
 }
 
-// RedactedURL is the destination URL without userinfo, query and fragment: what logs, errors
-// and the admin API may show.
+// RedactedURL is the destination URL with its credentials redacted (webhook.Redact): what
+// logs and errors show.
 func (d *Destination) RedactedURL() string { return d.redacted }
-
-// decodeSecret reads a Standard Webhooks secret: "whsec_" followed by the base64 of the key.
-func decodeSecret(s string) ([]byte, error) {
-	b64, ok := strings.CutPrefix(s, "whsec_")
-	if !ok {
-		return nil, errors.New(`must start with "whsec_"`)
-	}
-	key, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return nil, errors.New(`not valid base64 after "whsec_"`)
-	}
-	if len(key) == 0 {
-		return nil, errors.New("empty key")
-	}
-	return key, nil
-}
 
 // signature is the webhook-signature header value: one "v1,<base64 HMAC-SHA256>" over
 // id.timestamp.body per key, space-separated, so a receiver holding either the old or the new
@@ -149,50 +128,4 @@ func signature(keys [][]byte, id, timestamp string, body []byte) string {
 		sigs[i] = "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 	}
 	return strings.Join(sigs, " ")
-}
-
-// redactURL drops what may hold a secret: userinfo, query and fragment.
-func redactURL(u *url.URL) string {
-	r := *u
-	r.User = nil
-	r.RawQuery = ""
-	r.ForceQuery = false
-	r.Fragment = ""
-	r.RawFragment = ""
-	return r.String()
-}
-
-func isReserved(name string) bool {
-	for _, r := range reservedHeaders {
-		if http.CanonicalHeaderKey(name) == r {
-			return true
-		}
-	}
-	return false
-}
-
-// validHeaderName reports whether name is an RFC 9110 token; net/http would refuse the request
-// at send time otherwise, and the job would be retried until it dies.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// validHeaderValue reports whether v has no control character but tab (no header injection).
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fanout-gw/fanout/gateway/webhook"
 )
 
 func TestNewDestination(t *testing.T) {
@@ -29,9 +31,9 @@ func TestNewDestination(t *testing.T) {
 			},
 			want: []string{
 				`destination "audit": `,
-				`signing_secret[1]: must start with "whsec_"`,
-				`signing_secret[2]: not valid base64 after "whsec_"`,
-				`signing_secret[3]: empty key`,
+				`signing_secret[1]: not a Standard Webhooks secret: want whsec_`,
+				`signing_secret[2]: not a Standard Webhooks secret: the part after whsec_ is not valid base64`,
+				`signing_secret[3]: signing secret too short: 0 bytes of key`,
 			},
 		},
 		{
@@ -43,7 +45,7 @@ func TestNewDestination(t *testing.T) {
 				d.Policy.MaxAttempts = 0
 			},
 			want: []string{
-				`destination "": name: empty`,
+				`destination "": name: invalid destination name: use letters, digits, - and _`,
 				"url: must be an absolute http:// or https:// URL",
 				"timeout 0s: must be positive",
 				"retry: max_attempts 0: must be at least 1",
@@ -67,7 +69,7 @@ func TestNewDestination(t *testing.T) {
 			},
 			want: []string{
 				`header "Authorization": the value holds a control character`,
-				`header "Bad Name": not a valid header name`,
+				`header "Bad Name": invalid header name`,
 				`header "Fanout-Attempt": set by Fanout on every request, cannot be configured`,
 				`header "webhook-signature": set by Fanout on every request, cannot be configured`,
 			},
@@ -110,7 +112,7 @@ func TestNewDestination(t *testing.T) {
 
 func TestRedactedURL(t *testing.T) {
 	d := testDestination(t, "https://user:pa55word@audit.example.com:8443/events/in?access_token=t0ken#frag", nil)
-	if got, want := d.RedactedURL(), "https://audit.example.com:8443/events/in"; got != want {
+	if got, want := d.RedactedURL(), "https://user:<secret>@audit.example.com:8443/events/in?access_token=<secret>#frag"; got != want {
 		t.Errorf("RedactedURL = %q, want %q", got, want)
 	}
 }
@@ -120,7 +122,7 @@ func TestRedactedURL(t *testing.T) {
 // off-the-shelf library accepts ours: a round trip against our own verifier would pass with
 // the wrong delimiter, alphabet or key decoding just as well.
 func TestSignatureTestVector(t *testing.T) {
-	key, err := decodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	key, err := webhook.DecodeSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	if err != nil {
 		t.Fatal(err)
 	}

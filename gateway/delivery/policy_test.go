@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// configPolicy is the policy of the config's defaults (SPEC section 2).
+// configPolicy is the policy of the config's defaults (config.example.yaml).
 var configPolicy = Policy{MaxAttempts: 12, Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.2, MaxAge: 24 * time.Hour}
 
 func TestPolicyWait(t *testing.T) {

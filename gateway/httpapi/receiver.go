@@ -14,24 +14,30 @@ import (
 
 // Callback is one request to the callback path, as read off the wire.
 type Callback struct {
-	RawQuery     string
-	Body         []byte
-	TooLarge     bool       // the body went past the limit (Body is then incomplete)
-	Remote       netip.Addr // the direct peer
-	ForwardedFor string     // X-Forwarded-For, for trusted proxies
+	RawQuery  string
+	Body      []byte
+	TooLarge  bool       // the body went past the limit (Body is then incomplete)
+	ClientIP  netip.Addr // the caller, seen through trusted proxies (see ClientIP)
+	RequestID string     // this request's id, answered in X-Request-Id
 }
 
 // Answer is what to write back.
 type Answer struct {
-	Status    int
-	Body      []byte
-	RequestID string
+	Status int
+	Body   []byte
+}
+
+// Limits are what the receiver reads of the live config before it reads a callback.
+type Limits struct {
+	Path           string
+	MaxBodyBytes   int64
+	TrustedProxies []netip.Prefix // the proxies whose X-Forwarded-For is believed
 }
 
 // Receiver handles callbacks.
 type Receiver interface {
-	// Limits returns the live callback path and body limit.
-	Limits() (path string, maxBodyBytes int64)
+	// Limits returns the live callback path, body limit and trusted proxies.
+	Limits() Limits
 	Receive(ctx context.Context, cb *Callback) Answer
 }
 
@@ -45,8 +51,8 @@ var (
 func NewReceiver(r Receiver, log *slog.Logger) *Server {
 	e := gin.New()
 	e.Any("/*path", func(c *gin.Context) {
-		path, limit := r.Limits()
-		if c.Request.URL.Path != path {
+		limits := r.Limits()
+		if c.Request.URL.Path != limits.Path {
 			writeJSON(c, http.StatusNotFound, notFound)
 			return
 		}
@@ -55,11 +61,13 @@ func NewReceiver(r Receiver, log *slog.Logger) *Server {
 			writeJSON(c, http.StatusMethodNotAllowed, notAllowed)
 			return
 		}
-		cb := &Callback{RawQuery: c.Request.URL.RawQuery, ForwardedFor: c.GetHeader("X-Forwarded-For")}
+		cb := &Callback{RawQuery: c.Request.URL.RawQuery, RequestID: newRequestID()}
+		var peer netip.Addr
 		if ap, err := netip.ParseAddrPort(c.Request.RemoteAddr); err == nil {
-			cb.Remote = ap.Addr()
+			peer = ap.Addr()
 		}
-		body, err := readBody(c.Request, limit)
+		cb.ClientIP = ClientIP(peer, c.GetHeader("X-Forwarded-For"), limits.TrustedProxies)
+		body, err := readBody(c.Request, limits.MaxBodyBytes)
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
@@ -71,9 +79,7 @@ func NewReceiver(r Receiver, log *slog.Logger) *Server {
 		}
 		cb.Body = body
 		a := r.Receive(c.Request.Context(), cb)
-		if a.RequestID != "" {
-			c.Header("X-Request-Id", a.RequestID)
-		}
+		c.Header("X-Request-Id", cb.RequestID)
 		writeJSON(c, a.Status, a.Body)
 	})
 	return newServer(e, log)

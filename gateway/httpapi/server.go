@@ -1,7 +1,9 @@
 // Package httpapi is the only package that imports Gin: the callback receiver and the
 // admin port. It turns HTTP requests into calls on a Receiver and an Admin and writes
-// their answers; what a callback means and what the admin endpoints do belong to the
-// gateway. It imports no NATS and evaluates no rules.
+// their answers. Of a callback it knows what the request says: the body (within the
+// limit), the query, the caller's address seen through trusted proxies (ClientIP), and
+// the request id it gives each one. What a callback means belongs to the intake, what the
+// admin endpoints do to the gateway. It imports no NATS and evaluates no rules.
 package httpapi
 
 import (

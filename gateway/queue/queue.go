@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout-gw/fanout/gateway/webhook"
 )
 
 // Stream and subject names. A destination name is one subject token, so the
@@ -264,18 +266,11 @@ func connectExternal(o Options, log *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// redactURLs names the servers without any userinfo, for errors and logs.
+// redactURLs names the servers with their credentials redacted, for errors and logs.
 func redactURLs(servers []string) string {
 	out := make([]string, len(servers))
 	for i, s := range servers {
-		if at := strings.LastIndex(s, "@"); at >= 0 {
-			scheme := ""
-			if j := strings.Index(s, "://"); j >= 0 && j < at {
-				scheme = s[:j+3]
-			}
-			s = scheme + "<secret>@" + s[at+1:]
-		}
-		out[i] = s
+		out[i] = webhook.RedactURL(s)
 	}
 	return strings.Join(out, ",")
 }
@@ -336,14 +331,8 @@ var errClosed = errors.New("queue: closed")
 // checkDestination rejects names that are not one subject token: a dot or a
 // wildcard would store the job where its consumer cannot see it.
 func checkDestination(d string) error {
-	if d == "" {
-		return errors.New("empty destination")
-	}
-	for i := 0; i < len(d); i++ {
-		c := d[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("destination %q: only letters, digits, '_' and '-' are allowed", d)
-		}
+	if err := webhook.CheckDestinationName(d); err != nil {
+		return fmt.Errorf("destination %q: %w", d, err)
 	}
 	return nil
 }

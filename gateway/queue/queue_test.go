@@ -821,3 +821,73 @@ func TestStoreBound(t *testing.T) {
 	j.EventID = "after"
 	fanouttest.WaitFor(t, waitTimeout, "a write to be taken again", func() bool { return q.Enqueue(ctx, []Job{j}) == nil })
 }
+
+// TestReplayAndPurgeDeadLetters replays and purges selections of dead letters: by filter
+// and by ids, dry runs first, with ids that do not exist, a destination that may not be
+// replayed, and a dead letter gone meanwhile.
+func TestReplayAndPurgeDeadLetters(t *testing.T) {
+	q := openTest(t, "")
+	ctx := testContext(t)
+	var jobs []Job
+	for i := range 3 {
+		jobs = append(jobs, testJob(fmt.Sprint("a", i), "a"))
+	}
+	for i := range 2 {
+		jobs = append(jobs, testJob(fmt.Sprint("b", i), "b"))
+	}
+	if err := q.Enqueue(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"a", "b"} {
+		if _, err := q.RemoveDestination(ctx, d, "gone "+d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, _, err := q.ListDeadLetters(ctx, DeadLetterFilter{}, 0, 100)
+	if err != nil || len(all) != 5 {
+		t.Fatalf("ListDeadLetters = %d, %v; want 5", len(all), err)
+	}
+	a0, a1, b0 := all[0].ID, all[1].ID, all[3].ID
+	count := func() int {
+		t.Helper()
+		n, err := q.DeadLetterCount(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	notB := func(destination string) error {
+		if destination == "b" {
+			return errors.New("b may not be replayed")
+		}
+		return nil
+	}
+
+	res, err := q.ReplayDeadLetters(ctx, Selection{Filter: DeadLetterFilter{Destination: "a"}}, true, notB)
+	if err != nil || res.Matched != 3 || len(res.WouldReplay) != 3 || res.Replayed != nil || count() != 5 || pending(t, q, "a") != 0 {
+		t.Errorf("dry run: %+v, %v; %d dead letters", res, err, count())
+	}
+
+	res, err = q.ReplayDeadLetters(ctx, Selection{IDs: []uint64{a0, b0, 999999, a0}}, false, notB)
+	if err != nil || res.Matched != 2 || !slices.Equal(res.Replayed, []uint64{a0}) || len(res.Errors) != 2 ||
+		res.Errors[0].ID != 999999 || !errors.Is(res.Errors[0].Err, ErrNotFound) ||
+		res.Errors[1].ID != b0 || res.Errors[1].Err.Error() != "b may not be replayed" {
+		t.Errorf("replay by ids: %+v, %v", res, err)
+	}
+	if pending(t, q, "a") != 1 || count() != 4 {
+		t.Errorf("after the replay: %d pending for a, %d dead letters; want 1 and 4", pending(t, q, "a"), count())
+	}
+
+	p, err := q.PurgeDeadLetters(ctx, Selection{}, true)
+	if err != nil || p.Matched != 4 || p.Deleted != 0 || count() != 4 {
+		t.Errorf("purge dry run: %+v, %v", p, err)
+	}
+	p, err = q.PurgeDeadLetters(ctx, Selection{Filter: DeadLetterFilter{Reason: "gone b"}}, false)
+	if err != nil || p.Matched != 2 || p.Deleted != 2 || count() != 2 {
+		t.Errorf("purge by reason: %+v, %v; %d left", p, err, count())
+	}
+	p, err = q.PurgeDeadLetters(ctx, Selection{IDs: []uint64{a0, a1}}, false)
+	if err != nil || p.Matched != 1 || p.Deleted != 1 || len(p.Errors) != 1 || p.Errors[0].ID != a0 || count() != 1 {
+		t.Errorf("purge by ids: %+v, %v; %d left", p, err, count())
+	}
+}

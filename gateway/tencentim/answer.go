@@ -1,6 +1,7 @@
 package tencentim
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 )
@@ -33,4 +34,16 @@ func Decision(code int) []byte {
 	b := append([]byte(nil), `{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":`...)
 	b = strconv.AppendInt(b, int64(code), 10)
 	return append(b, '}')
+}
+
+// IsDecision reports whether b is a before-callback answer as Tencent reads it: one JSON
+// object with an integer ErrorCode. A quoted "1" or a null is not one: Tencent would take
+// the answer as a failed callback.
+func IsDecision(b []byte) bool {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(bytes.TrimSpace(b), &m); err != nil {
+		return false
+	}
+	var code *int64
+	return json.Unmarshal(m["ErrorCode"], &code) == nil && code != nil
 }

@@ -84,3 +84,28 @@ func TestDecision(t *testing.T) {
 		})
 	}
 }
+
+func TestIsDecision(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}`: true,
+		`{"ErrorCode":1}`: true,
+		"  \n{\"ErrorCode\": 120001, \"ErrorInfo\": \"blocked\", \"MsgBody\": []}\n ": true,
+		`{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":"1"}`:                        false,
+		`{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":null}`:                       false,
+		`{"ActionStatus":"OK","ErrorInfo":""}`:                                        false,
+		`{"ErrorCode":1.5}`:                                                           false,
+		`[{"ErrorCode":0}]`:                                                           false,
+		`{"ErrorCode":0} {"ErrorCode":1}`:                                             false,
+		`ok`:                                                                          false,
+		``:                                                                            false,
+	} {
+		if got := IsDecision([]byte(body)); got != want {
+			t.Errorf("IsDecision(%q) = %v, want %v", body, got, want)
+		}
+	}
+	for _, code := range []int{DecisionAllow, DecisionDeny, DecisionDrop} {
+		if !IsDecision(Decision(code)) {
+			t.Errorf("IsDecision(Decision(%d)) = false", code)
+		}
+	}
+}

@@ -55,6 +55,21 @@ func ParseQuery(raw string) (Query, error) {
 	return q, nil
 }
 
+// Values returns the parameters the protocol defines, by their names in the query, leaving
+// out those that are empty: the query as rules see it (query.SdkAppid, query.ClientIP).
+func (q Query) Values() map[string]string {
+	m := make(map[string]string, 7)
+	for k, v := range map[string]string{
+		"SdkAppid": q.SdkAppID, "CallbackCommand": q.CallbackCommand, "contenttype": q.ContentType,
+		"ClientIP": q.ClientIP, "OptPlatform": q.OptPlatform, "Sign": q.Sign, "RequestTime": q.RequestTime,
+	} {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
 // field returns where the value of key belongs, or nil for a key the protocol does not define.
 func (q *Query) field(key string) *string {
 	switch key {

@@ -1,6 +1,7 @@
 package tencentim
 
 import (
+	"maps"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -275,5 +276,16 @@ func BenchmarkResign(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Resign(tencentQuery, "downstream-token", now)
+	}
+}
+
+func TestQueryValues(t *testing.T) {
+	q, err := ParseQuery("SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&contenttype=json&ClientIP=&OptPlatform=iOS&Other=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"SdkAppid": "1400000000", "CallbackCommand": "C2C.CallbackAfterSendMsg", "contenttype": "json", "OptPlatform": "iOS"}
+	if got := q.Values(); !maps.Equal(got, want) {
+		t.Errorf("Values = %v, want %v", got, want)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
@@ -16,6 +15,13 @@ import (
 // Tencent documents no window for IM; one minute is what it documents for the same Sign
 // scheme on its LiveKit webhooks.
 const DefaultMaxClockSkew = time.Minute
+
+// The HTTP statuses of rejections, as numbers: this package imports no net/http, so that
+// rules, which reads the command table, stays clear of HTTP.
+const (
+	statusUnauthorized = 401
+	statusForbidden    = 403
+)
 
 // Rejection reasons, short and fixed so they can label a metric.
 const (
@@ -138,38 +144,38 @@ func (v *Verifier) App(sdkAppID string) (App, bool) {
 	return app, ok
 }
 
-// Verify runs the protocol's checks in the order of SPEC §4 step 2 (the body size is the
-// HTTP layer's, before this): the SdkAppid is configured (403), remote is inside AllowIPs
-// when set (403), and when the app has a token, Sign and RequestTime are present, well
-// formed, match the token and RequestTime is within MaxClockSkew (401). It returns nil when
-// the callback passes. remote is the address the request came from, after the HTTP layer
+// Verify runs the protocol's checks in the order their answers are documented (the body
+// size is checked before, by the intake): the SdkAppid is configured (403), remote is
+// inside AllowIPs when set (403), and when the app has a token, Sign and RequestTime are
+// present, well formed, match the token and RequestTime is within MaxClockSkew (401). It
+// returns nil when the callback passes. remote is the address the request came from, after the HTTP layer
 // has applied trusted proxies; the query's ClientIP is the IM user's address and plays no part.
 //
 // The Sign is checked before the clock so that a wrong token is reported as bad_sign even
 // when the clock is also off, and stale_request means a genuine but old (replayed) request.
 func (v *Verifier) Verify(q Query, remote netip.Addr) *Rejection {
 	if q.SdkAppID == "" {
-		return reject(http.StatusForbidden, ReasonMissingApp, "SdkAppid is missing from the query")
+		return reject(statusForbidden, ReasonMissingApp, "SdkAppid is missing from the query")
 	}
 	app, ok := v.apps[q.SdkAppID]
 	if !ok {
-		return reject(http.StatusForbidden, ReasonUnknownApp, "SdkAppid %q is not configured", clip(q.SdkAppID))
+		return reject(statusForbidden, ReasonUnknownApp, "SdkAppid %q is not configured", clip(q.SdkAppID))
 	}
 	if !v.ipAllowed(remote) {
-		return reject(http.StatusForbidden, ReasonIPNotAllowed, "source address %v is not in allow_ips", remote)
+		return reject(statusForbidden, ReasonIPNotAllowed, "source address %v is not in allow_ips", remote)
 	}
 	if app.Token == "" {
 		return nil
 	}
 	if q.Sign == "" {
-		return reject(http.StatusUnauthorized, ReasonMissingSign, "Sign is missing: callback authentication is on for SdkAppid %s", app.SdkAppID)
+		return reject(statusUnauthorized, ReasonMissingSign, "Sign is missing: callback authentication is on for SdkAppid %s", app.SdkAppID)
 	}
 	if q.RequestTime == "" {
-		return reject(http.StatusUnauthorized, ReasonMissingSign, "RequestTime is missing: callback authentication is on for SdkAppid %s", app.SdkAppID)
+		return reject(statusUnauthorized, ReasonMissingSign, "RequestTime is missing: callback authentication is on for SdkAppid %s", app.SdkAppID)
 	}
 	sent, err := strconv.ParseInt(q.RequestTime, 10, 64)
 	if err != nil {
-		return reject(http.StatusUnauthorized, ReasonBadRequestTime, "RequestTime %q is not Unix seconds", clip(q.RequestTime))
+		return reject(statusUnauthorized, ReasonBadRequestTime, "RequestTime %q is not Unix seconds", clip(q.RequestTime))
 	}
 	if r := checkSign(app, q); r != nil {
 		return r
@@ -177,9 +183,9 @@ func (v *Verifier) Verify(q Query, remote netip.Addr) *Rejection {
 	// Sub saturates, so an absurd RequestTime cannot overflow into the window.
 	switch drift := v.now().Sub(time.Unix(sent, 0)); {
 	case drift > v.skew:
-		return reject(http.StatusUnauthorized, ReasonStaleRequest, "RequestTime %d is %v older than the server clock (max_clock_skew %v)", sent, drift, v.skew)
+		return reject(statusUnauthorized, ReasonStaleRequest, "RequestTime %d is %v older than the server clock (max_clock_skew %v)", sent, drift, v.skew)
 	case drift < -v.skew:
-		return reject(http.StatusUnauthorized, ReasonStaleRequest, "RequestTime %d is %v ahead of the server clock (max_clock_skew %v)", sent, -drift, v.skew)
+		return reject(statusUnauthorized, ReasonStaleRequest, "RequestTime %d is %v ahead of the server clock (max_clock_skew %v)", sent, -drift, v.skew)
 	}
 	return nil
 }
@@ -190,14 +196,14 @@ func (v *Verifier) Verify(q Query, remote netip.Addr) *Rejection {
 func checkSign(app App, q Query) *Rejection {
 	var got [sha256.Size]byte
 	if len(q.Sign) != hex.EncodedLen(sha256.Size) {
-		return reject(http.StatusUnauthorized, ReasonBadSign, "Sign is not 64 hex digits (got %d characters)", len(q.Sign))
+		return reject(statusUnauthorized, ReasonBadSign, "Sign is not 64 hex digits (got %d characters)", len(q.Sign))
 	}
 	if _, err := hex.Decode(got[:], []byte(q.Sign)); err != nil {
-		return reject(http.StatusUnauthorized, ReasonBadSign, "Sign is not 64 hex digits")
+		return reject(statusUnauthorized, ReasonBadSign, "Sign is not 64 hex digits")
 	}
 	want := sha256.Sum256([]byte(app.Token + q.RequestTime))
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		return reject(http.StatusUnauthorized, ReasonBadSign, "Sign does not match the token configured for SdkAppid %s", app.SdkAppID)
+		return reject(statusUnauthorized, ReasonBadSign, "Sign does not match the token configured for SdkAppid %s", app.SdkAppID)
 	}
 	return nil
 }

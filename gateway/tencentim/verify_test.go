@@ -136,7 +136,7 @@ func TestVerifyAllowIPs(t *testing.T) {
 		})
 	}
 
-	// The order of SPEC §4: the SdkAppid before the address, the address before the Sign.
+	// The documented order: the SdkAppid before the address, the address before the Sign.
 	outside := netip.MustParseAddr("198.51.100.1")
 	t.Run("unknown app from outside reports the app", func(t *testing.T) {
 		checkRejection(t, v.Verify(Query{SdkAppID: "1"}, outside), 403, "unknown_app", "")

@@ -1,9 +1,8 @@
-package gateway
+package config
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,24 +18,25 @@ const (
 	watchPoll     = 2 * time.Second
 )
 
-// WatchConfig reloads the config whenever the file's content changes, until ctx ends. It
-// watches the file's directory rather than the file, so that a file replaced by rename
+// Watch calls reload whenever the content of the config file at path changes, until ctx
+// ends. loaded is the Hash of the file as it was last loaded, not as it is now: a change
+// made between that load and this call (a ConfigMap updated while Fanout starts) is a
+// change.
+//
+// It watches the file's directory rather than the file, so that a file replaced by rename
 // (most editors) and a Kubernetes ConfigMap update (a ..data symlink swapped to a new
 // timestamped folder) are seen like an edit in place; it compares content hashes, so
 // events that change nothing (a touch, the symlink dance) do not reload.
-func (g *Gateway) WatchConfig(ctx context.Context) {
-	path := g.opts.ConfigPath
-	// Compared with the file as it was loaded, not as it is now: a change made between the
-	// load and this call (a ConfigMap updated while Fanout starts) is a change.
-	last := g.live.Load().cfg.Hash
+func Watch(ctx context.Context, path, loaded string, log *slog.Logger, reload func()) {
+	last := loaded
 	check := func() {
 		h := fileHash(path)
 		if h == last || h == "" {
 			return
 		}
 		last = h
-		g.log.Info("config file changed, reloading", "file", path)
-		_ = g.Reload(ctx) // logged by Reload
+		log.Info("config file changed, reloading", "file", path)
+		reload()
 	}
 
 	var events <-chan fsnotify.Event
@@ -49,7 +49,7 @@ func (g *Gateway) WatchConfig(ctx context.Context) {
 		}
 	}
 	if err != nil {
-		g.log.Warn("cannot watch the config file; polling it instead", "file", path, "every", watchPoll, "err", err)
+		log.Warn("cannot watch the config file; polling it instead", "file", path, "every", watchPoll, "err", err)
 	}
 
 	poll := time.NewTicker(watchPoll)
@@ -71,7 +71,7 @@ func (g *Gateway) WatchConfig(ctx context.Context) {
 				errs = nil
 				continue
 			}
-			g.log.Warn("config watch error; polling continues", "err", err)
+			log.Warn("config watch error; polling continues", "err", err)
 		case <-debounce.C:
 			check()
 		case <-poll.C:
@@ -80,14 +80,12 @@ func (g *Gateway) WatchConfig(ctx context.Context) {
 	}
 }
 
-// fileHash is the SHA-256 of the file's content in hex, as config.Config.Hash, following
-// symlinks; "" when unreadable (a file being replaced is briefly missing: that is not a
-// change).
+// fileHash is the Hash of the file's content, following symlinks; "" when unreadable (a
+// file being replaced is briefly missing: that is not a change).
 func fileHash(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hashOf(b)
 }

@@ -1,4 +1,4 @@
-package rules
+package tencentim
 
 import (
 	"encoding/json"
@@ -51,7 +51,7 @@ func TestPayloadsAreKnown(t *testing.T) {
 func TestCommandsTable(t *testing.T) {
 	cmds := Commands()
 	if got := cmds[0].Name; got != "Alert.RequestOverLimit" {
-		t.Errorf("first command = %s, want Alert.RequestOverLimit (PROTOCOL.md section 2 order)", got)
+		t.Errorf("first command = %s, want Alert.RequestOverLimit (the order of Tencent's command list)", got)
 	}
 	if got := cmds[len(cmds)-1].Name; got != "Push.AllMemberPush" {
 		t.Errorf("last command = %s, want Push.AllMemberPush", got)
@@ -119,64 +119,6 @@ func TestLookupCommand(t *testing.T) {
 				t.Errorf("LookupCommand(%q) = %s before=%v, want before=%v", tt.name, info.Name, info.Before, tt.before)
 			}
 		})
-	}
-}
-
-func TestSuggest(t *testing.T) {
-	var commands []string
-	for _, c := range Commands() {
-		commands = append(commands, c.Name)
-	}
-	fields := KnownFields()
-	tests := []struct {
-		name       string
-		candidates []string
-		want       string
-		ok         bool
-	}{
-		{"To_Acount", fields, "To_Account", true},
-		{"Form_Account", fields, "From_Account", true}, // adjacent swap: one edit
-		{"groupid", fields, "GroupId", true},           // case only
-		{"SendMsgResults", fields, "SendMsgResult", true},
-		{"C2C.CallbackAfterSendMessage", commands, "C2C.CallbackAfterSendMsg", true},
-		{"Group.CallbackAfterSendMsgException", commands, "Group.CallbackSendMsgException", true},
-		{"State.StateChanged", commands, "State.StateChange", true},
-		{"Banana", fields, "", false},
-		{"Banana", commands, "", false},
-		{"Tipe", []string{"Type", "Name"}, "Type", true},
-		{"Name", []string{"Type"}, "", false}, // two edits in four characters: another word
-		{"To_Acount", nil, "", false},
-		{"", fields, "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := Suggest(tt.name, tt.candidates)
-			if got != tt.want || ok != tt.ok {
-				t.Errorf("Suggest(%q) = %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
-func TestDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"", "", 0},
-		{"abc", "", 3},
-		{"", "abc", 3},
-		{"abc", "abc", 0},
-		{"abc", "acb", 1}, // swap
-		{"to_acount", "to_account", 1},
-		{"kitten", "sitting", 3},
-		{"ca", "abc", 3}, // optimal string alignment: no edit of a swapped pair
-		{"message", "msg", 4},
-	}
-	for _, tt := range tests {
-		if got := tcDistance([]rune(tt.a), []rune(tt.b)); got != tt.want {
-			t.Errorf("tcDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
 	}
 }
 

@@ -1,4 +1,4 @@
-package gateway
+package intake
 
 import (
 	"hash/maphash"
@@ -9,16 +9,16 @@ import (
 // dedup remembers the callbacks stored within the dedup window, so that Tencent IM sending
 // one again (its retry after a timeout) is answered OK without a second delivery.
 //
-// It is kept in memory, 8 bytes of hash per callback, rather than in JetStream's message-id
-// de-duplication, which costs the server about 100 bytes per job (at 10k callbacks/s with
-// two destinations and a 2-minute window, half a gigabyte). With replicas on an external
-// JetStream, its de-duplication is also on, with a short window (queueDedupWindow), for a
-// retry that reaches another replica. What neither sees (a retry after a restart, or after
-// a partly stored callback answered 503) is delivered again: delivery is at least once, and
-// receivers de-duplicate on webhook-id.
+// It is kept in memory, a 64-bit hash per callback in a Go map (20 to 40 bytes each with
+// the map's own overhead), rather than in JetStream's message-id de-duplication, which
+// costs the server about 100 bytes per job, and a callback makes a job per destination.
+// With replicas on an external JetStream, the queue's de-duplication is also on, with a
+// short window (the gateway's queueOptions), for a retry that reaches another replica. What neither
+// sees (a retry after a restart, or after a partly stored callback answered 503) is
+// delivered again: delivery is at least once, and receivers de-duplicate on webhook-id.
 //
-// Two generations: entries live between one and two windows, and expiring them is dropping a
-// map.
+// Two generations: entries live between one and two windows, and expiring them is dropping
+// a map.
 type dedup struct {
 	window time.Duration
 	seed   maphash.Seed
@@ -28,9 +28,6 @@ type dedup struct {
 	prev     map[uint64]struct{}
 	cutStart time.Time // when cur started
 }
-
-// queueDedupWindow bounds JetStream's message-id de-duplication (see dedup).
-const queueDedupWindow = 10 * time.Second
 
 func newDedup(window time.Duration) *dedup {
 	return &dedup{window: window, seed: maphash.MakeSeed(), cur: map[uint64]struct{}{}, cutStart: time.Now()}

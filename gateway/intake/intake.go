@@ -1,0 +1,292 @@
+// Package intake is the callback path. A callback that httpapi read off the wire is
+// checked (body size, query, SdkAppid, source address, Sign, JSON body), matched against
+// the live rules, stored as one durable job per destination, and only then answered OK;
+// meanwhile a respond rule's destination may answer a "before" callback synchronously.
+// The intake also remembers the callbacks it stored within the dedup window, so that
+// Tencent's retries are not delivered twice, counts every callback by outcome, and
+// rate-limits the log of rules that fail at run time.
+//
+// It depends on small interfaces: the Store that takes the jobs (the queue), the live
+// Config it reads once per callback (swapped by the gateway on reload), the Matcher (the
+// compiled rules) and a Responder per respond rule. So it is tested without JetStream or a
+// listener. It parses no YAML, speaks no NATS and routes no HTTP.
+package intake
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/httpapi"
+	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/gateway/tencentim"
+	"github.com/fanout-gw/fanout/rules"
+)
+
+// enqueueTimeout bounds the wait for the store's acknowledgements, leaving room in
+// Tencent's 2 s for the answer: past it the callback is answered 503, never OK.
+const enqueueTimeout = 1500 * time.Millisecond
+
+// Store keeps jobs durably: the queue.
+type Store interface {
+	// Enqueue returns once every job is stored, or an error: then the callback may be
+	// lost and is not answered OK.
+	Enqueue(ctx context.Context, jobs []queue.Job) error
+}
+
+// Matcher decides where a callback goes: the compiled rules.
+type Matcher interface {
+	Match(ev *rules.Event, hook rules.ErrorHook) rules.Match
+}
+
+// Responder answers a "before" callback synchronously: a delivery.Responder.
+type Responder interface {
+	Respond(ctx context.Context, job queue.Job) delivery.RespondResult
+}
+
+// Config is the part of the live config a callback is received with. The gateway builds
+// one per loaded config; a callback uses the one that was live when it arrived, from
+// start to end.
+type Config struct {
+	Path           string
+	MaxBodyBytes   int64
+	TrustedProxies []netip.Prefix
+	Verifier       *tencentim.Verifier
+	Rules          Matcher
+	// Respond are the respond rules, by the index rules.Match gives (RespondIndex).
+	Respond []Respond
+}
+
+// Respond is one respond rule as the intake runs it.
+type Respond struct {
+	From      string // the destination that answers, for metrics and logs
+	OnFailure string // allow, deny or drop, for logs
+	Responder Responder
+}
+
+// Metrics are the series the intake counts; the gateway defines and registers them.
+type Metrics struct {
+	Callbacks        *prometheus.CounterVec // app, command, outcome (ok, duplicate, or a rejection reason)
+	CallbackDuration prometheus.Histogram
+	RouteMatches     *prometheus.CounterVec // route
+	RuleErrors       *prometheus.CounterVec // route
+	Respond          *prometheus.CounterVec // destination, outcome
+}
+
+// Options configure New.
+type Options struct {
+	Live  func() *Config // the live config; never nil once New returns
+	Store Store
+	// DedupWindow is how long a stored callback is remembered: the same callback again
+	// within it is answered OK and not stored again. 0 remembers nothing.
+	DedupWindow time.Duration
+	Metrics     Metrics
+	Logger      *slog.Logger // nil = slog.Default()
+}
+
+// Intake receives callbacks: it is the httpapi.Receiver of the callback port.
+type Intake struct {
+	live    func() *Config
+	store   Store
+	metrics Metrics
+	log     *slog.Logger
+	dedup   *dedup
+	ruleLog ruleLimiter
+}
+
+var _ httpapi.Receiver = (*Intake)(nil)
+
+// New returns an intake.
+func New(o Options) *Intake {
+	in := &Intake{live: o.Live, store: o.Store, metrics: o.Metrics, log: o.Logger, dedup: newDedup(o.DedupWindow)}
+	if in.log == nil {
+		in.log = slog.Default()
+	}
+	return in
+}
+
+// Limits returns the live callback path, body limit and trusted proxies.
+func (in *Intake) Limits() httpapi.Limits {
+	c := in.live()
+	return httpapi.Limits{Path: c.Path, MaxBodyBytes: c.MaxBodyBytes, TrustedProxies: c.TrustedProxies}
+}
+
+// call is one callback on its way through Receive.
+type call struct {
+	*httpapi.Callback
+	start        time.Time
+	live         *Config
+	query        tencentim.Query
+	app, command string // its metric labels
+}
+
+// Receive checks a callback in the order Tencent's errors are documented: size,
+// SdkAppid, source address, Sign, JSON body; then matches it, stores every delivery
+// durably, and only then answers OK (or the respond rule's answer).
+func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Answer {
+	c := &call{Callback: cb, start: time.Now(), live: in.live()}
+	ev, rejected := in.check(c)
+	if rejected != nil {
+		return in.reject(ctx, c, rejected)
+	}
+	m := c.live.Rules.Match(ev, in.ruleFailed)
+	for _, r := range m.Routes {
+		in.metrics.RouteMatches.WithLabelValues(r).Inc()
+	}
+	if ev.Command != c.query.CallbackCommand && c.command == "other" {
+		c.app, c.command = labels(c.live, tencentim.Query{SdkAppID: c.query.SdkAppID, CallbackCommand: ev.Command})
+	}
+
+	var answer []byte
+	var wg sync.WaitGroup
+	if m.Respond != nil {
+		wg.Go(func() { answer = in.respond(ctx, c, c.live.Respond[m.RespondIndex]) })
+	}
+	duplicate, err := in.enqueue(ctx, c, ev.Command, m.Deliveries)
+	wg.Wait()
+	if err != nil {
+		in.log.Error("callback not stored, answered 503", "request_id", c.RequestID, "app", c.app, "command", c.command, "err", err)
+		return in.reject(ctx, c, &tencentim.Rejection{Status: http.StatusServiceUnavailable, Reason: "queue_unavailable",
+			Info: "cannot store the callback now: " + err.Error()})
+	}
+	if answer == nil {
+		answer = tencentim.OK
+	}
+	outcome := "ok"
+	if duplicate {
+		outcome = "duplicate"
+	}
+	in.counted(c, outcome)
+	if in.log.Enabled(ctx, slog.LevelDebug) { // the arguments alone cost allocations
+		in.log.Debug("callback accepted", "request_id", c.RequestID, "app", c.app, "command", c.command,
+			"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
+	}
+	return httpapi.Answer{Status: http.StatusOK, Body: answer}
+}
+
+// check runs the checks nothing may be stored without, and returns the callback as the
+// rules see it, or why it is refused.
+func (in *Intake) check(c *call) (*rules.Event, *tencentim.Rejection) {
+	q, qerr := tencentim.ParseQuery(c.RawQuery)
+	c.query = q
+	c.app, c.command = labels(c.live, q)
+	if c.TooLarge {
+		return nil, &tencentim.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: "too_large",
+			Info: "body larger than server.max_body_bytes (" + strconv.FormatInt(c.live.MaxBodyBytes, 10) + " bytes)"}
+	}
+	if qerr != nil {
+		return nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: tencentim.ReasonBadQuery, Info: qerr.Error()}
+	}
+	if r := c.live.Verifier.Verify(q, c.ClientIP); r != nil {
+		return nil, r
+	}
+	fields, err := rules.ParseBody(c.Body)
+	if err != nil {
+		return nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: "bad_json", Info: err.Error()}
+	}
+	return rules.NewEvent(q.SdkAppID, q.CallbackCommand, q.Values(), fields), nil
+}
+
+// reject answers a refused callback with Tencent's FAIL JSON, counted by reason.
+func (in *Intake) reject(ctx context.Context, c *call, r *tencentim.Rejection) httpapi.Answer {
+	in.counted(c, r.Reason)
+	if in.log.Enabled(ctx, slog.LevelDebug) {
+		in.log.Debug("callback rejected", "request_id", c.RequestID, "app", c.app, "command", c.command,
+			"reason", r.Reason, "status", r.Status, "info", r.Info)
+	}
+	return httpapi.Answer{Status: r.Status, Body: tencentim.Fail(r.Info)}
+}
+
+func (in *Intake) counted(c *call, outcome string) {
+	in.metrics.Callbacks.WithLabelValues(c.app, c.command, outcome).Inc()
+	in.metrics.CallbackDuration.Observe(time.Since(c.start).Seconds())
+}
+
+// enqueue stores one job per delivery and returns once all are stored, unless the same
+// callback was stored within the dedup window (duplicate).
+func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveries []rules.Delivery) (duplicate bool, err error) {
+	if len(deliveries) == 0 {
+		return false, nil
+	}
+	eventID := tencentim.EventID(c.query.SdkAppID, command, c.Body)
+	if in.dedup.seen(eventID) {
+		return true, nil
+	}
+	jobs := make([]queue.Job, len(deliveries))
+	now := time.Now()
+	for i, d := range deliveries {
+		jobs[i] = queue.Job{EventID: eventID, Destination: d.Destination, Routes: d.Routes,
+			Query: c.RawQuery, Body: c.Body, ReceivedAt: now, RequestID: c.RequestID}
+	}
+	ctx, cancel := context.WithTimeout(ctx, enqueueTimeout)
+	defer cancel()
+	if err := in.store.Enqueue(ctx, jobs); err != nil {
+		return false, err
+	}
+	in.dedup.add(eventID)
+	return false, nil
+}
+
+// respond asks the respond rule's destination for the answer to a "before" callback,
+// counts the outcome and logs an answer that could not be used.
+func (in *Intake) respond(ctx context.Context, c *call, rule Respond) []byte {
+	job := queue.Job{EventID: tencentim.EventID(c.query.SdkAppID, c.query.CallbackCommand, c.Body), Destination: rule.From,
+		Query: c.query.Raw, Body: c.Body, ReceivedAt: time.Now(), RequestID: c.RequestID}
+	res := rule.Responder.Respond(ctx, job)
+	in.metrics.Respond.WithLabelValues(rule.From, res.Outcome).Inc()
+	if res.Outcome != delivery.RespondAnswered {
+		in.log.Warn("respond: no usable answer, returning the on_failure decision", "request_id", c.RequestID,
+			"destination", rule.From, "outcome", res.Outcome, "status", res.Status, "on_failure", rule.OnFailure, "err", res.Err)
+	}
+	return res.Answer
+}
+
+// labels bounds the metric labels: the app only when configured, the command only when
+// Tencent documents it; anything else is "other", so forged requests cannot grow the
+// series without limit.
+func labels(live *Config, q tencentim.Query) (app, command string) {
+	app, command = "other", "other"
+	if _, ok := live.Verifier.App(q.SdkAppID); ok {
+		app = q.SdkAppID
+	}
+	if _, ok := tencentim.LookupCommand(q.CallbackCommand); ok {
+		command = q.CallbackCommand
+	}
+	return app, command
+}
+
+// ruleFailed counts and logs (rate-limited) a rule that failed at run time.
+func (in *Intake) ruleFailed(kind, name string, err error) {
+	in.metrics.RuleErrors.WithLabelValues(name).Inc()
+	if in.ruleLog.allow(name) {
+		in.log.Warn("rule failed at run time and counts as no match", "kind", kind, "route", name, "err", err)
+	}
+}
+
+// ruleLimiter lets one log line per route through every ruleLogEvery.
+type ruleLimiter struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+const ruleLogEvery = 10 * time.Second
+
+func (l *ruleLimiter) allow(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last = map[string]time.Time{}
+	}
+	if now := time.Now(); now.Sub(l.last[name]) >= ruleLogEvery {
+		l.last[name] = now
+		return true
+	}
+	return false
+}

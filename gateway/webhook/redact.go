@@ -1,0 +1,66 @@
+package webhook
+
+import (
+	"net/url"
+	"strings"
+)
+
+// Redacted is what a secret prints as.
+const Redacted = "<secret>"
+
+// RedactURL shows a URL with its credentials replaced by <secret>: the password (or a user
+// name given alone, which is then a token) and every query value, as in
+// https://bot:<secret>@hooks.example.com/send?access_token=<secret>. It is how Fanout
+// shows any URL that may carry credentials: a destination's, in logs, errors, check and the
+// admin API, and a NATS server's. A URL that does not parse is not shown at all, since
+// where its credentials are cannot be known.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable>"
+	}
+	return Redact(u)
+}
+
+// Redact is RedactURL for a URL already parsed.
+func Redact(u *url.URL) string {
+	c := *u
+	if c.Host == "" {
+		// Without an authority (a forgotten scheme or //: user:pass@host, nats//u:p@h),
+		// the userinfo is in the opaque part or the path.
+		c.Opaque = redactUserinfo(c.Opaque)
+		if p := redactUserinfo(c.Path); p != c.Path {
+			c.Path, c.RawPath = p, ""
+		}
+	}
+	if c.User != nil {
+		if _, has := c.User.Password(); has {
+			c.User = url.UserPassword(c.User.Username(), Redacted)
+		} else {
+			c.User = url.User(Redacted)
+		}
+	}
+	if c.RawQuery != "" {
+		q := c.Query()
+		for k := range q {
+			q[k] = []string{Redacted}
+		}
+		c.RawQuery = q.Encode()
+	}
+	s := c.String()
+	if r, err := url.PathUnescape(s); err == nil {
+		return r // keep <secret> readable
+	}
+	return s
+}
+
+// redactUserinfo replaces what s has before its last @, back to the previous /, with
+// <secret>.
+func redactUserinfo(s string) string {
+	at := strings.LastIndex(s, "@")
+	if at < 0 {
+		return s
+	}
+	start := strings.LastIndex(s[:at], "/") + 1
+	return s[:start] + Redacted + s[at:]
+}
