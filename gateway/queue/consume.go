@@ -57,8 +57,9 @@ const laterAtOnce = 50 * time.Millisecond
 // holds no delivery slot, and a restart or another replica finds it. A job due now goes
 // straight back to its destination's subject; a later one is a JetStream message schedule
 // (fanout.retry.<destination>.<event>-<attempt>, one per attempt, so that storing it twice
-// keeps one) that the server moves there when due. A crash between the write and the
-// acknowledgement leaves both copies: the job is delivered twice, never lost.
+// keeps one) that the server moves there when due. The acknowledgement is confirmed by the
+// server. A crash between the write and the acknowledgement leaves both copies: the job is
+// delivered twice, never lost.
 //
 // If the write fails (the store is full or unreachable), m is handed back with a negative
 // acknowledgement delayed until due instead: the retry still happens, with the delivery
@@ -87,7 +88,8 @@ func (m *Message) Later(ctx context.Context, attempt int, due time.Time) error {
 		}
 		return fmt.Errorf("queue: retry event %s to %q: store it: %w (handed back to the consumer instead)", job.EventID, job.Destination, err)
 	}
-	if err := m.msg.Ack(); err != nil {
+	// Confirmed, so that a stop right after (a hand-back) cannot leave both copies stored.
+	if err := m.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("queue: retry event %s to %q: stored, but ack the previous copy: %w", job.EventID, job.Destination, err)
 	}
 	return nil

@@ -12,7 +12,8 @@ import (
 )
 
 // Pending counts the jobs stored for destination and not yet acknowledged: waiting, handed
-// out, and waiting for a retry. It returns the ReceivedAt of the oldest it finds (zero when
+// out, and waiting for a retry (a job being stored again for a retry counts twice for a
+// moment: see Message.Later). It returns the ReceivedAt of the oldest it finds (zero when
 // none): the first one stored of those waiting or handed out, and of those waiting for a
 // retry. It costs a few small requests answered from the stream's subject index and the
 // consumers' state, so it can run every few seconds per destination for metrics.
