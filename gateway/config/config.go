@@ -1,5 +1,5 @@
 // Package config owns Fanout's YAML file: a file per section (server.go with the admin
-// port, tencent.go, queue.go, destination.go, route.go), each type beside its decoding,
+// port, tencent.go, queue.go, eventlog.go, destination.go, route.go), each type beside its decoding,
 // defaults and checks; ${VAR} expansion; problems with file:line:col positions; the Secret
 // and URL types that never print their values; what a reload may change (reload.go); and
 // watching the file (Watch). Expressions are compiled through package rules while loading,
@@ -31,6 +31,7 @@ type Config struct {
 	Admin        Admin
 	Tencent      Tencent
 	Queue        Queue
+	Log          EventLog
 	Defaults     DestinationSettings
 	Destinations []*Destination // in file order
 	Routes       []*Route
@@ -54,6 +55,7 @@ func Default() *Config {
 		Tencent: Tencent{MaxClockSkew: 60 * time.Second},
 		Queue: Queue{Dir: "./data", Replicas: 1, SyncInterval: time.Second,
 			DedupWindow: 2 * time.Minute, DeadLetterMaxAge: 14 * 24 * time.Hour},
+		Log: defaultEventLog(),
 		Defaults: DestinationSettings{
 			Timeout:     10 * time.Second,
 			Concurrency: 16,
@@ -162,6 +164,7 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 		"admin":        func(n *yaml.Node, p string) { c.Admin.decode(d, n, p, pos) },
 		"tencent":      func(n *yaml.Node, p string) { c.Tencent.decode(d, n, p, pos) },
 		"queue":        func(n *yaml.Node, p string) { c.Queue.decode(d, n, p) },
+		"log":          func(n *yaml.Node, p string) { c.Log.decode(d, n, p) },
 		"defaults":     func(*yaml.Node, string) {}, // decoded above
 		"destinations": func(n *yaml.Node, p string) { checkDestinationsShape(d, n, p) },
 		"routes":       func(n *yaml.Node, p string) { c.decodeRoutes(d, n, p) },

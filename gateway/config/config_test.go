@@ -46,6 +46,11 @@ func TestDefaults(t *testing.T) {
 	if c.Queue != wantQueue || !c.Queue.Embedded() {
 		t.Errorf("queue = %+v, want %+v", c.Queue, wantQueue)
 	}
+	wantLog := EventLog{Enabled: true, MaxAge: 24 * time.Hour, MaxBytes: 1 << 30,
+		Index: []string{"MsgKey", "From_Account", "To_Account", "GroupId"}}
+	if !reflect.DeepEqual(c.Log, wantLog) {
+		t.Errorf("log = %+v, want %+v", c.Log, wantLog)
+	}
 	wantDefaults := DestinationSettings{Timeout: 10 * time.Second, Concurrency: 16, Retry: Retry{
 		MaxAttempts: 12, MaxAge: 24 * time.Hour,
 		Backoff: Backoff{Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.2}}}
@@ -91,6 +96,11 @@ queue:
   replicas: 3
   dedup_window: 0s
   dead_letter_max_age: 14d
+log:
+  enabled: false
+  max_age: 2h
+  max_bytes: 256MiB
+  index: [MsgKey, GroupId]
 defaults:
   timeout: 3s
   concurrency: 8
@@ -143,6 +153,9 @@ respond:
 	if c.Queue != wantQueue || c.Queue.Embedded() {
 		t.Errorf("queue = %+v, want %+v", c.Queue, wantQueue)
 	}
+	if want := (EventLog{MaxAge: 2 * time.Hour, MaxBytes: 256 << 20, Index: []string{"MsgKey", "GroupId"}}); !reflect.DeepEqual(c.Log, want) {
+		t.Errorf("log = %+v, want %+v", c.Log, want)
+	}
 	a := c.Destination("a")
 	wantSettings := DestinationSettings{Timeout: 3 * time.Second, Concurrency: 8, RateLimit: Rate{100, time.Minute},
 		Headers: map[string]Secret{"X-Env": "prod"},
@@ -189,6 +202,11 @@ func TestValues(t *testing.T) {
 		{"defaults.rate_limit", "200/s", func(c *Config) any { return c.Defaults.RateLimit }, Rate{200, time.Second}},
 		{"defaults.rate_limit", "3600/h", func(c *Config) any { return c.Defaults.RateLimit }, Rate{3600, time.Hour}},
 		{"defaults.rate_limit", `""`, func(c *Config) any { return c.Defaults.RateLimit.IsZero() }, true},
+		{"log.max_bytes", "1MiB", func(c *Config) any { return c.Log.MaxBytes }, int64(1 << 20)},
+		{"log.max_age", "7d", func(c *Config) any { return c.Log.MaxAge }, 7 * 24 * time.Hour},
+		{"log.index", "[]", func(c *Config) any { return c.Log.Index }, []string{}},
+		{"log.index", "MsgKey", func(c *Config) any { return c.Log.Index }, []string{"MsgKey"}},
+		{"log.enabled", "${LOG_ON:-false}", func(c *Config) any { return c.Log.Enabled }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -6,7 +6,8 @@ import "slices"
 // each as written in the file (queue.dir, not just "queue"), so that a refused reload says
 // what to change back. Everything else a reload applies.
 func (c *Config) RestartOnly(old *Config) []string {
-	return slices.Concat(c.Server.restartOnly(old.Server), c.Admin.restartOnly(old.Admin), c.Queue.restartOnly(old.Queue))
+	return slices.Concat(c.Server.restartOnly(old.Server), c.Admin.restartOnly(old.Admin), c.Queue.restartOnly(old.Queue),
+		c.Log.restartOnly(old.Log))
 }
 
 // Changes are the names of the things of one kind that a reload added, removed or

@@ -1,0 +1,113 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/fanout-gw/fanout/gateway/tencentim"
+	"github.com/fanout-gw/fanout/rules"
+)
+
+// EventLog is the `log` section: the log of every accepted callback, the routes it matched
+// and every delivery attempt, kept in the queue's JetStream for tracing (fanout trace) and
+// backfills (fanout replay), bounded by age and by size.
+type EventLog struct {
+	// Enabled turns the log on (the default). Off, nothing is written and the event
+	// endpoints answer that the log is off.
+	Enabled bool
+	// MaxAge and MaxBytes bound the log: the oldest records go first when either is
+	// reached. Only history goes: deliveries live in other streams.
+	MaxAge   time.Duration
+	MaxBytes int64
+	// Index are the top-level body fields a callback can be found by (fanout trace MSGKEY,
+	// field=MsgKey=...), each a lookup in the store rather than a scan of the log.
+	Index []string
+}
+
+// DefaultLogIndex are the fields indexed when log.index is not set.
+var DefaultLogIndex = []string{"MsgKey", "From_Account", "To_Account", "GroupId"}
+
+// Bounds of the log section.
+const (
+	minLogMaxAge   = time.Second
+	minLogMaxBytes = 1 << 20
+	maxLogIndex    = 8
+)
+
+func defaultEventLog() EventLog {
+	return EventLog{Enabled: true, MaxAge: 24 * time.Hour, MaxBytes: 1 << 30, Index: slices.Clone(DefaultLogIndex)}
+}
+
+func (l *EventLog) decode(d *decoder, n *yaml.Node, p string) {
+	var maxAge, maxBytes *yaml.Node
+	d.mapping(n, p, map[string]field{
+		"enabled": d.setBool(&l.Enabled),
+		"max_age": func(v *yaml.Node, p string) { maxAge = v; d.setDuration(&l.MaxAge, true)(v, p) },
+		"max_bytes": func(v *yaml.Node, p string) {
+			maxBytes = v
+			d.setSize(&l.MaxBytes)(v, p)
+		},
+		"index": func(v *yaml.Node, p string) { l.decodeIndex(d, v, p) },
+	})
+	if maxAge != nil && l.MaxAge > 0 && l.MaxAge < minLogMaxAge {
+		d.errorf(maxAge, join(p, "max_age"), "%s is too short: want at least %s", l.MaxAge, minLogMaxAge)
+	}
+	if maxBytes != nil && l.MaxBytes > 0 && l.MaxBytes < minLogMaxBytes {
+		d.errorf(maxBytes, join(p, "max_bytes"), "%d bytes is too small: want at least 1MiB", l.MaxBytes)
+	}
+}
+
+// decodeIndex reads the indexed field names: top-level body fields, each once. A name no
+// Tencent callback carries is a warning (a typo indexes nothing); query and text are what
+// rules see besides the body, not body fields.
+func (l *EventLog) decodeIndex(d *decoder, n *yaml.Node, p string) {
+	l.Index = []string{} // an explicit empty list indexes nothing
+	if resolve(n) != nil && resolve(n).Kind == yaml.SequenceNode && len(resolve(n).Content) > maxLogIndex {
+		d.errorf(n, p, "%d fields: want at most %d (each costs a write per callback)", len(resolve(n).Content), maxLogIndex)
+		return
+	}
+	d.list(n, p, func(_ int, v *yaml.Node, p string) {
+		name, ok := d.str(v, p)
+		switch {
+		case !ok:
+		case name == "":
+			d.errorf(v, p, "empty field name")
+		case name == "query" || name == "text":
+			d.errorf(v, p, "%q is not a body field: want a top-level field of the callback body, such as MsgKey", name)
+		case slices.Contains(l.Index, name):
+			d.errorf(v, p, "field %q repeated", name)
+		default:
+			if !tencentim.KnownField(name) {
+				msg := fmt.Sprintf("no known Tencent IM callback carries %s", name)
+				if s, ok := rules.Suggest(name, tencentim.KnownFields()); ok {
+					msg += fmt.Sprintf(" (did you mean %s?)", s)
+				}
+				d.warnf(v, p, "%s", msg)
+			}
+			l.Index = append(l.Index, name)
+		}
+	})
+}
+
+// restartOnly names the keys of l that differ from old: every one, since the log's stream
+// and its writer are set up once, at start.
+func (l EventLog) restartOnly(old EventLog) []string {
+	var keys []string
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"log.enabled", l.Enabled != old.Enabled},
+		{"log.max_age", l.MaxAge != old.MaxAge},
+		{"log.max_bytes", l.MaxBytes != old.MaxBytes},
+		{"log.index", !slices.Equal(l.Index, old.Index)},
+	} {
+		if k.changed {
+			keys = append(keys, k.key)
+		}
+	}
+	return keys
+}
