@@ -9,6 +9,9 @@
 // redeliveries, so their state survives restarts. FANOUT_DLQ (limits
 // retention, dead_letter_max_age) keeps dead letters on
 // fanout.dlq.<destination>, the stream sequence being the dead letter's id.
+// A third, FANOUT_EVENTS (limits retention by age and size, discarding the
+// oldest), keeps the event log (events.go): history only, so that its limits
+// never take a job.
 package queue
 
 import (

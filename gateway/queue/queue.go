@@ -56,6 +56,7 @@ const (
 // Queue is an open JetStream store: the jobs stream that Enqueue writes and
 // Consume reads, and the dead-letter stream. It is safe for concurrent use.
 type Queue struct {
+	opts Options // as opened, for the event log's connection
 	log  *slog.Logger
 	srv  *server.Server // embedded mode only
 	nc   *nats.Conn
@@ -81,6 +82,7 @@ type Queue struct {
 func Open(ctx context.Context, o Options) (*Queue, error) {
 	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{}),
 		dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull, recount: make(chan struct{}, 1)}
+	q.opts = o
 	if q.log == nil {
 		q.log = slog.Default()
 	}
