@@ -16,6 +16,7 @@ import (
 
 	"github.com/fanout-gw/fanout/gateway/queue"
 	"github.com/fanout-gw/fanout/gateway/tencentim"
+	"github.com/fanout-gw/fanout/gateway/webhook"
 )
 
 // Result is what one Send did.
@@ -137,7 +138,7 @@ func (s *Sender) baseHeader(d *Destination, job queue.Job) http.Header {
 // webhookID is the same for every attempt and every redelivery of one event to one
 // destination, and differs between destinations, so a receiver can deduplicate on it.
 func webhookID(d *Destination, job queue.Job) string {
-	return "msg_" + job.EventID + "_" + d.Name
+	return webhook.ID(job.EventID, d.Name)
 }
 
 // round is the state of one Send: go-retryablehttp runs the loop (body rewinds, the waits,

@@ -45,12 +45,17 @@ const (
 	directWait = 10 * time.Second
 )
 
-// LogRecord is one record of the event log as stored.
-type LogRecord struct {
-	Seq     uint64    // its position in the log (the stream sequence)
-	Time    time.Time // when the store took it
-	EventID string    // the callback it belongs to; "" for an index entry
-	Index   string    // the key of an index entry; "" for an event record
+// LogRecord is one record of the event log as stored: Seq is its position in the log (the
+// stream sequence), Time when the store took it, EventID the callback it belongs to (""
+// for an index entry), Index the key of an index entry ("" for an event record).
+//
+// It is an unnamed struct, the same as gateway/eventlog's Stored, so that *EventLog is an
+// eventlog.Store as it is: the event log's model stays free of NATS, and this package of it.
+type LogRecord = struct {
+	Seq     uint64
+	Time    time.Time
+	EventID string
+	Index   string
 	Kind    string
 	Data    []byte
 }
@@ -194,6 +199,12 @@ func (l *EventLog) State(ctx context.Context) (LogState, error) {
 	}
 	s := info.State
 	return LogState{FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Msgs, Bytes: s.Bytes}, nil
+}
+
+// Bounds returns the positions of the first and last records of the log.
+func (l *EventLog) Bounds(ctx context.Context) (first, last uint64, err error) {
+	st, err := l.State(ctx)
+	return st.FirstSeq, st.LastSeq, err
 }
 
 // Event calls fn with every record of the callback eventID, oldest first, until fn

@@ -1,0 +1,482 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Filter selects callbacks; zero fields select everything.
+type Filter struct {
+	Since, Until time.Time // received at or after Since, before Until
+	App          string    // SdkAppid
+	Command      string    // CallbackCommand, or a glob such as C2C.*
+	Route        string    // a route it matched
+	Destination  string    // a destination it was (or was replayed) routed to
+	// Outcome: with Destination, that delivery's state; otherwise the callback's outcome
+	// (see Summary.Outcome). One of Outcomes.
+	Outcome string
+	Fields  []Field // indexed body fields, all of which must hold
+}
+
+// Field is an indexed body field and the value it must have.
+type Field struct{ Name, Value string }
+
+// IsZero reports a filter that selects everything.
+func (f *Filter) IsZero() bool {
+	return f.Since.IsZero() && f.Until.IsZero() && f.App == "" && f.Command == "" && f.Route == "" &&
+		f.Destination == "" && f.Outcome == "" && len(f.Fields) == 0
+}
+
+// FilterError is a filter the log cannot apply, naming the parameter.
+type FilterError struct {
+	Param, Message string
+}
+
+func (e *FilterError) Error() string { return e.Param + ": " + e.Message }
+
+// ErrNotFound is returned for a callback the log has no record of.
+var ErrNotFound = errors.New("not found in the event log")
+
+// Check returns why f cannot be applied, or nil.
+func (l *Log) Check(f Filter) error {
+	if f.Outcome != "" && !slices.Contains(Outcomes, f.Outcome) {
+		return &FilterError{"outcome", fmt.Sprintf("%q: want one of %s", f.Outcome, strings.Join(Outcomes, ", "))}
+	}
+	if _, err := path.Match(f.Command, ""); err != nil {
+		return &FilterError{"command", fmt.Sprintf("%q: not a glob: %v", f.Command, err)}
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return &FilterError{"until", "must be after since"}
+	}
+	for _, fd := range f.Fields {
+		if !l.Indexed(fd.Name) {
+			return &FilterError{"field", fmt.Sprintf("%q is not an indexed field: log.index is [%s]", fd.Name, strings.Join(l.IndexFields(), ", "))}
+		}
+	}
+	return nil
+}
+
+// Bounds of the work of one search: past them it answers what it found, with a cursor to
+// continue from.
+const (
+	// writeSlack is how much later than a callback's received time its record may reach
+	// the store: time bounds are widened by it, then applied exactly.
+	writeSlack = 5 * time.Second
+	// firstWindow and maxWindow are the positions read at once when searching back in time.
+	firstWindow = 4096
+	maxWindow   = 1 << 20
+	// maxScanned and maxFetched bound the records read and the callbacks assembled.
+	maxScanned = 1 << 21
+	maxFetched = 2000
+	// smallIndex is the number of index entries read in one go, from the subject's
+	// first: a field value of up to so many callbacks is found without a scan.
+	smallIndex = 10000
+)
+
+// Search returns up to limit callbacks that f selects, newest first, received before the
+// cursor before (0: the newest). next is the cursor of the following page, 0 at the end.
+// A page may hold fewer than limit callbacks and still have a next cursor: the search
+// stops after a bounded amount of work.
+func (l *Log) Search(ctx context.Context, f Filter, before uint64, limit int) (items []Summary, next uint64, err error) {
+	if l == nil {
+		return nil, 0, ErrOff
+	}
+	if err := l.Check(f); err != nil {
+		return nil, 0, err
+	}
+	s := &search{l: l, f: f, limit: limit, seen: map[string]bool{}}
+	if len(f.Fields) > 0 {
+		err = s.byIndex(ctx, before)
+	} else {
+		err = s.byScan(ctx, before)
+	}
+	return s.items, s.next, err
+}
+
+// ErrOff is returned by a nil log: log.enabled is false.
+var ErrOff = errors.New("the event log is off (log.enabled: false)")
+
+// Trace returns callback id with its body and every record.
+func (l *Log) Trace(ctx context.Context, id string) (Detail, error) {
+	if l == nil {
+		return Detail{}, ErrOff
+	}
+	d, found, err := l.detail(ctx, id)
+	if err != nil {
+		return Detail{}, err
+	}
+	if !found {
+		return Detail{}, fmt.Errorf("callback %s: %w", id, ErrNotFound)
+	}
+	return d, nil
+}
+
+// detail reads and assembles the records of callback id.
+func (l *Log) detail(ctx context.Context, id string) (Detail, bool, error) {
+	var records []stored
+	err := l.store.Event(ctx, id, func(r Stored) bool {
+		records = append(records, decode(r, true))
+		return true
+	})
+	if err != nil {
+		return Detail{}, false, err
+	}
+	d, found := assemble(id, records)
+	return d, found, nil
+}
+
+// search is one Search in progress.
+type search struct {
+	l     *Log
+	f     Filter
+	limit int
+
+	items            []Summary
+	next             uint64
+	seen             map[string]bool // callbacks already looked at (received twice, indexed twice)
+	scanned, fetched int
+}
+
+// bounds are the positions [lo, hi) a search reads between: the whole log, narrowed by
+// the cursor and the time range (widened by writeSlack).
+func (s *search) bounds(ctx context.Context, before uint64) (lo, hi uint64, err error) {
+	first, last, err := s.l.store.Bounds(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	lo, hi = max(first, 1), last+1
+	if before > 0 {
+		hi = min(hi, before)
+	}
+	if !s.f.Until.IsZero() {
+		u, err := s.l.store.SeqAt(ctx, s.f.Until.Add(writeSlack))
+		if err != nil {
+			return 0, 0, err
+		}
+		hi = min(hi, u)
+	}
+	if !s.f.Since.IsZero() {
+		since, err := s.l.store.SeqAt(ctx, s.f.Since.Add(-writeSlack))
+		if err != nil {
+			return 0, 0, err
+		}
+		lo = max(lo, since)
+	}
+	return lo, hi, nil
+}
+
+// candidate is a callback a search found and has not looked at yet.
+type candidate struct {
+	seq uint64
+	id  string
+}
+
+// byScan reads the log back in time, a window at a time, for received records that pass
+// the filter's cheap parts, then assembles each (newest first) to apply the rest.
+func (s *search) byScan(ctx context.Context, before uint64) error {
+	lo, hi, err := s.bounds(ctx, before)
+	if err != nil {
+		return err
+	}
+	for window := uint64(firstWindow); hi > lo; window = min(2*window, maxWindow) {
+		start := lo
+		if hi-lo > window {
+			start = hi - window
+		}
+		var cands []candidate
+		err := s.l.store.Scan(ctx, start, hi, func(r Stored) bool {
+			s.scanned++
+			if r.Kind != KindReceived {
+				return true
+			}
+			rec := decode(r, false)
+			if s.f.received(&rec.entry) {
+				cands = append(cands, candidate{r.Seq, r.EventID})
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		for i := len(cands) - 1; i >= 0; i-- {
+			if done, err := s.consider(ctx, cands[i]); done || err != nil {
+				return err
+			}
+		}
+		hi = start
+		if s.scanned >= maxScanned && hi > lo {
+			s.next = hi
+			return nil
+		}
+	}
+	return nil
+}
+
+// byIndex reads the index entries of the filter's first field, newest first, and
+// assembles each callback to apply the rest of the filter. A value with few entries is
+// read in one go from its first entry (a lookup); one with many, back in windows.
+func (s *search) byIndex(ctx context.Context, before uint64) error {
+	fd := s.f.Fields[0]
+	key := indexKey(fd.Name, fd.Value)
+	n, err := s.l.store.IndexCount(ctx, key)
+	if err != nil || n == 0 {
+		return err
+	}
+	if n <= smallIndex {
+		cands, err := s.indexEntries(ctx, key, 0, before)
+		if err != nil {
+			return err
+		}
+		for i := len(cands) - 1; i >= 0; i-- {
+			if done, err := s.consider(ctx, cands[i]); done || err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	lo, hi, err := s.bounds(ctx, before)
+	if err != nil {
+		return err
+	}
+	for window := uint64(firstWindow); hi > lo; window = min(2*window, maxWindow) {
+		start := lo
+		if hi-lo > window {
+			start = hi - window
+		}
+		cands, err := s.indexEntries(ctx, key, start, hi)
+		if err != nil {
+			return err
+		}
+		for i := len(cands) - 1; i >= 0; i-- {
+			if done, err := s.consider(ctx, cands[i]); done || err != nil {
+				return err
+			}
+		}
+		hi = start
+	}
+	return nil
+}
+
+// indexEntries reads the entries under key in [from, to) whose callback was received in
+// the filter's time range, oldest first.
+func (s *search) indexEntries(ctx context.Context, key string, from, to uint64) ([]candidate, error) {
+	var cands []candidate
+	err := s.l.store.Index(ctx, key, from, to, func(r Stored) bool {
+		s.scanned++
+		var e indexEntry
+		if json.Unmarshal(r.Data, &e) != nil {
+			return true
+		}
+		if (s.f.Since.IsZero() || !e.At.Before(s.f.Since)) && (s.f.Until.IsZero() || e.At.Before(s.f.Until)) {
+			cands = append(cands, candidate{r.Seq, e.EventID})
+		}
+		return true
+	})
+	return cands, err
+}
+
+// consider assembles candidate c and keeps it if the whole filter holds. done says the
+// page is full, or the work bound reached: s.next is then set.
+func (s *search) consider(ctx context.Context, c candidate) (done bool, err error) {
+	if s.seen[c.id] {
+		return false, nil
+	}
+	s.seen[c.id] = true
+	s.fetched++
+	d, found, err := s.l.detail(ctx, c.id)
+	if err != nil {
+		return true, err
+	}
+	if found && s.f.matches(&d.Summary) {
+		d.seq = c.seq
+		s.items = append(s.items, d.Summary)
+	}
+	if len(s.items) >= s.limit || s.fetched >= maxFetched {
+		s.next = c.seq
+		return true, nil
+	}
+	return false, nil
+}
+
+// received applies the parts of f that a received record answers.
+func (f *Filter) received(e *Entry) bool {
+	switch {
+	case !f.Since.IsZero() && e.At.Before(f.Since), !f.Until.IsZero() && !e.At.Before(f.Until):
+		return false
+	case f.App != "" && e.SdkAppID != f.App:
+		return false
+	case f.Route != "" && !slices.Contains(e.Routes, f.Route):
+		return false
+	case f.Command != "":
+		if ok, _ := path.Match(f.Command, e.Command); !ok {
+			return false
+		}
+	}
+	for _, fd := range f.Fields {
+		if e.Fields[fd.Name] != fd.Value {
+			return false
+		}
+	}
+	return true
+}
+
+// matches applies the whole of f to an assembled callback.
+func (f *Filter) matches(s *Summary) bool {
+	e := Entry{At: s.ReceivedAt, SdkAppID: s.SdkAppID, Command: s.Command, Routes: s.Routes, Fields: s.Fields}
+	if s.Evicted || !f.received(&e) {
+		return false
+	}
+	if f.Destination == "" {
+		return f.Outcome == "" || s.Outcome == f.Outcome
+	}
+	for _, d := range s.Deliveries {
+		if d.Destination == f.Destination {
+			return f.Outcome == "" || d.State == f.Outcome
+		}
+	}
+	return false
+}
+
+// Selected is a callback chosen for a replay: what queuing it again takes.
+type Selected struct {
+	ID         string
+	ReceivedAt time.Time
+	RequestID  string
+	SdkAppID   string
+	Command    string
+	Query      string // without Sign and RequestTime
+	Body       []byte // as received
+	Routes     []string
+	Deliveries []Delivery
+}
+
+// Select returns up to limit callbacks that f selects, oldest first, after the cursor
+// after (0: from the oldest), for a replay. next is the cursor of the following batch, 0
+// at the end. Callbacks whose received record has left the log cannot be replayed and
+// are not selected. Like Search, it stops after a bounded amount of work.
+func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (items []Selected, next uint64, err error) {
+	if l == nil {
+		return nil, 0, ErrOff
+	}
+	if err := l.Check(f); err != nil {
+		return nil, 0, err
+	}
+	s := &search{l: l, f: f, limit: limit, seen: map[string]bool{}}
+	// The outcome and the destinations a callback was replayed to are known only from all
+	// of its records; the rest, from its received record.
+	whole := f.Outcome != "" || f.Destination != ""
+	take := func(c candidate, rec *stored) (done bool, err error) {
+		if s.seen[c.id] {
+			return false, nil
+		}
+		s.seen[c.id] = true
+		if whole || rec == nil {
+			s.fetched++
+			d, found, err := l.detail(ctx, c.id)
+			if err != nil {
+				return true, err
+			}
+			if !found || !f.matches(&d.Summary) {
+				return s.fetched >= maxFetched && s.stop(c.seq), nil
+			}
+			items = append(items, selected(c.id, d.Query, d.body, d.Timeline))
+		} else {
+			items = append(items, selected(c.id, rec.entry.Query, rec.body, []Entry{rec.entry}))
+		}
+		if len(items) >= limit || s.fetched >= maxFetched {
+			return s.stop(c.seq), nil
+		}
+		return false, nil
+	}
+
+	lo, hi, err := s.bounds(ctx, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	lo = max(lo, after+1)
+	if len(f.Fields) > 0 {
+		key := indexKey(f.Fields[0].Name, f.Fields[0].Value)
+		n, err := l.store.IndexCount(ctx, key)
+		if err != nil || n == 0 {
+			return nil, 0, err
+		}
+		// A value with few entries is read in one go from its first entry (a lookup);
+		// one with many, a window at a time.
+		window, from := uint64(firstWindow), lo
+		if n <= smallIndex {
+			window, from = hi, 0
+		}
+		for ; lo < hi; window = min(2*window, maxWindow) {
+			end := min(hi, lo+window)
+			cands, err := s.indexEntries(ctx, key, from, end)
+			if err != nil {
+				return items, 0, err
+			}
+			for _, c := range cands {
+				if c.seq <= after {
+					continue
+				}
+				if done, err := take(c, nil); done || err != nil {
+					return items, s.next, err
+				}
+			}
+			lo, from = end, end
+			if s.scanned >= maxScanned && lo < hi {
+				return items, lo - 1, nil
+			}
+		}
+		return items, 0, nil
+	}
+	for window := uint64(firstWindow); lo < hi; window = min(2*window, maxWindow) {
+		end := min(hi, lo+window)
+		var recs []stored
+		err := l.store.Scan(ctx, lo, end, func(r Stored) bool {
+			s.scanned++
+			if r.Kind == KindReceived {
+				if rec := decode(r, true); f.received(&rec.entry) {
+					recs = append(recs, rec)
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return items, 0, err
+		}
+		for i := range recs {
+			if done, err := take(candidate{recs[i].seq, recs[i].entry.EventID}, &recs[i]); done || err != nil {
+				return items, s.next, err
+			}
+		}
+		lo = end
+		if s.scanned >= maxScanned && lo < hi {
+			return items, lo - 1, nil
+		}
+	}
+	return items, 0, nil
+}
+
+// stop ends a search at cursor seq.
+func (s *search) stop(seq uint64) bool {
+	s.next = seq
+	return true
+}
+
+// selected builds a Selected from the timeline of a callback (its received record first
+// among them).
+func selected(id, query string, body []byte, timeline []Entry) Selected {
+	out := Selected{ID: id, Query: query, Body: body}
+	for _, e := range timeline {
+		if e.Kind == KindReceived {
+			out.ReceivedAt, out.RequestID, out.SdkAppID, out.Command = e.At, e.RequestID, e.SdkAppID, e.Command
+			out.Routes, out.Deliveries = e.Routes, e.Deliveries
+			break
+		}
+	}
+	return out
+}
