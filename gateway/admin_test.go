@@ -665,13 +665,16 @@ routes:
 			secrets["tim_token"], secrets["url password"], host, secrets["url query"], extra)
 	}
 	a := startAdminGateway(t, cfg(""), secrets["admin token"])
+	stream := a.follow("")
+	a.callback("C2C.CallbackAfterSendMsg", "s0", secrets["tencent token"]) // the stream starts at the end of the log
+	adminWaitFor(t, "the stream to follow", func() bool { entries, _ := stream.all(); return len(entries) > 0 })
 	a.callback("C2C.CallbackAfterSendMsg", "s1", secrets["tencent token"])
 	a.callback("Group.CallbackAfterSendMsg", "s2", secrets["tencent token"])
-	dead := a.waitDeadLetters("destination=basic", 2)
+	dead := a.waitDeadLetters("destination=basic", 3)
 	adminWaitFor(t, "deliveries to signed", func() bool {
 		var ds httpapi.Destinations
 		a.call(http.MethodGet, "/api/v1/destinations", "", &ds)
-		return ds.Destinations[0].Pending == 0 && down.got("") == 2
+		return ds.Destinations[0].Pending == 0 && down.got("") == 3
 	})
 
 	answers := map[string][]byte{}
@@ -691,6 +694,37 @@ routes:
 	}
 	get(http.MethodPost, "/api/v1/dlq/replay", fmt.Sprintf(`{"ids":[%d],"dry_run":true}`, dead[0].ID))
 	get(http.MethodDelete, "/api/v1/dlq?destination=basic&dry_run=true", "")
+	// The event log: its search, each callback's trace (query, body, attempts and their
+	// errors), a replay's dry run, and the live stream.
+	var events httpapi.EventPage
+	adminWaitFor(t, "every callback dead at basic in the event log", func() bool {
+		a.call(http.MethodGet, "/api/v1/events?outcome=dead&destination=basic", "", &events)
+		return len(events.Items) == 3
+	})
+	for _, p := range []string{"/api/v1/events", "/api/v1/events?field=MsgKey=s1", "/api/v1/events?destination=signed&outcome=delivered"} {
+		get(http.MethodGet, p, "")
+	}
+	for _, e := range events.Items {
+		get(http.MethodGet, "/api/v1/events/"+e.ID, "")
+	}
+	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	get(http.MethodPost, "/api/v1/events/replay", fmt.Sprintf(`{"filter":{"since":%q},"to":"basic","dry_run":true}`, since))
+	get(http.MethodPost, "/api/v1/events/replay", fmt.Sprintf(`{"filter":{"since":%q},"reroute":true,"dry_run":true}`, since))
+	adminWaitFor(t, "the stream to show the dead letters", func() bool {
+		_, raw := stream.all()
+		return strings.Count(raw, `"kind":"dead"`) >= 2
+	})
+	_, raw := stream.all()
+	answers["GET /api/v1/events/stream"] = []byte(raw)
+	for what, answer := range answers {
+		// Tencent's Sign proves where a request came from: the log keeps the query without
+		// it. A trace and the stream show the query, so searching them proves something.
+		shows := strings.Contains(what, "/api/v1/events/") && !strings.Contains(what, "replay")
+		if strings.Contains(what, "/api/v1/events") && bytes.Contains(answer, []byte("Sign=")) ||
+			shows && !bytes.Contains(answer, []byte("SdkAppid=1400000000")) {
+			t.Errorf("%s: the query shows Sign, or no query at all:\n%s", what, answer)
+		}
+	}
 	// Reloads that fail, with the secrets in the broken file: an unknown key, URLs that do
 	// not parse or are not http, and a change that needs a restart.
 	for i, broken := range []string{

@@ -2,8 +2,9 @@
 // Reload. It builds the runtime a config compiles to (runtime.go: destinations, respond
 // rules, the intake's view of the config) and swaps it atomically on reload; keeps one
 // queue consumer per destination in step with the live config (workers.go); registers the
-// metrics; and connects the callback port to the intake and the admin port to the live
-// config and the queue (admin.go, admin_dlq.go).
+// metrics; wires the event log to the intake and the workers (events.go); and connects the
+// callback port to the intake and the admin port to the live config, the queue and the
+// event log (admin.go, admin_dlq.go, admin_events.go).
 //
 // It holds no domain logic of its own: callbacks are the intake's, the file is config's,
 // expressions are rules', HTTP is httpapi's, the queue is queue's and deliveries are
@@ -22,6 +23,7 @@ import (
 
 	"github.com/fanout-gw/fanout/gateway/config"
 	"github.com/fanout-gw/fanout/gateway/delivery"
+	"github.com/fanout-gw/fanout/gateway/eventlog"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
 	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/gateway/queue"
@@ -44,6 +46,9 @@ type Gateway struct {
 	queue   *queue.Queue
 	ready   atomic.Bool
 	intake  *intake.Intake
+
+	events     *eventlog.Log   // nil when log.enabled is false
+	eventStore *queue.EventLog // its stream
 
 	mu      sync.Mutex // serialises reloads and worker changes
 	workers map[string]*worker
@@ -68,9 +73,10 @@ func New(opts Options) (*Gateway, error) {
 	g.metrics = newMetrics(g)
 	g.sender = delivery.NewSender(delivery.SenderOptions{
 		Version: opts.Version,
-		Observe: func(dest, result string, took time.Duration) {
-			g.metrics.attempts.WithLabelValues(dest, result).Inc()
-			g.metrics.attemptDuration.WithLabelValues(dest).Observe(took.Seconds())
+		Observe: func(a delivery.Attempt) {
+			g.metrics.attempts.WithLabelValues(a.Destination, a.Result).Inc()
+			g.metrics.attemptDuration.WithLabelValues(a.Destination).Observe(a.Took.Seconds())
+			g.logAttempt(a)
 		},
 	})
 	cfg, probs := config.Load(opts.ConfigPath)
@@ -106,12 +112,14 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err // says "queue: ..." already
 	}
 	g.queue = q
+	g.openEventLog(ctx, cfg.Log)
 	g.intake = intake.New(intake.Options{
 		Live:        func() *intake.Config { return g.live.Load().intake },
 		Store:       q,
 		DedupWindow: cfg.Queue.DedupWindow,
 		Metrics:     g.metrics.intake(),
 		Logger:      g.log,
+		Events:      g.eventRecorder(),
 	})
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
 	g.mu.Lock()
@@ -216,6 +224,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		}
 		g.workers = map[string]*worker{}
 		g.mu.Unlock()
+		errs = append(errs, g.closeEventLog(ctx))
 		if g.queue != nil {
 			errs = append(errs, g.queue.Close())
 		}

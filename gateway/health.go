@@ -56,8 +56,10 @@ func (g *Gateway) dropState(name string) {
 	g.metrics.destinationPause.DeleteLabelValues(name)
 }
 
-// finished records a round's end: metrics and the last error.
-func (g *Gateway) finished(name string, s *destState, res delivery.Result) {
+// finished records a round's end: metrics, the last error and the event log.
+func (g *Gateway) finished(name string, s *destState, end delivery.End) {
+	res := end.Result
+	g.logEnd(end)
 	switch res.Outcome {
 	case delivery.Delivered:
 		g.metrics.deliveries.WithLabelValues(name, "delivered").Inc()

@@ -80,6 +80,7 @@ func newMetrics(g *Gateway) *metrics {
 		f(c)
 	}
 	f(&queueCollector{g: g})
+	f(&eventLogCollector{g: g})
 	return m
 }
 

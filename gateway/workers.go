@@ -115,7 +115,7 @@ func (g *Gateway) handler(name string) *delivery.Worker {
 		},
 		Breaker: st.breaker,
 		Logger:  g.log,
-		Done:    func(res delivery.Result) { g.finished(name, st, res) },
+		Done:    func(end delivery.End) { g.finished(name, st, end) },
 	}
 	return w
 }

@@ -282,7 +282,8 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 	var mu sync.Mutex
 	var results []Result
 	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Breaker: b,
-		Logger: slog.New(slog.DiscardHandler), Done: func(r Result) {
+		Logger: slog.New(slog.DiscardHandler), Done: func(end End) {
+			r := end.Result
 			mu.Lock()
 			results = append(results, r)
 			mu.Unlock()

@@ -36,7 +36,7 @@ func (o Outcome) String() string {
 }
 
 // Reasons: short, fixed strings usable as metric labels. Those of one attempt come from
-// classify and are passed to the Sender's Observe; Result.Reason is the last attempt's, or
+// classify and are passed to the Sender's Observe (Attempt.Result); Result.Reason is the last attempt's, or
 // one of the last four when the round ended for another reason than the answer itself.
 const (
 	Reason2xx         = "2xx"

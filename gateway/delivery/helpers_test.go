@@ -57,10 +57,10 @@ type attempts struct {
 	labels []string
 }
 
-func (a *attempts) observe(destination, result string, took time.Duration) {
+func (a *attempts) observe(at Attempt) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.labels = append(a.labels, destination+":"+result)
+	a.labels = append(a.labels, at.Destination+":"+at.Result)
 }
 
 func (a *attempts) get() string {

@@ -35,11 +35,24 @@ type Result struct {
 // SenderOptions configure NewSender.
 type SenderOptions struct {
 	Version string // User-Agent: fanout/<Version>
-	// Observe, when set, is called after every HTTP attempt with the destination's name, the
-	// attempt's reason (a Reason* constant) and its duration, reading the answer included:
-	// the gateway counts fanout_delivery_attempts_total and fanout_delivery_duration_seconds
-	// with it. It runs on the worker's goroutine, so it must be quick and safe for concurrent use.
-	Observe func(destination, result string, took time.Duration)
+	// Observe, when set, is called after every HTTP attempt: the gateway counts
+	// fanout_delivery_attempts_total and fanout_delivery_duration_seconds with it, and
+	// writes the attempt to the event log. It runs on the worker's goroutine, so it must be
+	// quick and safe for concurrent use.
+	Observe func(Attempt)
+}
+
+// Attempt is one HTTP attempt, as SenderOptions.Observe is told of it.
+type Attempt struct {
+	Destination string
+	EventID     string
+	Number      int    // its Fanout-Attempt
+	Result      string // a Reason* constant
+	Status      int    // the HTTP status; 0 when no answer came back
+	Started     time.Time
+	Took        time.Duration // reading the answer included
+	Err         error         // what failed; nil when delivered
+	Respond     bool          // a respond rule's synchronous exchange (Ask), not a queued delivery
 }
 
 // Sender makes the HTTP attempts of every destination. One per process: its connection pool
@@ -47,7 +60,7 @@ type SenderOptions struct {
 // the workers of a destination. It is safe for concurrent use.
 type Sender struct {
 	userAgent string
-	observe   func(destination, result string, took time.Duration)
+	observe   func(Attempt)
 	transport *http.Transport
 	rt        http.RoundTripper // transport, minus CloseIdleConnections
 }
@@ -291,8 +304,10 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	}
 	r.releaseSlot() // the answer is read: waiting for the next attempt holds no slot
 	now := time.Now()
+	failure := attemptError(r.d, status, err, v)
 	if r.sender.observe != nil {
-		r.sender.observe(r.d.Name, v.reason, now.Sub(r.started))
+		r.sender.observe(Attempt{Destination: r.d.Name, EventID: r.job.EventID, Number: r.attempt, Result: v.reason,
+			Status: status, Started: r.started, Took: now.Sub(r.started), Err: failure})
 	}
 	r.res = Result{
 		Outcome:     v.outcome,
@@ -302,7 +317,7 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		Attempts:    r.res.Attempts + 1,
 		LastAttempt: r.started,
 		Gone:        v.gone,
-		Err:         attemptError(r.d, status, err, v),
+		Err:         failure,
 	}
 	if v.outcome != Retry || v.reason == ReasonCanceled {
 		return false, nil
@@ -362,7 +377,12 @@ func (s *Sender) Ask(ctx context.Context, d *Destination, job queue.Job) (status
 	resp, err := client.Do(req)
 	if s.observe != nil {
 		v := classify(ctx, statusOf(resp), err)
-		s.observe(d.Name, v.reason, time.Since(r.started))
+		var failure error
+		if err != nil {
+			failure = attemptError(d, 0, err, v)
+		}
+		s.observe(Attempt{Destination: d.Name, EventID: job.EventID, Number: 1, Result: v.reason, Status: statusOf(resp),
+			Started: r.started, Took: time.Since(r.started), Err: failure, Respond: true})
 	}
 	if err != nil {
 		return 0, nil, attemptError(d, 0, err, classify(ctx, 0, err))

@@ -343,7 +343,7 @@ func TestSendRetryAfterQuick(t *testing.T) {
 	})
 	// Cancelled once the first attempt is classified, the round stops in its wait.
 	ctx, cancel := context.WithCancel(testContext(t))
-	waiting := NewSender(SenderOptions{Observe: func(string, string, time.Duration) { cancel() }})
+	waiting := NewSender(SenderOptions{Observe: func(Attempt) { cancel() }})
 	res := waiting.Send(ctx, d, testJob(), false)
 	if res.Outcome != Retry || res.Reason != Reason429 || res.Attempts != 1 || res.Delay != 2*time.Second {
 		t.Fatalf("Send cancelled in its wait = %+v, want retry %q after 1 attempt with the 2s of Retry-After planned", res, Reason429)

@@ -42,8 +42,21 @@ type Worker struct {
 	// Breaker pauses the destination while it keeps failing (nil: never paused).
 	Breaker *Breaker
 	Logger  *slog.Logger // nil = slog.Default()
-	// Done, when set, is told how each round ended, for metrics and the admin API.
-	Done func(Result)
+	// Done, when set, is told how each round ended, before the queue is: for metrics, the
+	// admin API and the event log.
+	Done func(End)
+}
+
+// End is how one round of attempts ended, as Worker.Done is told.
+type End struct {
+	Result
+	Job     queue.Job // the job, Attempt being the number of the round's first attempt
+	Attempt int       // the number of the last attempt made
+	// Due is when a Retry's next attempt is due; HandedBack marks a Retry cut short by a
+	// stop, stored back at once for this or another replica to continue.
+	Due        time.Time
+	HandedBack bool
+	DeadReason string // Dead: the reason stored with the dead letter
 }
 
 // Admit waits for a free slot of the destination, which the job's first attempt then
@@ -102,10 +115,18 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		// reset the count of failed rounds.
 		w.Breaker.Done(probe, res.Attempts > 0 && res.Reason != ReasonCanceled, endpointFailed(res))
 	}
-	if w.Done != nil {
-		w.Done(res)
-	}
 	attempt := first + res.Attempts - 1 // the last attempt made
+	end := End{Result: res, Job: sent, Attempt: attempt}
+	switch res.Outcome {
+	case Retry:
+		end.HandedBack = res.Reason == ReasonCanceled || ctx.Err() != nil
+		end.Due = time.Now().Add(res.Delay)
+	case Dead:
+		end.DeadReason = deadLetterReason(res)
+	}
+	if w.Done != nil {
+		w.Done(end)
+	}
 	switch res.Outcome {
 	case Delivered:
 		if base.Enabled(ctx, slog.LevelDebug) {
@@ -115,7 +136,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 			logger().Error("cannot acknowledge a delivered job; it will be delivered again", "error", err)
 		}
 	case Retry:
-		if res.Reason == ReasonCanceled || ctx.Err() != nil {
+		if end.HandedBack {
 			logger().Debug("delivery interrupted, handing it back to the queue", "error", res.Err)
 			w.handBack(m, attempt+1, logger)
 			return
@@ -124,7 +145,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 			"status", res.Status, "retry_in", res.Delay.String(), "error", res.Err)
 		lctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
-		if err := m.Later(lctx, attempt+1, time.Now().Add(res.Delay)); err != nil {
+		if err := m.Later(lctx, attempt+1, end.Due); err != nil {
 			logger().Error("cannot store the retry", "error", err)
 		}
 	case Dead:
@@ -134,7 +155,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		}
 		logger().Warn(msg, "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason, "status", res.Status, "error", res.Err)
 		info := queue.DeadLetterInfo{
-			Reason:       deadLetterReason(res),
+			Reason:       end.DeadReason,
 			LastStatus:   res.Status,
 			BodyExcerpt:  res.BodyExcerpt,
 			Attempts:     max(attempt, 0),

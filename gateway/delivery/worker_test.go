@@ -264,7 +264,8 @@ func TestWorkerRetriesThroughTheQueue(t *testing.T) {
 		rounds []string
 	)
 	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler),
-		Done: func(res Result) {
+		Done: func(end End) {
+			res := end.Result
 			mu.Lock()
 			defer mu.Unlock()
 			rounds = append(rounds, fmt.Sprintf("%s %s after %d, delay %s", res.Outcome, res.Reason, res.Attempts, res.Delay))

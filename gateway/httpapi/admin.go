@@ -117,6 +117,9 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 	api.POST("/dlq/replay", func(c *gin.Context) { replayDeadLetters(c, a) })
 	api.DELETE("/dlq/:id", func(c *gin.Context) { purgeDeadLetter(c, a) })
 	api.DELETE("/dlq", func(c *gin.Context) { purgeDeadLetters(c, a) })
+	if ev, ok := a.(Events); ok {
+		mountEvents(api, ev)
+	}
 	return newServer(e, log)
 }
 

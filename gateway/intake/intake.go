@@ -89,6 +89,8 @@ type Options struct {
 	DedupWindow time.Duration
 	Metrics     Metrics
 	Logger      *slog.Logger // nil = slog.Default()
+	// Events, when set, is told of every accepted callback: the event log.
+	Events Recorder
 }
 
 // Intake receives callbacks: it is the httpapi.Receiver of the callback port.
@@ -99,13 +101,14 @@ type Intake struct {
 	log     *slog.Logger
 	dedup   *dedup
 	ruleLog ruleLimiter
+	events  Recorder
 }
 
 var _ httpapi.Receiver = (*Intake)(nil)
 
 // New returns an intake.
 func New(o Options) *Intake {
-	in := &Intake{live: o.Live, store: o.Store, metrics: o.Metrics, log: o.Logger, dedup: newDedup(o.DedupWindow)}
+	in := &Intake{live: o.Live, store: o.Store, metrics: o.Metrics, log: o.Logger, dedup: newDedup(o.DedupWindow), events: o.Events}
 	if in.log == nil {
 		in.log = slog.Default()
 	}
@@ -125,6 +128,7 @@ type call struct {
 	live         *Config
 	query        tencentim.Query
 	app, command string // its metric labels
+	eventID      string // once computed
 }
 
 // Receive checks a callback in the order Tencent's errors are documented: size,
@@ -164,6 +168,7 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 		outcome = "duplicate"
 	}
 	in.counted(c, outcome)
+	in.record(c, ev, &m, duplicate)
 	if in.log.Enabled(ctx, slog.LevelDebug) { // the arguments alone cost allocations
 		in.log.Debug("callback accepted", "request_id", c.RequestID, "app", c.app, "command", c.command,
 			"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
@@ -216,6 +221,7 @@ func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveri
 		return false, nil
 	}
 	eventID := tencentim.EventID(c.query.SdkAppID, command, c.Body)
+	c.eventID = eventID
 	if in.dedup.seen(eventID) {
 		return true, nil
 	}
