@@ -61,10 +61,27 @@ var dlqSubcommands = map[string]struct{ usage, does string }{
 }
 
 // commonFlags are the flags of every dlq subcommand, also accepted before it.
-func (o *dlqOptions) commonFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.admin, "admin", "", "admin API base URL (default $FANOUT_ADMIN_URL, then "+defaultAdminURL+")")
-	fs.StringVar(&o.token, "token", "", "admin bearer token (default $FANOUT_ADMIN_TOKEN)")
-	fs.BoolVar(&o.json, "json", false, "print the API's JSON answer, for scripts")
+func (o *dlqOptions) commonFlags(fs *flag.FlagSet) { adminFlags(fs, &o.admin, &o.token, &o.json) }
+
+// adminFlags are the flags of every command that calls the admin API.
+func adminFlags(fs *flag.FlagSet, admin, token *string, asJSON *bool) {
+	fs.StringVar(admin, "admin", "", "admin API base URL (default $FANOUT_ADMIN_URL, then "+defaultAdminURL+")")
+	fs.StringVar(token, "token", "", "admin bearer token (default $FANOUT_ADMIN_TOKEN)")
+	fs.BoolVar(asJSON, "json", false, "print the API's JSON answer, for scripts")
+}
+
+// adminDefaults fills the admin URL and token from the environment when their flags are
+// not given.
+func adminDefaults(admin, token *string, tokenGiven bool) {
+	if *admin == "" {
+		*admin = os.Getenv("FANOUT_ADMIN_URL")
+	}
+	if *admin == "" {
+		*admin = defaultAdminURL
+	}
+	if !tokenGiven {
+		*token = os.Getenv("FANOUT_ADMIN_TOKEN")
+	}
 }
 
 // flags returns the flag set of subcommand sub: the common flags and its own. It is nil
@@ -177,15 +194,7 @@ func (o *dlqOptions) run(ctx context.Context, c *adminClient, sub string, args [
 
 // resolve fills the defaults from the environment and turns since and until into times.
 func (o *dlqOptions) resolve() error {
-	if o.admin == "" {
-		o.admin = os.Getenv("FANOUT_ADMIN_URL")
-	}
-	if o.admin == "" {
-		o.admin = defaultAdminURL
-	}
-	if !o.set["token"] {
-		o.token = os.Getenv("FANOUT_ADMIN_TOKEN")
-	}
+	adminDefaults(&o.admin, &o.token, o.set["token"])
 	if o.set["limit"] && (o.limit < 1 || o.limit > httpapi.MaxListLimit) {
 		return usagef("--limit %d: want 1 to %d", o.limit, httpapi.MaxListLimit)
 	}
@@ -201,7 +210,11 @@ func (o *dlqOptions) resolve() error {
 }
 
 // when reads an RFC 3339 time, or a duration back from now ("2h", "90m", "7d").
-func (o *dlqOptions) when(flagName, v string) (string, error) {
+func (o *dlqOptions) when(flagName, v string) (string, error) { return pastTime(flagName, v, o.now()) }
+
+// pastTime reads the value v of flag flagName: an RFC 3339 time, or a duration back from
+// now ("2h", "90m", "7d"). It returns the time in RFC 3339, "" for "".
+func pastTime(flagName, v string, now time.Time) (string, error) {
 	if v == "" {
 		return "", nil
 	}
@@ -217,7 +230,7 @@ func (o *dlqOptions) when(flagName, v string) (string, error) {
 	if err != nil || d < 0 {
 		return "", usagef("--%s %q: want an RFC 3339 time (2025-01-02T15:04:05Z) or a duration back from now (2h, 7d)", flagName, v)
 	}
-	return o.now().Add(-d).UTC().Format(time.RFC3339Nano), nil
+	return now.Add(-d).UTC().Format(time.RFC3339Nano), nil
 }
 
 // filter is the dead-letter filter as query parameters.
@@ -503,10 +516,18 @@ func (c *adminClient) call(ctx context.Context, method, path string, q url.Value
 		if resp.StatusCode == http.StatusUnauthorized {
 			hint = " (give the admin token with --token or $FANOUT_ADMIN_TOKEN)"
 		}
-		return nil, fmt.Errorf("%s %s: %s: %s%s", method, target, resp.Status, msg, hint)
+		return nil, &statusError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s: %s%s", method, target, resp.Status, msg, hint)}
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return nil, fmt.Errorf("%s %s: the answer is not what the API answers (%w): is --admin Fanout's admin port?", method, target, err)
 	}
 	return raw, nil
 }
+
+// statusError is an answer of the admin API other than 200.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string { return e.msg }

@@ -28,6 +28,11 @@ usage:
   fanout route --config FILE PAYLOAD.json|-|DIR [--query Q] [--expect a,b]
                                     which routes and destinations a callback reaches
   fanout dlq list|show|replay|purge the dead-letter queue (--admin URL --token T)
+  fanout trace ID|MSGKEY            a callback's timeline: routes, every attempt, where it stands
+  fanout events [filters]           callbacks from the event log, newest first
+  fanout replay --since T (--to DEST | --reroute) [filters] [--dry-run]
+                                    queue callbacks from the event log again (a backfill)
+  fanout tail [filters]             callbacks and attempts as they happen
   fanout echo --listen ADDR         print every request received (for trying configs)
   fanout secret                     print a new Standard Webhooks signing secret
   fanout version                    version, commit and Go version
@@ -55,6 +60,10 @@ var commands = map[string]command{
 	"check":   runCheck,
 	"route":   runRoute,
 	"dlq":     runDLQ,
+	"trace":   runTrace,
+	"events":  runEvents,
+	"replay":  runReplay,
+	"tail":    runTail,
 	"echo":    runEcho,
 	"secret":  runSecret,
 	"version": runVersion,
