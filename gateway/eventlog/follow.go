@@ -104,7 +104,7 @@ func (fl *follower) callback(ctx context.Context, e *Entry) bool {
 	} else {
 		// A callback received before the follow began: its received record tells.
 		_ = fl.l.store.Event(ctx, e.EventID, func(r Stored) bool {
-			if r.Kind != KindReceived {
+			if kindOf(r.Data) != KindReceived {
 				return true
 			}
 			rec := decode(r, false).entry

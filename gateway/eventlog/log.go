@@ -39,14 +39,13 @@ type Stored = struct {
 	Time    time.Time
 	EventID string
 	Index   string
-	Kind    string
 	Data    []byte
 }
 
 // Store keeps the records: gateway/queue's EventLog. Appends do not wait for the store;
 // reads call fn for each record in log order until it returns false.
 type Store interface {
-	Append(eventID, kind string, data []byte) error
+	Append(eventID string, data []byte) error
 	AppendIndex(key string, data []byte) error
 	Flush(ctx context.Context) error
 	// Event reads every record of one callback.
@@ -346,41 +345,30 @@ func (l *Log) writeCallback(cb *Callback) {
 		Routes: cb.Routes, Deliveries: cb.Deliveries, Respond: cb.Respond, BodySize: len(cb.Body)}
 	for _, name := range l.index {
 		if v, ok := fieldValue(cb.Fields[name]); ok {
-			if e.Fields == nil {
-				e.Fields = make(map[string]string, len(l.index))
-			}
-			e.Fields[name] = v
+			e.fields = append(e.fields, Field{Name: name, Value: v})
 		}
 	}
 	l.append(cb.EventID, &e, cb.Body)
-	if len(e.Fields) == 0 {
+	if len(e.fields) == 0 {
 		return
 	}
-	entry, err := json.Marshal(indexEntry{EventID: cb.EventID, At: cb.ReceivedAt})
-	if err != nil {
-		l.Failed(err)
-		return
-	}
-	for _, name := range l.index {
-		if v, ok := e.Fields[name]; ok {
-			if err := l.store.AppendIndex(indexKey(name, v), entry); err != nil {
-				l.Failed(err)
-			}
+	entry := encodeIndexEntry(cb.EventID, cb.ReceivedAt)
+	for _, f := range e.fields {
+		if err := l.store.AppendIndex(indexKey(f.Name, f.Value), entry); err != nil {
+			l.Failed(err)
 		}
 	}
 }
 
 func (l *Log) append(id string, e *Entry, body []byte) {
-	data, err := encode(e, body)
-	if err == nil {
-		err = l.store.Append(id, e.Kind, data)
-	}
-	if err != nil {
+	data := encode(make([]byte, 0, 256+len(e.Query)+len(body)), e, body)
+	if err := l.store.Append(id, data); err != nil {
 		l.Failed(err)
 	}
 }
 
-// indexEntry is the data of an index entry: the callback the field value belongs to.
+// indexEntry is the data of an index entry (encodeIndexEntry): the callback the field
+// value belongs to.
 type indexEntry struct {
 	EventID string    `json:"event_id"`
 	At      time.Time `json:"at"` // received at

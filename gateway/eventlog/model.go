@@ -52,6 +52,7 @@ type Entry struct {
 	Respond    string            `json:"respond,omitempty"` // the respond rule's destination
 	Fields     map[string]string `json:"fields,omitempty"`  // the indexed fields it carries
 	BodySize   int               `json:"body_size,omitempty"`
+	fields     []Field           // Fields, in log.index order, as the writer has them
 
 	// attempt, retrying, dead and replayed
 	Destination string `json:"destination,omitempty"`
@@ -134,24 +135,13 @@ type stored struct {
 	body  []byte // received: the raw body
 }
 
-// encode is the stored form of e: its JSON, and for a received record a newline and the
-// raw body, whose bytes a replay must send unchanged.
-func encode(e *Entry, body []byte) ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil || e.Kind != KindReceived {
-		return b, err
-	}
-	b = append(b, '\n')
-	return append(b, body...), nil
-}
-
 // decode reads a stored record; eventID is its subject's. A record that does not decode
 // keeps its kind, so that it still shows in a timeline.
 func decode(r Stored, withBody bool) stored {
 	s := stored{seq: r.Seq}
 	head, body, hasBody := bytes.Cut(r.Data, []byte{'\n'})
 	if err := json.Unmarshal(head, &s.entry); err != nil {
-		s.entry = Entry{Kind: r.Kind, Error: "undecodable record: " + err.Error()}
+		s.entry = Entry{Kind: kindOf(r.Data), Error: "undecodable record: " + err.Error()}
 	}
 	s.entry.EventID = r.EventID
 	if s.entry.At.IsZero() {

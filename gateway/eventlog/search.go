@@ -192,7 +192,7 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 		var cands []candidate
 		err := s.l.store.Scan(ctx, start, hi, func(r Stored) bool {
 			s.scanned++
-			if r.Kind != KindReceived {
+			if kindOf(r.Data) != KindReceived {
 				return true
 			}
 			rec := decode(r, false)
@@ -438,7 +438,7 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 		var recs []stored
 		err := l.store.Scan(ctx, lo, end, func(r Stored) bool {
 			s.scanned++
-			if r.Kind == KindReceived {
+			if kindOf(r.Data) == KindReceived {
 				if rec := decode(r, true); f.received(&rec.entry) {
 					recs = append(recs, rec)
 				}

@@ -31,12 +31,10 @@ const (
 	eventsStream       = "FANOUT_EVENTS"
 	eventSubjectPrefix = "fanout.events."
 	indexSubjectPrefix = "fanout.index."
-	// kindHeader says what a record is, so that a scan can skip records without decoding them.
-	kindHeader = "Fanout-Kind"
 
 	// eventLogMaxPending caps the records sent and not yet acknowledged. Past it a write
-	// waits a moment and fails: the caller's buffer then fills and drops, rather than the
-	// client's memory growing while the store is slow.
+	// waits a moment and fails: the caller's buffer then fills and drops, rather than
+	// records piling up in the connection while the store is slow.
 	eventLogMaxPending = 4096
 	// directBatch and directMaxBytes bound one read of the log.
 	directBatch    = 512
@@ -56,7 +54,6 @@ type LogRecord = struct {
 	Time    time.Time
 	EventID string
 	Index   string
-	Kind    string
 	Data    []byte
 }
 
@@ -83,6 +80,7 @@ type EventLog struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	w      *logWriter
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -107,11 +105,17 @@ func (q *Queue) OpenEventLog(ctx context.Context, o EventLogOptions) (*EventLog,
 	if failed == nil {
 		failed = func(error) {}
 	}
-	l.js, err = jetstream.New(l.nc,
-		jetstream.WithPublishAsyncMaxPending(eventLogMaxPending),
-		jetstream.WithPublishAsyncTimeout(publishAckTimeout),
-		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) { failed(err) }),
-	)
+	l.w, err = newLogWriter(l.nc, failed)
+	if err == nil {
+		l.js, err = jetstream.New(l.nc)
+	}
+	replicas := max(q.opts.Replicas, 1)
+	persist := jetstream.DefaultPersistMode
+	if replicas == 1 {
+		// Written to disk in batches rather than one write per record: the log is history,
+		// and a crash may take its last moments (a replicated stream flushes so anyway).
+		persist = jetstream.AsyncPersistMode
+	}
 	if err == nil {
 		l.stream, err = l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:        eventsStream,
@@ -122,7 +126,8 @@ func (q *Queue) OpenEventLog(ctx context.Context, o EventLogOptions) (*EventLog,
 			MaxAge:      o.MaxAge,
 			MaxBytes:    o.MaxBytes,
 			Storage:     jetstream.FileStorage,
-			Replicas:    max(q.opts.Replicas, 1),
+			Replicas:    replicas,
+			PersistMode: persist,
 			// Reads are direct gets, by subject and in batches: no consumer per lookup.
 			AllowDirect: true,
 			Duplicates:  dedupWindow(0), // records carry no message id
@@ -138,11 +143,11 @@ func (q *Queue) OpenEventLog(ctx context.Context, o EventLogOptions) (*EventLog,
 // Append stores a record of the callback eventID without waiting for the store: its
 // failure, if any, goes to EventLogOptions.Failed. The error is for a record that could
 // not even be sent (closed, disconnected, too many records unacknowledged).
-func (l *EventLog) Append(eventID, kind string, data []byte) error {
+func (l *EventLog) Append(eventID string, data []byte) error {
 	if err := checkLogToken(eventID); err != nil {
 		return fmt.Errorf("queue: event log: event id %q: %w", eventID, err)
 	}
-	return l.publish(eventSubjectPrefix+eventID, kind, data)
+	return l.publish(eventSubjectPrefix+eventID, data)
 }
 
 // AppendIndex stores an index entry under key, as Append does.
@@ -150,15 +155,11 @@ func (l *EventLog) AppendIndex(key string, data []byte) error {
 	if err := checkLogToken(key); err != nil {
 		return fmt.Errorf("queue: event log: index key %q: %w", key, err)
 	}
-	return l.publish(indexSubjectPrefix+key, "", data)
+	return l.publish(indexSubjectPrefix+key, data)
 }
 
-func (l *EventLog) publish(subject, kind string, data []byte) error {
-	msg := &nats.Msg{Subject: subject, Data: data}
-	if kind != "" {
-		msg.Header = nats.Header{kindHeader: []string{kind}}
-	}
-	if _, err := l.js.PublishMsgAsync(msg); err != nil {
+func (l *EventLog) publish(subject string, data []byte) error {
+	if err := l.w.publish(subject, data); err != nil {
 		return fmt.Errorf("queue: event log: %w", err)
 	}
 	return nil
@@ -174,12 +175,10 @@ func checkLogToken(s string) error {
 
 // Flush waits until the store has answered every record sent, or ctx ends.
 func (l *EventLog) Flush(ctx context.Context) error {
-	select {
-	case <-l.js.PublishAsyncComplete():
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("queue: event log: flush: %d records unacknowledged: %w", l.js.PublishAsyncPending(), ctx.Err())
+	if err := l.w.flush(ctx); err != nil {
+		return fmt.Errorf("queue: event log: flush: %w", err)
 	}
+	return nil
 }
 
 // Close ends every Follow and closes the log's connection; records not yet acknowledged
@@ -294,7 +293,7 @@ func (l *EventLog) Follow(ctx context.Context, fn func(LogRecord)) error {
 		if err != nil {
 			continue
 		}
-		r := LogRecord{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Kind: m.Headers().Get(kindHeader), Data: m.Data()}
+		r := LogRecord{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data()}
 		if id, ok := strings.CutPrefix(m.Subject(), eventSubjectPrefix); ok {
 			r.EventID = id
 			fn(r)
@@ -400,7 +399,7 @@ func directRecord(m *nats.Msg) (LogRecord, error) {
 	if err != nil {
 		return LogRecord{}, fmt.Errorf("answer without a time: %w", err)
 	}
-	r := LogRecord{Seq: seq, Time: at, Kind: m.Header.Get(kindHeader), Data: m.Data}
+	r := LogRecord{Seq: seq, Time: at, Data: m.Data}
 	subject := m.Header.Get(jetstream.SubjectHeader)
 	if id, ok := strings.CutPrefix(subject, eventSubjectPrefix); ok {
 		r.EventID = id

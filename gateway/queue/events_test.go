@@ -47,7 +47,7 @@ func records(t testing.TB, read func(fn func(LogRecord) bool) error) []LogRecord
 func describe(rs []LogRecord) string {
 	var b strings.Builder
 	for _, r := range rs {
-		fmt.Fprintf(&b, "%s%s/%s:%s ", r.EventID, r.Index, r.Kind, r.Data)
+		fmt.Fprintf(&b, "%s%s:%s ", r.EventID, r.Index, r.Data)
 	}
 	return strings.TrimSpace(b.String())
 }
@@ -61,8 +61,8 @@ func TestEventLogReads(t *testing.T) {
 	start := time.Now()
 	for i := range 3 {
 		id := fmt.Sprintf("e%d", i)
-		for _, r := range []struct{ kind, data string }{{"received", "r" + id}, {"attempt", "a" + id}} {
-			if err := l.Append(id, r.kind, []byte(r.data)); err != nil {
+		for _, data := range []string{"r" + id, "a" + id} {
+			if err := l.Append(id, []byte(data)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -73,7 +73,7 @@ func TestEventLogReads(t *testing.T) {
 	flushLog(t, l)
 
 	got := records(t, func(fn func(LogRecord) bool) error { return l.Event(ctx, "e1", fn) })
-	if d := describe(got); d != "e1/received:re1 e1/attempt:ae1" {
+	if d := describe(got); d != "e1:re1 e1:ae1" {
 		t.Errorf("Event(e1) = %s", d)
 	}
 	if got := records(t, func(fn func(LogRecord) bool) error { return l.Event(ctx, "nothing", fn) }); len(got) != 0 {
@@ -83,21 +83,21 @@ func TestEventLogReads(t *testing.T) {
 		t.Errorf("Event(a.b) = %s", describe(got))
 	}
 	k0 := records(t, func(fn func(LogRecord) bool) error { return l.Index(ctx, "k0", 0, 0, fn) })
-	if d := describe(k0); d != "k0/:e0 k0/:e2" {
+	if d := describe(k0); d != "k0:e0 k0:e2" {
 		t.Errorf("Index(k0) = %s", d)
 	}
 	if n, err := l.IndexCount(ctx, "k0"); err != nil || n != 2 {
 		t.Errorf("IndexCount(k0) = %d, %v", n, err)
 	}
-	if got := records(t, func(fn func(LogRecord) bool) error { return l.Index(ctx, "k0", k0[1].Seq, 0, fn) }); describe(got) != "k0/:e2" {
+	if got := records(t, func(fn func(LogRecord) bool) error { return l.Index(ctx, "k0", k0[1].Seq, 0, fn) }); describe(got) != "k0:e2" {
 		t.Errorf("Index(k0) from the second entry = %s", describe(got))
 	}
-	if got := records(t, func(fn func(LogRecord) bool) error { return l.Index(ctx, "k0", 0, k0[1].Seq, fn) }); describe(got) != "k0/:e0" {
+	if got := records(t, func(fn func(LogRecord) bool) error { return l.Index(ctx, "k0", 0, k0[1].Seq, fn) }); describe(got) != "k0:e0" {
 		t.Errorf("Index(k0) to the second entry = %s", describe(got))
 	}
 
 	all := records(t, func(fn func(LogRecord) bool) error { return l.Scan(ctx, 0, 0, fn) })
-	if d := describe(all); d != "e0/received:re0 e0/attempt:ae0 e1/received:re1 e1/attempt:ae1 e2/received:re2 e2/attempt:ae2" {
+	if d := describe(all); d != "e0:re0 e0:ae0 e1:re1 e1:ae1 e2:re2 e2:ae2" {
 		t.Errorf("Scan = %s", d)
 	}
 	for i := 1; i < len(all); i++ {
@@ -105,7 +105,7 @@ func TestEventLogReads(t *testing.T) {
 			t.Errorf("records out of order or time: %+v", all)
 		}
 	}
-	if got := records(t, func(fn func(LogRecord) bool) error { return l.Scan(ctx, all[2].Seq, all[4].Seq, fn) }); describe(got) != "e1/received:re1 e1/attempt:ae1" {
+	if got := records(t, func(fn func(LogRecord) bool) error { return l.Scan(ctx, all[2].Seq, all[4].Seq, fn) }); describe(got) != "e1:re1 e1:ae1" {
 		t.Errorf("Scan of a range = %s", describe(got))
 	}
 	n := 0
@@ -127,7 +127,7 @@ func TestEventLogReads(t *testing.T) {
 		t.Errorf("SeqAt(%v) = %d, %v: want at most %d", all[3].Time, seq, err, all[3].Seq)
 	}
 
-	if err := l.Append("bad.id", "x", nil); err == nil {
+	if err := l.Append("bad.id", nil); err == nil {
 		t.Errorf("Append with a dot in the id: no error")
 	}
 }
@@ -138,7 +138,7 @@ func TestEventLogReadsManyBatches(t *testing.T) {
 	l := openEventLog(t, q, EventLogOptions{})
 	const n = 3*directBatch + 7
 	for i := range n {
-		if err := l.Append("many", "attempt", []byte(fmt.Sprint(i))); err != nil {
+		if err := l.Append("many", []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,7 +154,7 @@ func TestEventLogReadsManyBatches(t *testing.T) {
 func TestEventLogFollow(t *testing.T) {
 	q := openTest(t, "")
 	l := openEventLog(t, q, EventLogOptions{})
-	if err := l.Append("before", "received", nil); err != nil {
+	if err := l.Append("before", []byte("r")); err != nil {
 		t.Fatal(err)
 	}
 	flushLog(t, l)
@@ -166,14 +166,14 @@ func TestEventLogFollow(t *testing.T) {
 	go func() {
 		done <- l.Follow(ctx, func(r LogRecord) {
 			mu.Lock()
-			seen = append(seen, r.EventID+"/"+r.Kind)
+			seen = append(seen, r.EventID+"/"+string(r.Data))
 			mu.Unlock()
 		})
 	}()
 	deadline := time.Now().Add(waitTimeout)
 	for i := 0; ; i++ {
 		// Follow starts at the end of the log: keep writing until it sees a record.
-		if err := l.Append(fmt.Sprintf("after%d", i), "received", nil); err != nil {
+		if err := l.Append(fmt.Sprintf("after%d", i), []byte("r")); err != nil {
 			t.Fatal(err)
 		}
 		if err := l.AppendIndex("key", nil); err != nil {
@@ -197,7 +197,7 @@ func TestEventLogFollow(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, s := range seen {
-		if !strings.HasPrefix(s, "after") || !strings.HasSuffix(s, "/received") {
+		if !strings.HasPrefix(s, "after") || !strings.HasSuffix(s, "/r") {
 			t.Errorf("Follow saw %s", s)
 		}
 	}
@@ -231,7 +231,7 @@ func TestEventLogRetentionKeepsJobs(t *testing.T) {
 	}
 	record := []byte(strings.Repeat("x", 2000))
 	for i := range 2000 { // about 4 MB of history
-		if err := l.Append(fmt.Sprintf("ev%d", i), "received", record); err != nil {
+		if err := l.Append(fmt.Sprintf("ev%d", i), record); err != nil {
 			t.Fatal(err)
 		}
 	}
