@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -491,4 +492,82 @@ func TestOff(t *testing.T) {
 	if err := l.Close(context.Background()); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestSearchInWindows searches a log in small windows: a field value with more entries
+// than are read in one go, and a scan back in time, both newest first a page at a time,
+// and both oldest first for a replay.
+func TestSearchInWindows(t *testing.T) {
+	defer eventlog.SetSearchBatches(3, 4)()
+	l := openLog(t)
+	var alice, all []string
+	for i := range 30 {
+		m := message{key: fmt.Sprintf("w%02d", i), from: "bob", to: "carol", dests: []string{"crm"}}
+		if i%3 != 0 {
+			m.from = "alice"
+			alice = append(alice, m.key)
+		}
+		all = append(all, m.key)
+		cb := m.callback()
+		l.Received(cb)
+		l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 200, Result: "2xx", Started: time.Now()})
+	}
+	end := time.Now()
+	settle(t, l)
+	newest := func(s []string) []string {
+		out := slices.Clone(s)
+		slices.Reverse(out)
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		f    eventlog.Filter
+		want []string
+	}{
+		{"field", eventlog.Filter{Fields: []eventlog.Field{{Name: "From_Account", Value: "alice"}}}, newest(alice)},
+		{"scan", eventlog.Filter{Until: end}, newest(all)},
+		{"scan, delivered", eventlog.Filter{Until: end, Outcome: "delivered"}, newest(all)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for before, pages := uint64(0), 0; ; pages++ {
+				items, next, err := l.Search(ctxT(t), tt.f, before, 4)
+				if err != nil || pages > 50 {
+					t.Fatalf("page %d: %v", pages, err)
+				}
+				got = append(got, ids(items)...)
+				if next == 0 {
+					break
+				}
+				before = next
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v\nwant %v", got, tt.want)
+			}
+			var sel []string
+			for after, batches := uint64(0), 0; ; batches++ {
+				items, next, err := l.Select(ctxT(t), tt.f, after, 4)
+				if err != nil || batches > 50 {
+					t.Fatalf("batch %d: %v", batches, err)
+				}
+				for _, s := range items {
+					sel = append(sel, fanoutKey(s.Body))
+				}
+				if next == 0 {
+					break
+				}
+				after = next
+			}
+			if want := newest(tt.want); !slices.Equal(sel, want) {
+				t.Errorf("selected %v\nwant %v", sel, want)
+			}
+		})
+	}
+}
+
+// fanoutKey is the MsgKey of a callback body.
+func fanoutKey(body []byte) string {
+	var m struct{ MsgKey string }
+	_ = json.Unmarshal(body, &m)
+	return m.MsgKey
 }

@@ -52,7 +52,6 @@ type Store interface {
 	Event(ctx context.Context, eventID string, fn func(Stored) bool) error
 	// Index reads the entries under key whose position is in [from, to) (0: no bound).
 	Index(ctx context.Context, key string, from, to uint64, fn func(Stored) bool) error
-	IndexCount(ctx context.Context, key string) (int, error)
 	// Scan reads every event record whose position is in [from, to) (to 0: to the end).
 	Scan(ctx context.Context, from, to uint64, fn func(Stored) bool) error
 	// SeqAt is the position of the first record stored at or after t (Bounds' last+1 when none).

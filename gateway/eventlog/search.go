@@ -68,12 +68,17 @@ const (
 	// writeSlack is how much later than a callback's received time its record may reach
 	// the store: time bounds are widened by it, then applied exactly.
 	writeSlack = 5 * time.Second
-	// firstWindow and maxWindow are the positions read at once when searching back in time.
-	firstWindow = 4096
-	maxWindow   = 1 << 20
+	// maxWindow is the most positions read at once when searching back in time.
+	maxWindow = 1 << 20
 	// maxScanned and maxFetched bound the records read and the callbacks assembled.
 	maxScanned = 1 << 21
 	maxFetched = 2000
+)
+
+// Variables so that a test can exercise the windows with a few callbacks.
+var (
+	// firstWindow is the fewest positions read first when searching back in time.
+	firstWindow = 256
 	// smallIndex is the number of index entries read in one go, from the subject's
 	// first: a field value of up to so many callbacks is found without a scan.
 	smallIndex = 10000
@@ -141,66 +146,133 @@ type search struct {
 	next             uint64
 	seen             map[string]bool // callbacks already looked at (received twice, indexed twice)
 	scanned, fetched int
+	read             int    // the entries the last indexEntries read
+	lastRead         uint64 // the position of the last of them
 }
 
 // bounds are the positions [lo, hi) a search reads between: the whole log, narrowed by
-// the cursor and the time range (widened by writeSlack).
-func (s *search) bounds(ctx context.Context, before uint64) (lo, hi uint64, err error) {
+// the cursor and the time range (widened by writeSlack). toEnd says hi is the end of the log.
+func (s *search) bounds(ctx context.Context, before uint64) (lo, hi uint64, toEnd bool, err error) {
 	first, last, err := s.l.store.Bounds(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	lo, hi = max(first, 1), last+1
-	if before > 0 {
-		hi = min(hi, before)
+	lo, hi, toEnd = max(first, 1), last+1, true
+	if before > 0 && before < hi {
+		hi, toEnd = before, false
 	}
 	if !s.f.Until.IsZero() {
 		u, err := s.l.store.SeqAt(ctx, s.f.Until.Add(writeSlack))
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
-		hi = min(hi, u)
+		if u < hi {
+			hi, toEnd = u, false
+		}
 	}
 	if !s.f.Since.IsZero() {
 		since, err := s.l.store.SeqAt(ctx, s.f.Since.Add(-writeSlack))
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		lo = max(lo, since)
 	}
-	return lo, hi, nil
+	return lo, hi, toEnd, nil
 }
 
-// candidate is a callback a search found and has not looked at yet.
+// candidate is a callback a search found and has not looked at yet: the position of its
+// received record (or index entry), and its records when the search read them all.
 type candidate struct {
-	seq uint64
-	id  string
+	seq     uint64
+	id      string
+	records []stored
 }
+
+// firstWindowFor is the positions read first when searching back for limit callbacks: a
+// callback makes a few records (received, index entries, attempts).
+func firstWindowFor(limit int) uint64 { return uint64(max(firstWindow, 8*limit)) }
 
 // byScan reads the log back in time, a window at a time, for received records that pass
-// the filter's cheap parts, then assembles each (newest first) to apply the rest.
+// the filter's cheap parts, then assembles each (newest first) to apply the rest. The
+// first window usually reaches the end of the log: it then holds every record of its
+// callbacks, which are assembled without reading them again.
 func (s *search) byScan(ctx context.Context, before uint64) error {
-	lo, hi, err := s.bounds(ctx, before)
+	lo, hi, toEnd, err := s.bounds(ctx, before)
 	if err != nil {
 		return err
 	}
-	for window := uint64(firstWindow); hi > lo; window = min(2*window, maxWindow) {
+	for window := firstWindowFor(s.limit); hi > lo; window = min(2*window, maxWindow) {
 		start := lo
 		if hi-lo > window {
 			start = hi - window
 		}
 		var cands []candidate
+		byID := map[string]int{} // index in cands, while collecting their records
 		err := s.l.store.Scan(ctx, start, hi, func(r Stored) bool {
 			s.scanned++
 			if kindOf(r.Data) != KindReceived {
+				if i, ok := byID[r.EventID]; ok && toEnd {
+					cands[i].records = append(cands[i].records, decode(r, true))
+				}
 				return true
 			}
-			rec := decode(r, false)
+			rec := decode(r, true)
 			if s.f.received(&rec.entry) {
-				cands = append(cands, candidate{r.Seq, r.EventID})
+				c := candidate{seq: r.Seq, id: r.EventID}
+				if toEnd {
+					c.records = []stored{rec}
+					byID[r.EventID] = len(cands)
+				}
+				cands = append(cands, c)
 			}
 			return true
 		})
+		if err != nil {
+			return err
+		}
+		for i := len(cands) - 1; i >= 0; i-- {
+			if done, err := s.consider(ctx, cands[i]); done || err != nil {
+				return err
+			}
+		}
+		hi, toEnd = start, false
+		if s.scanned >= maxScanned && hi > lo {
+			s.next = hi
+			return nil
+		}
+	}
+	return nil
+}
+
+// byIndex reads the index entries of the filter's first field, newest first, and
+// assembles each callback to apply the rest of the filter. A value with up to smallIndex
+// entries (a MsgKey has one) is read in one go from its first entry: a lookup. One with
+// more is read back in windows.
+func (s *search) byIndex(ctx context.Context, before uint64) error {
+	fd := s.f.Fields[0]
+	key := indexKey(fd.Name, fd.Value)
+	cands, complete, err := s.firstEntries(ctx, key, before)
+	if err != nil {
+		return err
+	}
+	if complete {
+		for i := len(cands) - 1; i >= 0; i-- {
+			if done, err := s.consider(ctx, cands[i]); done || err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	lo, hi, _, err := s.bounds(ctx, before)
+	if err != nil {
+		return err
+	}
+	for window := firstWindowFor(s.limit); hi > lo; window = min(2*window, maxWindow) {
+		start := lo
+		if hi-lo > window {
+			start = hi - window
+		}
+		cands, err := s.indexEntries(ctx, key, start, hi, 0)
 		if err != nil {
 			return err
 		}
@@ -218,63 +290,32 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 	return nil
 }
 
-// byIndex reads the index entries of the filter's first field, newest first, and
-// assembles each callback to apply the rest of the filter. A value with few entries is
-// read in one go from its first entry (a lookup); one with many, back in windows.
-func (s *search) byIndex(ctx context.Context, before uint64) error {
-	fd := s.f.Fields[0]
-	key := indexKey(fd.Name, fd.Value)
-	n, err := s.l.store.IndexCount(ctx, key)
-	if err != nil || n == 0 {
-		return err
-	}
-	if n <= smallIndex {
-		cands, err := s.indexEntries(ctx, key, 0, before)
-		if err != nil {
-			return err
-		}
-		for i := len(cands) - 1; i >= 0; i-- {
-			if done, err := s.consider(ctx, cands[i]); done || err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	lo, hi, err := s.bounds(ctx, before)
-	if err != nil {
-		return err
-	}
-	for window := uint64(firstWindow); hi > lo; window = min(2*window, maxWindow) {
-		start := lo
-		if hi-lo > window {
-			start = hi - window
-		}
-		cands, err := s.indexEntries(ctx, key, start, hi)
-		if err != nil {
-			return err
-		}
-		for i := len(cands) - 1; i >= 0; i-- {
-			if done, err := s.consider(ctx, cands[i]); done || err != nil {
-				return err
-			}
-		}
-		hi = start
-	}
-	return nil
+// firstEntries reads the entries under key before to (0: all), from the first, up to
+// smallIndex of them; complete says there were no more.
+func (s *search) firstEntries(ctx context.Context, key string, to uint64) (cands []candidate, complete bool, err error) {
+	cands, err = s.indexEntries(ctx, key, 0, to, smallIndex)
+	return cands, s.read < smallIndex, err
 }
 
-// indexEntries reads the entries under key in [from, to) whose callback was received in
-// the filter's time range, oldest first.
-func (s *search) indexEntries(ctx context.Context, key string, from, to uint64) ([]candidate, error) {
+// indexEntries reads the entries under key in [from, to), up to most of them (0: all),
+// and returns those whose callback was received in the filter's time range, oldest first.
+// s.read says how many it read.
+func (s *search) indexEntries(ctx context.Context, key string, from, to uint64, most int) ([]candidate, error) {
 	var cands []candidate
+	s.read = 0
 	err := s.l.store.Index(ctx, key, from, to, func(r Stored) bool {
+		if most > 0 && s.read >= most {
+			return false
+		}
+		s.read++
 		s.scanned++
+		s.lastRead = r.Seq
 		var e indexEntry
 		if json.Unmarshal(r.Data, &e) != nil {
 			return true
 		}
 		if (s.f.Since.IsZero() || !e.At.Before(s.f.Since)) && (s.f.Until.IsZero() || e.At.Before(s.f.Until)) {
-			cands = append(cands, candidate{r.Seq, e.EventID})
+			cands = append(cands, candidate{seq: r.Seq, id: e.EventID})
 		}
 		return true
 	})
@@ -288,10 +329,17 @@ func (s *search) consider(ctx context.Context, c candidate) (done bool, err erro
 		return false, nil
 	}
 	s.seen[c.id] = true
-	s.fetched++
-	d, found, err := s.l.detail(ctx, c.id)
-	if err != nil {
-		return true, err
+	var (
+		d     Detail
+		found bool
+	)
+	if c.records != nil {
+		d, found = assemble(c.id, c.records)
+	} else {
+		s.fetched++
+		if d, found, err = s.l.detail(ctx, c.id); err != nil {
+			return true, err
+		}
 	}
 	if found && s.f.matches(&d.Summary) {
 		d.seq = c.seq
@@ -395,29 +443,18 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 		return false, nil
 	}
 
-	lo, hi, err := s.bounds(ctx, 0)
+	lo, hi, _, err := s.bounds(ctx, 0)
 	if err != nil {
 		return nil, 0, err
 	}
 	lo = max(lo, after+1)
 	if len(f.Fields) > 0 {
+		// A value with up to smallIndex entries is read in one go from its first entry (a
+		// lookup); one with more, a window at a time.
 		key := indexKey(f.Fields[0].Name, f.Fields[0].Value)
-		n, err := l.store.IndexCount(ctx, key)
-		if err != nil || n == 0 {
-			return nil, 0, err
-		}
-		// A value with few entries is read in one go from its first entry (a lookup);
-		// one with many, a window at a time.
-		window, from := uint64(firstWindow), lo
-		if n <= smallIndex {
-			window, from = hi, 0
-		}
-		for ; lo < hi; window = min(2*window, maxWindow) {
-			end := min(hi, lo+window)
-			cands, err := s.indexEntries(ctx, key, from, end)
-			if err != nil {
-				return items, 0, err
-			}
+		cands, complete, err := s.firstEntries(ctx, key, hi)
+		lo = max(lo, s.lastRead+1)
+		for window := uint64(firstWindow); err == nil; window = min(2*window, maxWindow) {
 			for _, c := range cands {
 				if c.seq <= after {
 					continue
@@ -426,12 +463,17 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 					return items, s.next, err
 				}
 			}
-			lo, from = end, end
-			if s.scanned >= maxScanned && lo < hi {
+			if complete || lo >= hi {
+				return items, 0, nil
+			}
+			if s.scanned >= maxScanned {
 				return items, lo - 1, nil
 			}
+			end := min(hi, lo+window)
+			cands, err = s.indexEntries(ctx, key, lo, end, 0)
+			lo = end
 		}
-		return items, 0, nil
+		return items, 0, err
 	}
 	for window := uint64(firstWindow); lo < hi; window = min(2*window, maxWindow) {
 		end := min(hi, lo+window)
@@ -449,7 +491,7 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 			return items, 0, err
 		}
 		for i := range recs {
-			if done, err := take(candidate{recs[i].seq, recs[i].entry.EventID}, &recs[i]); done || err != nil {
+			if done, err := take(candidate{seq: recs[i].seq, id: recs[i].entry.EventID}, &recs[i]); done || err != nil {
 				return items, s.next, err
 			}
 		}

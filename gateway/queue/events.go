@@ -224,25 +224,10 @@ func (l *EventLog) Index(ctx context.Context, key string, from, to uint64, fn fu
 	return l.read(ctx, indexSubjectPrefix+key, from, to, fn)
 }
 
-// IndexCount is the number of entries under key, from the stream's subject index.
-func (l *EventLog) IndexCount(ctx context.Context, key string) (int, error) {
-	if checkLogToken(key) != nil {
-		return 0, nil
-	}
-	subject := indexSubjectPrefix + key
-	info, err := l.stream.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return 0, fmt.Errorf("queue: event log: count %s: %w", subject, err)
-	}
-	return int(info.State.Subjects[subject]), nil
-}
-
 // Scan calls fn with every event record (index entries left out) whose position is in
 // [from, to) (to 0: up to the end), in order, until fn returns false.
 func (l *EventLog) Scan(ctx context.Context, from, to uint64, fn func(LogRecord) bool) error {
-	return l.read(ctx, "", max(from, 1), to, func(r LogRecord) bool {
-		return r.EventID == "" || fn(r)
-	})
+	return l.read(ctx, eventSubjectPrefix+"*", max(from, 1), to, fn)
 }
 
 // SeqAt is the position of the first record stored at or after t: the state's LastSeq+1
@@ -348,8 +333,10 @@ func (l *EventLog) direct(ctx context.Context, req directGetRequest, fn func(Log
 	if err != nil {
 		return 0, false, err
 	}
-	inbox := l.nc.NewInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	// A channel sized for one batch and its end: a synchronous subscription would make one
+	// of 64Ki places for every read.
+	inbox, answers := l.nc.NewInbox(), make(chan *nats.Msg, max(req.Batch, 1)+2)
+	sub, err := l.nc.ChanSubscribe(inbox, answers)
 	if err != nil {
 		return 0, false, fmt.Errorf("queue: event log: read: %w", err)
 	}
@@ -358,9 +345,11 @@ func (l *EventLog) direct(ctx context.Context, req directGetRequest, fn func(Log
 		return 0, false, fmt.Errorf("queue: event log: read: %w", err)
 	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return last, false, fmt.Errorf("queue: event log: read: %w", err)
+		var m *nats.Msg
+		select {
+		case m = <-answers:
+		case <-ctx.Done():
+			return last, false, fmt.Errorf("queue: event log: read: %w", ctx.Err())
 		}
 		if status := m.Header.Get("Status"); status != "" && len(m.Data) == 0 {
 			switch status {

@@ -86,9 +86,6 @@ func TestEventLogReads(t *testing.T) {
 	if d := describe(k0); d != "k0:e0 k0:e2" {
 		t.Errorf("Index(k0) = %s", d)
 	}
-	if n, err := l.IndexCount(ctx, "k0"); err != nil || n != 2 {
-		t.Errorf("IndexCount(k0) = %d, %v", n, err)
-	}
 	if got := records(t, func(fn func(LogRecord) bool) error { return l.Index(ctx, "k0", k0[1].Seq, 0, fn) }); describe(got) != "k0:e2" {
 		t.Errorf("Index(k0) from the second entry = %s", describe(got))
 	}
