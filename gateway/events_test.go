@@ -409,6 +409,14 @@ func TestEventsStream(t *testing.T) {
 	if !strings.HasPrefix(raw, ": following the event log\n") {
 		t.Errorf("stream begins %q", raw[:min(len(raw), 80)])
 	}
+
+	// Stopping the gateway ends the stream: it does not hold the admin port open.
+	ctx, cancel := context.WithTimeout(context.Background(), adminTestTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := a.g.Stop(ctx); err != nil {
+		t.Errorf("Stop with a stream open: %v (after %s)", err, time.Since(start))
+	}
 }
 
 // TestEventsRetentionKeepsDeliveries fills a 1 MiB log with large callbacks for a
