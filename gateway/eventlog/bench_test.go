@@ -65,7 +65,7 @@ func BenchmarkSearch(b *testing.B) {
 			Body: body, Fields: map[string]any{"MsgKey": key, "From_Account": fmt.Sprintf("user%d", i%1000), "To_Account": fmt.Sprintf("user%d", (i+1)%1000)},
 			Routes: []string{"all"}, Deliveries: []Delivery{{Destination: "crm", Routes: []string{"all"}}}})
 		l.write(item{att: &Attempt{EventID: ids[i], Destination: "crm", Number: 1, Status: 200, Result: "2xx", Started: now, Took: time.Millisecond}})
-		if i%1000 == 999 { // keep the records in flight few: a full writer would drop
+		if i%200 == 199 { // keep the records in flight few: a full writer would drop
 			if err := store.Flush(ctx); err != nil {
 				b.Fatal(err)
 			}
@@ -75,7 +75,7 @@ func BenchmarkSearch(b *testing.B) {
 		b.Fatal(err)
 	}
 	if full, failed := l.Dropped(); full+failed > 0 {
-		b.Fatalf("filling the log dropped %d records", full+failed)
+		b.Fatalf("filling the log dropped %d records: %s", full+failed, l.lastErr)
 	}
 	fill := time.Since(start)
 	st, err := store.State(ctx)

@@ -571,3 +571,21 @@ func fanoutKey(body []byte) string {
 	_ = json.Unmarshal(body, &m)
 	return m.MsgKey
 }
+
+// TestBufferBoundedInBytes hands the log callbacks with large bodies before it starts: the
+// buffer takes what fits in its memory bound and drops, and counts, the rest.
+func TestBufferBoundedInBytes(t *testing.T) {
+	l := eventlog.New(openStore(t, queue.EventLogOptions{}), eventlog.Options{Index: testIndex, Buffer: 100, Logger: slog.New(slog.DiscardHandler)})
+	big := make([]byte, 10<<20)
+	for i := range 10 {
+		cb := message{key: fmt.Sprintf("big%d", i)}.callback()
+		cb.Body = big
+		l.Received(cb)
+	}
+	if full, _ := l.Dropped(); full != 4 {
+		t.Errorf("dropped %d callbacks of 10 MiB, want 4: the buffer holds at most 64 MiB", full)
+	}
+	if err := l.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}

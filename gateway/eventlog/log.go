@@ -113,9 +113,12 @@ type Options struct {
 	Logger *slog.Logger // nil = slog.Default()
 }
 
-// DefaultBuffer is the records held in memory, at most, while the store is slow: about
-// a second of a busy gateway's records.
+// DefaultBuffer is the records held in memory, at most, while the store is slow: seconds of
+// a gateway taking a thousand callbacks a second.
 const DefaultBuffer = 16384
+
+// maxBufferBytes bounds the memory the buffered records hold (callbacks hold their body).
+const maxBufferBytes = 64 << 20
 
 // dropReportEvery is how often a log line reports the records dropped meanwhile.
 const dropReportEvery = 10 * time.Second
@@ -136,6 +139,7 @@ type Log struct {
 	closed   atomic.Bool
 	once     sync.Once
 
+	buffered    atomic.Int64 // bytes the buffered records hold, about
 	bufferFull  atomic.Uint64
 	writeFailed atomic.Uint64
 	lastErrMu   sync.Mutex
@@ -254,11 +258,26 @@ func (l *Log) put(it item) {
 	if l.closed.Load() {
 		return
 	}
+	size := it.size()
+	if l.buffered.Add(size) > maxBufferBytes {
+		l.buffered.Add(-size)
+		l.bufferFull.Add(1)
+		return
+	}
 	select {
 	case l.ch <- it:
 	default:
+		l.buffered.Add(-size)
 		l.bufferFull.Add(1)
 	}
+}
+
+// size is about the memory it holds while buffered.
+func (it item) size() int64 {
+	if it.cb != nil {
+		return int64(256 + len(it.cb.Body) + len(it.cb.Query))
+	}
+	return 256
 }
 
 // run writes the buffered records until Close, then those still buffered; every
@@ -284,6 +303,7 @@ func (l *Log) run() {
 		select {
 		case it := <-l.ch:
 			l.write(it)
+			l.buffered.Add(-it.size())
 		case <-tick.C:
 			report()
 		case <-l.done:
@@ -291,6 +311,7 @@ func (l *Log) run() {
 				select {
 				case it := <-l.ch:
 					l.write(it)
+					l.buffered.Add(-it.size())
 				default:
 					report()
 					return
