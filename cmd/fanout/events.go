@@ -65,7 +65,7 @@ func (f *fieldValues) Set(v string) error {
 	return nil
 }
 
-// newEventFlags returns the flag set of command name with the admin flags, and the filter
+// flags returns the flag set of command name with the admin flags, and the filter
 // flags unless noFilter.
 func (o *eventOptions) flags(name, usage, does string, noFilter bool) *flag.FlagSet {
 	fs := newFlagSet(name, usage, does)

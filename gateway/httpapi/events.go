@@ -133,7 +133,7 @@ func listEvents(c *gin.Context, ev Events) {
 	answer(c, EventPage{Items: items, Next: next}, eventError(err))
 }
 
-// replayRequest is the body of POST /api/v1/events/replay.
+// eventReplayRequest is the body of POST /api/v1/events/replay.
 type eventReplayRequest struct {
 	Filter *struct {
 		Since       string   `json:"since"`
