@@ -224,7 +224,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		}
 		g.workers = map[string]*worker{}
 		g.mu.Unlock()
-		errs = append(errs, g.closeEventLog(ctx))
+		g.closeEventLog(ctx)
 		if g.queue != nil {
 			errs = append(errs, g.queue.Close())
 		}

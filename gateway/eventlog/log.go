@@ -307,10 +307,18 @@ func (l *Log) run() {
 		case <-tick.C:
 			report()
 		case <-l.done:
+			// What is still buffered is written, until a write fails: a store that fails
+			// now would only make each of the others wait its turn to fail, and hold up
+			// the stop. They are counted instead.
+			failing := false
 			for {
 				select {
 				case it := <-l.ch:
-					l.write(it)
+					if failing {
+						l.writeFailed.Add(1)
+					} else {
+						failing = !l.write(it)
+					}
 					l.buffered.Add(-it.size())
 				default:
 					report()
@@ -321,15 +329,15 @@ func (l *Log) run() {
 	}
 }
 
-func (l *Log) write(it item) {
+// write writes one buffered record; false says the store refused it (or one of them).
+func (l *Log) write(it item) bool {
 	var (
 		id string
 		e  Entry
 	)
 	switch {
 	case it.cb != nil:
-		l.writeCallback(it.cb)
-		return
+		return l.writeCallback(it.cb)
 	case it.att != nil:
 		a := it.att
 		id = a.EventID
@@ -349,14 +357,13 @@ func (l *Log) write(it item) {
 		id, e = it.replay.EventID, *it.replay
 		e.EventID = ""
 	}
-	l.append(id, &e, nil)
+	return l.append(id, &e, nil)
 }
 
 // writeCallback writes a callback's received record and its index entries.
-func (l *Log) writeCallback(cb *Callback) {
+func (l *Log) writeCallback(cb *Callback) bool {
 	if cb.Duplicate {
-		l.append(cb.EventID, &Entry{At: cb.ReceivedAt, Kind: KindDuplicate, RequestID: cb.RequestID}, nil)
-		return
+		return l.append(cb.EventID, &Entry{At: cb.ReceivedAt, Kind: KindDuplicate, RequestID: cb.RequestID}, nil)
 	}
 	e := Entry{At: cb.ReceivedAt, Kind: KindReceived, RequestID: cb.RequestID, SdkAppID: cb.App, Command: cb.Command,
 		// Sign and RequestTime go: the pair proves a request came from Tencent. A delivery
@@ -368,23 +375,27 @@ func (l *Log) writeCallback(cb *Callback) {
 			e.fields = append(e.fields, Field{Name: name, Value: v})
 		}
 	}
-	l.append(cb.EventID, &e, cb.Body)
-	if len(e.fields) == 0 {
-		return
+	if !l.append(cb.EventID, &e, cb.Body) {
+		return false
 	}
 	entry := encodeIndexEntry(cb.EventID, cb.ReceivedAt)
-	for _, f := range e.fields {
+	for i, f := range e.fields {
 		if err := l.store.AppendIndex(indexKey(f.Name, f.Value), entry); err != nil {
 			l.Failed(err)
+			l.writeFailed.Add(uint64(len(e.fields) - i - 1)) // the entries not tried
+			return false
 		}
 	}
+	return true
 }
 
-func (l *Log) append(id string, e *Entry, body []byte) {
+func (l *Log) append(id string, e *Entry, body []byte) bool {
 	data := encode(make([]byte, 0, 256+len(e.Query)+len(body)), e, body)
 	if err := l.store.Append(id, data); err != nil {
 		l.Failed(err)
+		return false
 	}
+	return true
 }
 
 // indexEntry is the data of an index entry (encodeIndexEntry): the callback the field

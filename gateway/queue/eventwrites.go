@@ -135,11 +135,14 @@ func (w *logWriter) flush(ctx context.Context) error {
 		defer cancel()
 	}
 	if err := w.nc.FlushWithContext(ctx); err != nil {
-		return err
+		return fmt.Errorf("%d records unanswered: %w", len(w.places), err)
 	}
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for len(w.places) > 0 {
+		if !w.nc.IsConnected() { // the answers will not come
+			return fmt.Errorf("%d records unanswered: %w", len(w.places), nats.ErrDisconnected)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%d records unanswered: %w", len(w.places), ctx.Err())
