@@ -97,6 +97,10 @@ func (a adminAPI) Destinations(ctx context.Context) (httpapi.Destinations, error
 		}
 		h := a.g.destinationHealth(d.Name)
 		info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
+		info.InFlight = a.g.state(d.Name).slots.InUse()
+		if q := a.g.queue; q != nil {
+			info.BacklogFull = q.BacklogFull(d.Name)
+		}
 		out.Destinations = append(out.Destinations, info)
 	}
 	return out, nil
@@ -122,6 +126,7 @@ func destinationInfo(d *config.Destination) httpapi.DestinationInfo {
 		HasSigningSecret: len(d.SigningSecrets) > 0,
 		HasTIMToken:      d.TIMToken != "",
 		Headers:          headers,
+		MaxBacklog:       d.MaxBacklog.String(),
 	}
 }
 

@@ -101,7 +101,9 @@ func (g *Gateway) loaded(cfg *config.Config) {
 // servers. It returns once all are listening; serving errors later are logged.
 func (g *Gateway) Start(ctx context.Context) error {
 	cfg := g.live.Load().cfg
-	q, err := queue.Open(ctx, queueOptions(cfg.Queue, g.log))
+	qo := queueOptions(cfg.Queue, g.log)
+	qo.BacklogFull = func(destination string) { g.metrics.backlogFull.WithLabelValues(destination).Inc() }
+	q, err := queue.Open(ctx, qo)
 	if err != nil {
 		return err // says "queue: ..." already
 	}
@@ -177,7 +179,7 @@ func queueOptions(q config.Queue, log *slog.Logger) queue.Options {
 		Dir: dir, URL: q.URL.Value(), Credentials: q.Credentials,
 		TLS:      queue.TLS{CA: q.TLS.CA, Cert: q.TLS.Cert, Key: q.TLS.Key},
 		Replicas: q.Replicas, SyncAlways: q.SyncAlways, SyncInterval: q.SyncInterval,
-		DedupWindow: window, DeadLetterMaxAge: q.DeadLetterMaxAge, Logger: log,
+		DedupWindow: window, DeadLetterMaxAge: q.DeadLetterMaxAge, MaxBytes: q.MaxBytes, Logger: log,
 	}
 }
 

@@ -27,6 +27,7 @@ type metrics struct {
 	reloadOK         prometheus.Gauge
 	reloadTime       prometheus.Gauge
 	destinationPause *prometheus.GaugeVec
+	backlogFull      *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -75,8 +76,12 @@ func newMetrics(g *Gateway) *metrics {
 	m.destinationPause = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "fanout_destination_paused", Help: "1 while a failing destination is paused.",
 	}, []string{"destination"})
+	m.backlogFull = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fanout_backlog_full_total", Help: "Deliveries dead-lettered at once because their destination's backlog was at max_backlog.",
+	}, []string{"destination"})
 	for _, c := range []prometheus.Collector{m.callbacks, m.callbackDuration, m.routeMatches, m.ruleErrors,
-		m.attempts, m.attemptDuration, m.deliveries, m.respond, m.configHash, m.reloadOK, m.reloadTime, m.destinationPause} {
+		m.attempts, m.attemptDuration, m.deliveries, m.respond, m.configHash, m.reloadOK, m.reloadTime, m.destinationPause,
+		m.backlogFull} {
 		f(c)
 	}
 	f(&queueCollector{g: g})
@@ -93,15 +98,17 @@ func (m *metrics) intake() intake.Metrics {
 type queueCollector struct{ g *Gateway }
 
 var (
-	pendingDesc = prometheus.NewDesc("fanout_queue_pending", "Deliveries stored and not yet finished.", []string{"destination"}, nil)
-	oldestDesc  = prometheus.NewDesc("fanout_queue_oldest_age_seconds", "Age of the oldest pending delivery.", []string{"destination"}, nil)
-	deadDesc    = prometheus.NewDesc("fanout_dead_letters", "Deliveries in the dead-letter queue.", []string{"destination"}, nil)
+	pendingDesc  = prometheus.NewDesc("fanout_queue_pending", "Deliveries stored and not yet finished.", []string{"destination"}, nil)
+	oldestDesc   = prometheus.NewDesc("fanout_queue_oldest_age_seconds", "Age of the oldest pending delivery.", []string{"destination"}, nil)
+	deadDesc     = prometheus.NewDesc("fanout_dead_letters", "Deliveries in the dead-letter queue.", []string{"destination"}, nil)
+	inFlightDesc = prometheus.NewDesc("fanout_delivery_in_flight", "HTTP delivery requests in flight from this process (at most the destination's concurrency).", []string{"destination"}, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- pendingDesc
 	ch <- oldestDesc
 	ch <- deadDesc
+	ch <- inFlightDesc
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -113,6 +120,9 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, d := range rt.cfg.Destinations {
+		if dd := rt.dests[d.Name]; dd != nil && dd.Slots != nil {
+			ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(dd.Slots.InUse()), d.Name)
+		}
 		n, oldest, err := q.Pending(ctx, d.Name)
 		if err != nil {
 			continue

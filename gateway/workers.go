@@ -31,6 +31,11 @@ type worker struct {
 // downstream that is down can last minutes, and its deliveries are dead-lettered anyway.
 // Callers hold g.mu.
 func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
+	limits := map[string]queue.BacklogLimit{}
+	for _, d := range rt.cfg.Destinations {
+		limits[d.Name] = queue.BacklogLimit{Jobs: d.MaxBacklog.Jobs, Bytes: d.MaxBacklog.Bytes}
+	}
+	g.queue.SetBacklogLimits(limits)
 	for _, d := range rt.cfg.Destinations {
 		g.state(d.Name).slots.SetLimit(d.Concurrency)
 		old := g.workers[d.Name]

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/fanout-gw/fanout/gateway"
 )
@@ -44,6 +47,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(log)
 	v, _ := buildInfo()
 	g, err := gateway.New(gateway.Options{ConfigPath: o.config, Logger: log, Version: v})
 	if err != nil {
@@ -86,4 +90,18 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, usagef("invalid --log-format %q: want json or text", format)
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit, so that the heap the garbage
+// collector lets grow follows the memory the process may use, not the size of a burst or a
+// backlog: GOMEMLIMIT when set, otherwise 90% of the container's memory limit (its cgroup).
+// Without either, there is no limit.
+func setMemoryLimit(log *slog.Logger) {
+	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup), memlimit.WithLogger(log))
+	switch {
+	case err != nil:
+		log.Warn("cannot read the container's memory limit; no memory limit set", "error", err)
+	case limit < math.MaxInt64:
+		log.Info("memory limit", "gomemlimit_bytes", limit)
+	}
 }

@@ -57,6 +57,7 @@ func Default() *Config {
 		Defaults: DestinationSettings{
 			Timeout:     10 * time.Second,
 			Concurrency: 16,
+			MaxBacklog:  Backlog{Jobs: 1_000_000},
 			Retry: Retry{MaxAttempts: 12, MaxAge: 24 * time.Hour,
 				Backoff: Backoff{Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.2}},
 		},

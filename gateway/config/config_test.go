@@ -46,7 +46,7 @@ func TestDefaults(t *testing.T) {
 	if c.Queue != wantQueue || !c.Queue.Embedded() {
 		t.Errorf("queue = %+v, want %+v", c.Queue, wantQueue)
 	}
-	wantDefaults := DestinationSettings{Timeout: 10 * time.Second, Concurrency: 16, Retry: Retry{
+	wantDefaults := DestinationSettings{Timeout: 10 * time.Second, Concurrency: 16, MaxBacklog: Backlog{Jobs: 1_000_000}, Retry: Retry{
 		MaxAttempts: 12, MaxAge: 24 * time.Hour,
 		Backoff: Backoff{Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.2}}}
 	if !reflect.DeepEqual(c.Defaults, wantDefaults) {
@@ -96,6 +96,7 @@ defaults:
   concurrency: 8
   rate_limit: 100/m
   headers: {X-Env: prod}
+  max_backlog: 2GiB
   retry:
     max_attempts: 5
     max_age: 1h
@@ -145,7 +146,7 @@ respond:
 	}
 	a := c.Destination("a")
 	wantSettings := DestinationSettings{Timeout: 3 * time.Second, Concurrency: 8, RateLimit: Rate{100, time.Minute},
-		Headers: map[string]Secret{"X-Env": "prod"},
+		Headers: map[string]Secret{"X-Env": "prod"}, MaxBacklog: Backlog{Bytes: 2 << 30},
 		Retry: Retry{MaxAttempts: 5, MaxAge: time.Hour,
 			Backoff: Backoff{Initial: 500 * time.Millisecond, Max: time.Minute, Multiplier: 1.5, Jitter: 0}}}
 	if !reflect.DeepEqual(a.DestinationSettings, wantSettings) {
@@ -189,6 +190,9 @@ func TestValues(t *testing.T) {
 		{"defaults.rate_limit", "200/s", func(c *Config) any { return c.Defaults.RateLimit }, Rate{200, time.Second}},
 		{"defaults.rate_limit", "3600/h", func(c *Config) any { return c.Defaults.RateLimit }, Rate{3600, time.Hour}},
 		{"defaults.rate_limit", `""`, func(c *Config) any { return c.Defaults.RateLimit.IsZero() }, true},
+		{"defaults.max_backlog", "100000", func(c *Config) any { return c.Defaults.MaxBacklog }, Backlog{Jobs: 100000}},
+		{"defaults.max_backlog", "512MiB", func(c *Config) any { return c.Defaults.MaxBacklog }, Backlog{Bytes: 512 << 20}},
+		{"queue.max_bytes", "10GiB", func(c *Config) any { return c.Queue.MaxBytes }, int64(10 << 30)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
@@ -215,6 +219,7 @@ func TestDefaultsInherited(t *testing.T) {
 destinations:
   only-attempts:
     url: http://a
+    max_backlog: 500
     retry: {max_attempts: 3}
     headers: {X-Env: staging, X-Only: a}
   only-backoff:
@@ -238,14 +243,14 @@ defaults:
 	c := mustParse(t, yaml, nil)
 	backoff := Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3, Jitter: 0.2}
 	want := map[string]DestinationSettings{
-		"only-attempts": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second},
+		"only-attempts": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second}, MaxBacklog: Backlog{Jobs: 500},
 			Headers: map[string]Secret{"X-Env": "staging", "X-Team": "im", "X-Only": "a"},
 			Retry:   Retry{MaxAttempts: 3, MaxAge: 24 * time.Hour, Backoff: backoff}},
-		"only-backoff": {Timeout: 2 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second},
+		"only-backoff": {Timeout: 2 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second}, MaxBacklog: Backlog{Jobs: 1_000_000},
 			Headers: map[string]Secret{"X-Env": "prod", "X-Team": "im"},
 			Retry: Retry{MaxAttempts: 7, MaxAge: 24 * time.Hour,
 				Backoff: Backoff{Initial: 2 * time.Second, Max: time.Minute, Multiplier: 3, Jitter: 0.2}}},
-		"nothing": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second},
+		"nothing": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second}, MaxBacklog: Backlog{Jobs: 1_000_000},
 			Headers: map[string]Secret{"X-Env": "prod", "X-Team": "im"},
 			Retry:   Retry{MaxAttempts: 7, MaxAge: 24 * time.Hour, Backoff: backoff}},
 	}

@@ -245,20 +245,29 @@ func (d *decoder) setSize(dst *int64) field {
 		if !ok {
 			return
 		}
-		num, mult := s, int64(1)
-		for _, u := range sizeUnits {
-			if t, ok := strings.CutSuffix(s, u.suffix); ok {
-				num, mult = strings.TrimSpace(t), u.mult
-				break
-			}
-		}
-		v, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || v <= 0 || v > math.MaxInt64/mult {
+		v, ok := parseSize(s)
+		if !ok {
 			d.errorf(n, path, "invalid size %q: want e.g. 1048576, 512KiB, 1MiB", s)
 			return
 		}
-		*dst = v * mult
+		*dst = v
 	}
+}
+
+// parseSize reads a positive byte count (1048576) or a size with a unit (512KiB, 10MB).
+func parseSize(s string) (int64, bool) {
+	num, mult := s, int64(1)
+	for _, u := range sizeUnits {
+		if t, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = strings.TrimSpace(t), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v <= 0 || v > math.MaxInt64/mult {
+		return 0, false
+	}
+	return v * mult, true
 }
 
 // list calls each for every item of a sequence (a scalar counts as a one-item list).

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -19,7 +20,30 @@ type DestinationSettings struct {
 	Retry       Retry
 	RateLimit   Rate
 	Headers     map[string]Secret
+	MaxBacklog  Backlog
 }
+
+// Backlog bounds a destination's pending deliveries, by count or by size: past it, new ones
+// are dead-lettered with reason "backlog full". Written as a count (100000) or a size
+// (2GiB); the zero value is no bound.
+type Backlog struct {
+	Jobs  int
+	Bytes int64
+}
+
+// String formats the bound as written (a count, or a size in bytes).
+func (b Backlog) String() string {
+	switch {
+	case b.Jobs > 0:
+		return strconv.Itoa(b.Jobs)
+	case b.Bytes > 0:
+		return strconv.FormatInt(b.Bytes, 10) + "B"
+	}
+	return "none"
+}
+
+// MarshalText writes the bound as String does.
+func (b Backlog) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
 
 // Retry is a destination's retry policy.
 type Retry struct {
@@ -86,6 +110,31 @@ func (d *decoder) settingFields(s *DestinationSettings) map[string]field {
 		"rate_limit":  d.setRate(&s.RateLimit),
 		"headers":     func(n *yaml.Node, p string) { d.headers(n, p, s) },
 		"retry":       func(n *yaml.Node, p string) { d.retry(n, p, &s.Retry) },
+		"max_backlog": d.setBacklog(&s.MaxBacklog),
+	}
+}
+
+// setBacklog accepts a count of deliveries (100000) or a size (2GiB).
+func (d *decoder) setBacklog(dst *Backlog) field {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.str(n, path)
+		if !ok {
+			return
+		}
+		if jobs, err := strconv.Atoi(s); err == nil && jobs > 0 {
+			*dst = Backlog{Jobs: jobs}
+			return
+		}
+		if strings.IndexFunc(s, unicode.IsLetter) < 0 {
+			d.errorf(n, path, "invalid max_backlog %q: want a count of deliveries (100000) or a size (2GiB)", s)
+			return
+		}
+		size, ok := parseSize(s)
+		if !ok {
+			d.errorf(n, path, "invalid max_backlog %q: want a count of deliveries (100000) or a size (2GiB)", s)
+			return
+		}
+		*dst = Backlog{Bytes: size}
 	}
 }
 
@@ -281,5 +330,5 @@ func (d *Destination) fingerprint() string {
 		headers[k] = v.Value()
 	}
 	return fmt.Sprint(d.URL.Value(), headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
-		d.Retry, d.RateLimit, d.Body, d.ForwardQuery)
+		d.Retry, d.RateLimit, d.MaxBacklog, d.Body, d.ForwardQuery)
 }

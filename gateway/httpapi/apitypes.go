@@ -54,8 +54,11 @@ type DestinationInfo struct {
 	HasBodyTransform bool      `json:"has_body_transform"`
 	HasSigningSecret bool      `json:"has_signing_secret"`
 	HasTIMToken      bool      `json:"has_tim_token"`
-	Headers          []string  `json:"headers"` // names only
+	Headers          []string  `json:"headers"`     // names only
+	MaxBacklog       string    `json:"max_backlog"` // a count, or a size in bytes ("2147483648B"); "none"
 
+	InFlight         int       `json:"in_flight"` // HTTP requests in flight from this process
+	BacklogFull      bool      `json:"backlog_full"`
 	Pending          int       `json:"pending"`
 	OldestPendingAt  time.Time `json:"oldest_pending_at,omitzero"`
 	OldestPendingAge float64   `json:"oldest_pending_age_seconds"`
