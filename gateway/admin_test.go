@@ -634,6 +634,7 @@ func TestAdminLeaksNoSecret(t *testing.T) {
 		"url query":      "query-SECRET-0d1e2f",
 		"tim_token":      "timtoken-SECRET-3a4b5c",
 		"url password":   "password-SECRET-6d7e8f",
+		"url path":       "path-SECRET-9a0b1c",
 	}
 	down := newDownstream(t, http.StatusOK)
 	refusing := newDownstream(t, http.StatusForbidden)
@@ -658,11 +659,14 @@ destinations:
     body: '{"who": From_Account}'
   basic:
     url: "http://alice:%s@%s/basic?token=%s"
+  hook:
+    url: "%s/hook/%s"
+    url_secret: true
 routes:
   - name: all
-    to: [signed, basic]
+    to: [signed, basic, hook]
 %s`, secrets["admin token"], secrets["tencent token"], down.srv.URL, secrets["url query"], signing,
-			secrets["tim_token"], secrets["url password"], host, secrets["url query"], extra)
+			secrets["tim_token"], secrets["url password"], host, secrets["url query"], refusing.srv.URL, secrets["url path"], extra)
 	}
 	a := startAdminGateway(t, cfg(""), secrets["admin token"])
 	a.callback("C2C.CallbackAfterSendMsg", "s1", secrets["tencent token"])
@@ -708,7 +712,7 @@ routes:
 	}
 
 	var d httpapi.Destinations
-	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 2 {
+	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 3 {
 		t.Fatalf("destinations: %v %s", err, answers["GET /api/v1/destinations"])
 	}
 	s := d.Destinations[0]
@@ -719,6 +723,9 @@ routes:
 	}
 	if b := d.Destinations[1]; b.HasSigningSecret || b.HasTIMToken || b.URL != "http://alice:<secret>@"+host+"/basic?token=<secret>" {
 		t.Errorf("basic: %+v", b)
+	}
+	if h := d.Destinations[2]; h.URL != "http://"+host+"/<secret>" {
+		t.Errorf("hook (url_secret): URL %q, want http://%s/<secret>", h.URL, host)
 	}
 	// The log too: it holds the failed deliveries (with their URLs) and the failed reloads.
 	log := a.logs.String()
