@@ -91,15 +91,26 @@ func (a adminAPI) Destinations(ctx context.Context) (httpapi.Destinations, error
 	cfg := a.g.live.Load().cfg
 	out := httpapi.Destinations{Destinations: []httpapi.DestinationInfo{}}
 	for _, d := range cfg.Destinations {
-		info := destinationInfo(d)
-		if err := a.queueState(ctx, d.Name, &info); err != nil {
-			info.QueueError = err.Error()
-		}
-		h := a.g.destinationHealth(d.Name)
-		info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
-		out.Destinations = append(out.Destinations, info)
+		out.Destinations = append(out.Destinations, a.destination(ctx, d))
 	}
 	return out, nil
+}
+
+// destination is one destination with its queue state and health.
+func (a adminAPI) destination(ctx context.Context, d *config.Destination) httpapi.DestinationInfo {
+	info := destinationInfo(d)
+	if err := a.queueState(ctx, d.Name, &info); err != nil {
+		info.QueueError = err.Error()
+	}
+	h := a.g.destinationHealth(d.Name)
+	info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
+	if h.Paused {
+		info.PausedBy = "failures"
+		if h.Held {
+			info.PausedBy = "operator"
+		}
+	}
+	return info
 }
 
 // destinationInfo is what the config says of d, with its secrets reduced to booleans.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/console"
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
 	"github.com/fanout-gw/fanout/gateway/queue"
@@ -50,6 +51,7 @@ type Gateway struct {
 
 	callbackSrv *httpapi.Server
 	adminSrv    *httpapi.Server
+	console     *console.Sampler // the console's Overview history
 	stopOnce    sync.Once
 	stopErr     error
 }
@@ -103,6 +105,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.queue = q
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
+	g.startConsole()
 	g.mu.Lock()
 	err = g.syncWorkers(ctx, g.live.Load())
 	g.mu.Unlock()

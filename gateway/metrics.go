@@ -71,7 +71,7 @@ func newMetrics(g *Gateway) *metrics {
 		Name: "fanout_config_last_reload_success_timestamp_seconds", Help: "When the config last loaded successfully.",
 	})
 	m.destinationPause = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "fanout_destination_paused", Help: "1 while a failing destination is paused.",
+		Name: "fanout_destination_paused", Help: "1 while a destination is paused: failing, or by an operator.",
 	}, []string{"destination"})
 	for _, c := range []prometheus.Collector{m.callbacks, m.callbackDuration, m.routeMatches, m.ruleErrors,
 		m.attempts, m.attemptDuration, m.deliveries, m.respond, m.configHash, m.reloadOK, m.reloadTime, m.destinationPause} {

@@ -44,6 +44,8 @@ type Admin interface {
 	ReplayDeadLetters(ctx context.Context, s Selection, dryRun bool) (ReplayResult, error)
 	// PurgeDeadLetters deletes the selected dead letters (or only counts them, with dryRun).
 	PurgeDeadLetters(ctx context.Context, s Selection, dryRun bool) (PurgeResult, error)
+
+	ConsoleAdmin
 }
 
 // ErrNotFound is what Admin returns for a dead letter that does not exist: 404.
@@ -119,6 +121,7 @@ type DestinationInfo struct {
 	QueueError       string    `json:"queue_error,omitempty"` // why the three above are unknown
 
 	Paused      bool      `json:"paused"`
+	PausedBy    string    `json:"paused_by,omitempty"` // "operator" (until resumed) or "failures"
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -233,6 +236,7 @@ const (
 // a redacted value reads <secret> to whoever curls it, not \u003csecret\u003e.
 func NewAdmin(a Admin, log *slog.Logger) *Server {
 	e := gin.New()
+	e.Use(browserGuard(a))
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c *gin.Context) {
 		if err := a.Ready(); err != nil {
@@ -326,6 +330,7 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 		answer(c, r, err)
 	})
 	api.DELETE("/dlq", func(c *gin.Context) { purgeDeadLetters(c, a) })
+	mountConsole(e, api, a)
 	return newServer(e, log)
 }
 
