@@ -8,13 +8,18 @@ const HEIGHT = 200;
 const M = {left: 48, right: 10, top: 10, bottom: 22};
 const MAX_KEYS = 8; // beyond that the smallest are summed into "other"
 
-// niceMax rounds up to 1, 2, 2.5 or 5 times a power of ten, for round tick labels.
-function niceMax(v) {
+// niceStep rounds a tick step up to 1, 2, 2.5 or 5 times a power of ten (at least 1 for
+// values that are counts), for round tick labels.
+function niceStep(v, integer) {
   if (!(v > 0)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+  let step = 10 * p;
+  for (const m of [1, 2, 2.5, 5]) if (m * p >= v) { step = m * p; break; }
+  return integer ? Math.max(1, Math.ceil(step)) : step;
 }
+
+// tickLabel prints a tick without floating-point noise (0.15, not 0.15000000000000002).
+function tickLabel(v) { return (+v.toFixed(6)).toLocaleString(); }
 
 function pad(n) { return String(n).padStart(2, '0'); }
 function clock(ms) { const d = new Date(ms); return `${pad(d.getHours())}:${pad(d.getMinutes())}`; }
@@ -38,8 +43,9 @@ function topKeys(series) {
 function total(values) { return values.reduce((a, v) => a + (v || 0), 0); }
 
 // lineChart draws into container: times in Unix ms, series {key: [value|null per time]},
-// window in seconds (the x axis ends at the last time), format for values.
-export function lineChart(container, {times, series, window = 3600, format = String, empty = 'No data yet'}) {
+// window in seconds (the x axis ends at the last time and spans the window, or less while
+// the history is shorter, but at least five minutes), format for values.
+export function lineChart(container, {times, series, windowSeconds = 3600, format = String, integer = false, empty = 'No data yet'}) {
   clear(container);
   container.classList.add('chart');
   const entries = topKeys(series || {});
@@ -52,10 +58,13 @@ export function lineChart(container, {times, series, window = 3600, format = Str
     const width = Math.max(container.clientWidth || 600, 200);
     svg.setAttribute('viewBox', `0 0 ${width} ${HEIGHT}`);
     const x1 = times.length ? times[times.length - 1] : Date.now();
-    const x0 = x1 - window * 1000;
+    const span = times.length ? (x1 - times[0]) / 1000 : 0;
+    const shown = Math.min(windowSeconds, Math.max(span, 300));
+    const x0 = x1 - shown * 1000;
     let ymax = 0;
     for (const [, vs] of entries) for (const v of vs) if (v !== null && v > ymax) ymax = v;
-    ymax = niceMax(ymax);
+    const step = niceStep(ymax / 4, integer);
+    ymax = 4 * step;
     const W = width - M.left - M.right, H = HEIGHT - M.top - M.bottom;
     const px = t => M.left + (t - x0) / (x1 - x0) * W;
     const py = v => M.top + H - v / ymax * H;
@@ -64,14 +73,14 @@ export function lineChart(container, {times, series, window = 3600, format = Str
     for (let i = 0; i <= 4; i++) {
       const v = ymax * i / 4, y = py(v);
       axis.append(s('line', {class: 'gridline', x1: M.left, x2: width - M.right, y1: y, y2: y}));
-      axis.append(s('text', {x: M.left - 6, y: y + 3, 'text-anchor': 'end'}, format(v)));
+      axis.append(s('text', {x: M.left - 6, y: y + 3, 'text-anchor': 'end'}, tickLabel(v)));
     }
-    const tickEvery = (window > 1800 ? 10 : 5) * 60 * 1000;
+    const tickEvery = (shown > 1800 ? 10 : shown > 900 ? 5 : shown > 300 ? 2 : 1) * 60 * 1000;
     for (let t = Math.ceil(x0 / tickEvery) * tickEvery; t <= x1; t += tickEvery) {
       axis.append(s('text', {x: px(t), y: HEIGHT - 6, 'text-anchor': 'middle'}, clock(t)));
     }
     svg.append(axis);
-    svg.setAttribute('aria-label', entries.length ? `${entries.length} series over the last ${window / 60} minutes` : empty);
+    svg.setAttribute('aria-label', entries.length ? `${entries.length} series over the last ${Math.round(shown / 60)} minutes` : empty);
 
     if (!entries.length || !times.length) {
       svg.append(s('text', {class: 'empty', x: M.left + W / 2, y: M.top + H / 2, 'text-anchor': 'middle'}, empty));

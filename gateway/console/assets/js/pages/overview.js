@@ -9,7 +9,7 @@ const charts = [
   {series: 'callbacks', title: 'Callbacks/s by outcome', format: v => fmtRate(v).replace('/s', ''), empty: 'No callbacks yet'},
   {series: 'deliveries', title: 'Deliveries/s by destination', format: v => fmtRate(v).replace('/s', ''), empty: 'No deliveries yet'},
   {series: 'dead', title: 'Dead-lettered/s by destination', format: v => fmtRate(v).replace('/s', ''), empty: 'Nothing dead-lettered'},
-  {series: 'backlog', title: 'Backlog by destination', format: v => fmtNumber(v, 1), empty: 'No backlog data yet'},
+  {series: 'backlog', title: 'Backlog by destination', format: v => fmtNumber(v), integer: true, empty: 'No backlog data yet'},
 ];
 
 function last(values) {
@@ -30,7 +30,7 @@ function tile(label, value, sub, kind) {
 
 export async function render(root, ctx) {
   const tiles = h('div', {class: 'tiles', id: 'overview-tiles'});
-  const chartGrid = h('div', {class: 'grid', id: 'overview-charts'});
+  const chartGrid = h('div', {class: 'grid charts', id: 'overview-charts'});
   const errors = h('div', {class: 'panel', id: 'overview-errors'});
   root.append(h('div', {class: 'stack'}, tiles, chartGrid, errors));
 
@@ -89,7 +89,7 @@ export async function render(root, ctx) {
     );
 
     disposers.forEach(d => d());
-    disposers = charts.map((c, i) => lineChart(chartBoxes[i], {times: overview.times, series: s[c.series], format: c.format, empty: c.empty}));
+    disposers = charts.map((c, i) => lineChart(chartBoxes[i], {times: overview.times, series: s[c.series], format: c.format, integer: c.integer, empty: c.empty}));
 
     const failing = ds.filter(d => d.last_error).sort((a, b) => (b.last_error_at || '').localeCompare(a.last_error_at || ''));
     clear(errors).append(h('h2', {}, 'Last errors'));
