@@ -44,16 +44,18 @@ func (a adminAPI) Token() string { return a.g.live.Load().cfg.Admin.Token.Value(
 func (a adminAPI) Routes(context.Context) (httpapi.Routes, error) {
 	cfg := a.g.live.Load().cfg
 	matches := a.g.routeMatches()
+	// A when may compare with a value from the environment: ${VAR} is expanded in it.
+	red := a.newRedactor(nil)
 	out := httpapi.Routes{ConfigHash: cfg.Hash, Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
 	for _, r := range cfg.Routes {
 		out.Routes = append(out.Routes, httpapi.RouteInfo{
-			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,
+			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: red.text(r.When),
 			To: list(r.To), Stop: r.Stop, Matches: matches[r.Name],
 		})
 	}
 	for _, r := range cfg.Respond {
 		out.Respond = append(out.Respond, httpapi.RespondInfo{
-			Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,
+			Commands: list(r.Commands), Apps: list(r.Apps), When: red.text(r.When),
 			From: r.From, Timeout: r.Timeout.String(), OnFailure: r.OnFailure,
 		})
 	}

@@ -664,7 +664,9 @@ routes:
 %s`, secrets["admin token"], secrets["tencent token"], down.srv.URL, secrets["url query"], signing,
 			secrets["tim_token"], secrets["url password"], host, secrets["url query"], extra)
 	}
-	a := startAdminGateway(t, cfg(""), secrets["admin token"])
+	// A when that compares with the environment's secret: GET /api/v1/routes shows whens.
+	envRoute := "  - name: env\n    when: From_Account == \"${ADMIN_TEST_HEADER_SECRET}\"\n    to: [signed]\n"
+	a := startAdminGateway(t, cfg(envRoute), secrets["admin token"])
 	a.callback("C2C.CallbackAfterSendMsg", "s1", secrets["tencent token"])
 	a.callback("Group.CallbackAfterSendMsg", "s2", secrets["tencent token"])
 	dead := a.waitDeadLetters("destination=basic", 2)
@@ -735,6 +737,9 @@ routes:
 		answers[fmt.Sprintf("POST /-/reload (broken %d)", i)] = b
 	}
 
+	if !bytes.Contains(answers["GET /api/v1/routes"], []byte(`From_Account == \"<secret>\"`)) {
+		t.Errorf("the env route's when is not shown redacted:\n%s", answers["GET /api/v1/routes"])
+	}
 	var d httpapi.Destinations
 	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 2 {
 		t.Fatalf("destinations: %v %s", err, answers["GET /api/v1/destinations"])
