@@ -71,6 +71,11 @@ export function fmtAge(sec) {
   return `${s}s`;
 }
 
+// fmtDuration shortens a Go duration: 24h0m0s reads 24h, 1m30s stays.
+export function fmtDuration(s) {
+  return String(s).replace(/(\d)h0m0s$/, '$1h').replace(/(\d)m0s$/, '$1m');
+}
+
 function pad(n) { return String(n).padStart(2, '0'); }
 
 // fmtTime shows a time in the browser's zone: 2025-01-02 15:04:05.

@@ -45,7 +45,7 @@ export async function render(root, ctx) {
     h('div', {class: 'spread'}, h('div', {class: 'row'}, replaySel, purgeSel, count), h('div', {class: 'row'}, replayAll, purgeAll, refreshButton)),
     h('div', {class: 'table-wrap'}, h('table', {id: 'dlq-table'},
       h('thead', {}, h('tr', {}, h('th', {}, selectAll), h('th', {class: 'num'}, 'Id'), h('th', {}, 'Dead'), h('th', {}, 'Destination'),
-        h('th', {}, 'Command'), h('th', {}, 'Reason'), h('th', {class: 'num'}, 'Status'), h('th', {class: 'num'}, 'Attempts'))),
+        h('th', {}, 'Command'), h('th', {}, 'Reason · last status'), h('th', {class: 'num'}, 'Attempts'))),
       tbody)),
     more);
   const detail = h('section', {class: 'panel', id: 'dlq-detail'}, h('p', {class: 'muted'}, 'Select a dead letter to see its callback.'));
@@ -96,8 +96,9 @@ export async function render(root, ctx) {
     const tr = h('tr', {class: 'clickable', dataset: {id: d.id}},
       h('td', {}, box), h('td', {class: 'num mono'}, d.id),
       h('td', {class: 'nowrap', title: fmtTime(d.dead_at)}, ago(d.dead_at)), h('td', {}, d.destination),
-      h('td', {class: 'mono small'}, d.command || '–'), h('td', {class: 'wrap'}, d.reason),
-      h('td', {class: 'num'}, d.last_status || '–'), h('td', {class: 'num'}, d.attempts));
+      h('td', {class: 'mono small'}, d.command || '–'),
+      h('td', {class: 'reason', title: d.reason}, d.reason.split('\n')[0], d.last_status ? h('span', {class: 'muted'}, ` · ${d.last_status}`) : null),
+      h('td', {class: 'num'}, d.attempts));
     tr.addEventListener('click', () => inspect(d.id, tr));
     return tr;
   };
@@ -110,12 +111,12 @@ export async function render(root, ctx) {
       if (!append) clear(tbody);
       shown = shown.concat(page.items);
       tbody.append(...page.items.map(row));
-      if (!shown.length) tbody.append(h('tr', {}, h('td', {colspan: 8, class: 'muted'}, 'No dead letter matches.')));
+      if (!shown.length) tbody.append(h('tr', {}, h('td', {colspan: 7, class: 'muted'}, 'No dead letter matches.')));
       next = page.next;
       more.hidden = !next;
       count.textContent = `${fmtNumber(shown.length)}${next ? '+' : ''} listed`;
     } catch (e) {
-      clear(tbody).append(h('tr', {}, h('td', {colspan: 8}, errorBox(e))));
+      clear(tbody).append(h('tr', {}, h('td', {colspan: 7}, errorBox(e))));
     }
   }
   more.addEventListener('click', () => load(true));
@@ -147,7 +148,8 @@ export async function render(root, ctx) {
         h('div', {class: 'row'},
           h('button', {type: 'button', class: 'primary', id: 'replay-one', on: {click: () => replay({ids: [d.id]})}}, 'Replay'),
           h('button', {type: 'button', class: 'danger', on: {click: () => purge({ids: [d.id]})}}, 'Purge'), tryIt)),
-      h('dl', {class: 'facts'}, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {class: k.endsWith('id') ? 'mono small' : null}, String(v ?? '–'))])),
+      h('dl', {class: 'facts'}, facts.map(([k, v]) => [h('dt', {}, k),
+        h('dd', {class: k.endsWith('id') ? 'mono small' : k === 'Reason' ? 'pre' : null}, String(v ?? '–'))])),
       h('h3', {}, "The destination's last answer"), h('pre', {}, d.body_excerpt || '(empty)'),
       h('h3', {}, 'Query (Sign and RequestTime removed)'), h('pre', {}, d.query || '(none)'),
       h('h3', {}, `Callback body (${fmtNumber(d.body_size)} bytes)`), h('pre', {id: 'dlq-body'}, body));

@@ -2,12 +2,12 @@
 // the button that pauses or resumes it.
 
 import * as api from '../api.js';
-import {h, clear, fmtNumber, fmtAge, fmtTime, ago, errorBox, toast, pill, confirmDialog} from '../dom.js';
+import {h, clear, fmtNumber, fmtAge, fmtTime, fmtDuration, ago, errorBox, toast, pill, confirmDialog} from '../dom.js';
 
 function policy(d) {
   const r = d.retry, b = r.backoff;
-  return `timeout ${d.timeout} · up to ${r.max_attempts} attempts, backoff ${b.initial} to ${b.max} ×${b.multiplier}` +
-    (b.jitter ? ` ±${Math.round(b.jitter * 100)}%` : '') + ` · gives up after ${r.max_age}`;
+  return `timeout ${fmtDuration(d.timeout)} · up to ${r.max_attempts} attempts, backoff ${fmtDuration(b.initial)} to ${fmtDuration(b.max)} ×${b.multiplier}` +
+    (b.jitter ? ` ±${Math.round(b.jitter * 100)}%` : '') + ` · gives up after ${fmtDuration(r.max_age)}`;
 }
 
 function features(d) {

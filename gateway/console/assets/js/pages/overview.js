@@ -82,7 +82,7 @@ export async function render(root, ctx) {
       tile('Paused', String(paused.length), paused.length ? paused.map(d => d.name).join(', ') : 'none', paused.length ? 'bad' : null),
       h('div', {class: ['tile', r.last_successful ? null : 'bad'], id: 'config-tile'},
         h('div', {class: 'label'}, 'Config'),
-        h('div', {class: 'value mono'}, routes.config_hash.slice(0, 12)),
+        h('div', {class: 'value mono', title: routes.config_hash}, routes.config_hash.slice(0, 12)),
         h('div', {class: 'sub'}, r.last_successful ? pill('last reload ok', 'ok') : pill('last reload failed: the previous config is live', 'bad')),
         h('div', {class: 'sub'}, r.last_success_at ? `loaded ${ago(r.last_success_at)} (${fmtTime(r.last_success_at)})` : ''),
         reloadButton),
