@@ -192,14 +192,22 @@ func eval[T any](tb *tab, expr string) T {
 	return v
 }
 
-// waitFor waits until a JavaScript expression is true in the page.
+// waitFor waits until a JavaScript expression is true in the page. A navigation while it
+// waits (a reload) restarts the wait in the new page.
 func (tb *tab) waitFor(what, expr string) {
 	tb.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-		text, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.getElementById('page').innerText`))
-		tb.t.Fatalf("waiting for %s (%s): %v\nthe page shows:\n%s", what, expr, err, text)
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(50*time.Millisecond)))
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || errors.Is(err, chromedp.ErrPollingTimeout) {
+			text, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.getElementById('page').innerText`))
+			tb.t.Fatalf("waiting for %s (%s): %v\nthe page shows:\n%s", what, expr, err, text)
+		}
+		time.Sleep(50 * time.Millisecond) // the page went away under the poll: poll the new one
 	}
 }
 

@@ -218,3 +218,26 @@ func gwConfigText(t *testing.T, gw *testGateway) string {
 	}
 	return string(b)
 }
+
+// TestConsoleTokenPrompt refuses a wrong token, takes the right one, and forgets it.
+func TestConsoleTokenPrompt(t *testing.T) {
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 200), newDownstream(t, 200)
+	gw := startGateway(t, app, audit, bot)
+	tb := openConsole(t, gw)
+	tb.do("loading the console", chromedp.Navigate(tb.base+"#/destinations"))
+	tb.waitFor("the token prompt", `document.getElementById('token-dialog').open`)
+	tb.do("typing a wrong token",
+		chromedp.SendKeys(chromedp.ID("token-input"), "not-the-token"),
+		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	tb.waitFor("the prompt again, saying why", `document.getElementById('token-dialog').open && !document.getElementById('token-error').hidden`)
+	tb.do("typing the token",
+		chromedp.SendKeys(chromedp.ID("token-input"), consoleToken),
+		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	tb.waitFor("the destinations", `document.querySelectorAll('#destination-cards .card').length === 3`)
+
+	tb.do("forgetting the token", chromedp.Click(chromedp.ID("forget")))
+	tb.waitFor("the token prompt after forgetting", `document.getElementById('token-dialog').open`)
+	if got := eval[string](tb, `sessionStorage.getItem('fanout.admin-token') ?? ''`); got != "" {
+		t.Errorf("sessionStorage still holds %q", got)
+	}
+}
