@@ -75,7 +75,8 @@ export function lineChart(container, {times, series, windowSeconds = 3600, forma
       axis.append(s('line', {class: 'gridline', x1: M.left, x2: width - M.right, y1: y, y2: y}));
       axis.append(s('text', {x: M.left - 6, y: y + 3, 'text-anchor': 'end'}, tickLabel(v)));
     }
-    const tickEvery = (shown > 1800 ? 10 : shown > 900 ? 5 : shown > 300 ? 2 : 1) * 60 * 1000;
+    // Time ticks at round minutes, at least 56 px apart.
+    const tickEvery = 60000 * ([1, 2, 5, 10, 15, 20, 30, 60].find(m => W / (shown / 60 / m) >= 56) || 60);
     for (let t = Math.ceil(x0 / tickEvery) * tickEvery; t <= x1; t += tickEvery) {
       axis.append(s('text', {x: px(t), y: HEIGHT - 6, 'text-anchor': 'middle'}, clock(t)));
     }

@@ -45,7 +45,7 @@ export async function render(root, ctx) {
     h('div', {class: 'spread'}, h('div', {class: 'row'}, replaySel, purgeSel, count), h('div', {class: 'row'}, replayAll, purgeAll, refreshButton)),
     h('div', {class: 'table-wrap'}, h('table', {id: 'dlq-table'},
       h('thead', {}, h('tr', {}, h('th', {}, selectAll), h('th', {class: 'num'}, 'Id'), h('th', {}, 'Dead'), h('th', {}, 'Destination'),
-        h('th', {}, 'Command'), h('th', {}, 'Reason · last status'), h('th', {class: 'num'}, 'Attempts'))),
+        h('th', {}, 'Command'), h('th', {}, 'Reason · last status'), h('th', {class: 'num', title: 'attempts'}, 'Tries'))),
       tbody)),
     more);
   const detail = h('section', {class: 'panel', id: 'dlq-detail'}, h('p', {class: 'muted'}, 'Select a dead letter to see its callback.'));
