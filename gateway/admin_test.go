@@ -668,7 +668,9 @@ routes:
 %s`, secrets["admin token"], secrets["tencent token"], down.srv.URL, secrets["url query"], signing,
 			secrets["tim_token"], secrets["url password"], host, secrets["url query"], refusing.srv.URL, secrets["url path"], extra)
 	}
-	a := startAdminGateway(t, cfg(""), secrets["admin token"])
+	// A when that compares with the environment's secret: GET /api/v1/routes shows whens.
+	envRoute := "  - name: env\n    when: From_Account == \"${ADMIN_TEST_HEADER_SECRET}\"\n    to: [signed]\n"
+	a := startAdminGateway(t, cfg(envRoute), secrets["admin token"])
 	a.callback("C2C.CallbackAfterSendMsg", "s1", secrets["tencent token"])
 	a.callback("Group.CallbackAfterSendMsg", "s2", secrets["tencent token"])
 	dead := a.waitDeadLetters("destination=basic", 2)
@@ -695,6 +697,34 @@ routes:
 	}
 	get(http.MethodPost, "/api/v1/dlq/replay", fmt.Sprintf(`{"ids":[%d],"dry_run":true}`, dead[0].ID))
 	get(http.MethodDelete, "/api/v1/dlq?destination=basic&dry_run=true", "")
+	// The console's endpoints: the overview; the playground on the live config, on this
+	// file, and on edited files whose lines take the header's secret from the environment
+	// where a message or a rendered body would show it; the check; pause and resume.
+	jsonBody := func(v map[string]string) string { b, _ := json.Marshal(v); return string(b) }
+	leaky := strings.Replace(cfg("  - name: leaky\n    to: [leaky]\n"), "destinations:\n",
+		"destinations:\n  leaky: {url: \"http://127.0.0.1:1/x\", body: '{\"k\": \"${ADMIN_TEST_HEADER_SECRET}\"}'}\n", 1)
+	envBroken := strings.Replace(strings.Replace(cfg(""), "  retry: {max_attempts: 1}\n",
+		"  concurrency: ${ADMIN_TEST_HEADER_SECRET}\n  retry: {max_attempts: 1}\n", 1),
+		"    to: [signed, basic]\n", "    to: [signed, basic]\n    when: From_Account == ${ADMIN_TEST_HEADER_SECRET}\n", 1)
+	get(http.MethodGet, "/api/v1/overview", "")
+	payload := adminBody("C2C.CallbackAfterSendMsg", "s3")
+	get(http.MethodPost, "/api/v1/route", jsonBody(map[string]string{"payload": payload, "query": "OptPlatform=iOS"}))
+	for i, text := range []string{cfg(""), leaky, envBroken} {
+		text = strings.ReplaceAll(text, "%QUEUE%", strconv.Quote(filepath.Join(filepath.Dir(a.cfgPath), "queue")))
+		answers[fmt.Sprintf("POST /api/v1/route (config %d)", i)] = a.call(http.MethodPost, "/api/v1/route",
+			jsonBody(map[string]string{"payload": payload, "config": text}), nil)
+		answers[fmt.Sprintf("POST /api/v1/check (config %d)", i)] = a.call(http.MethodPost, "/api/v1/check",
+			jsonBody(map[string]string{"config": text}), nil)
+	}
+	if !bytes.Contains(answers["POST /api/v1/route (config 1)"], []byte(`\"k\":\"<secret>\"`)) {
+		t.Errorf("the leaky transform's body is not shown redacted:\n%s", answers["POST /api/v1/route (config 1)"])
+	}
+	if !bytes.Contains(answers["POST /api/v1/check (config 2)"], []byte("not shown: this line takes ${ADMIN_TEST_HEADER_SECRET}")) {
+		t.Errorf("the check of a line that takes the secret does not withhold its message:\n%s", answers["POST /api/v1/check (config 2)"])
+	}
+	get(http.MethodPost, "/api/v1/destinations/signed/pause", "")
+	get(http.MethodPost, "/api/v1/destinations/signed/resume", "")
+	get(http.MethodGet, "/ui/", "")
 	// Reloads that fail, with the secrets in the broken file: an unknown key, URLs that do
 	// not parse or are not http, and a change that needs a restart.
 	for i, broken := range []string{
@@ -711,6 +741,9 @@ routes:
 		answers[fmt.Sprintf("POST /-/reload (broken %d)", i)] = b
 	}
 
+	if !bytes.Contains(answers["GET /api/v1/routes"], []byte(`From_Account == \"<secret>\"`)) {
+		t.Errorf("the env route's when is not shown redacted:\n%s", answers["GET /api/v1/routes"])
+	}
 	var d httpapi.Destinations
 	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 3 {
 		t.Fatalf("destinations: %v %s", err, answers["GET /api/v1/destinations"])

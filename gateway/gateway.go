@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/console"
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
 	"github.com/fanout-gw/fanout/gateway/intake"
@@ -55,6 +56,7 @@ type Gateway struct {
 
 	callbackSrv *httpapi.Server
 	adminSrv    *httpapi.Server
+	console     *console.Sampler // the console's Overview history
 	stopOnce    sync.Once
 	stopErr     error
 }
@@ -116,6 +118,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		Logger:      g.log,
 	})
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
+	g.startConsole()
 	g.mu.Lock()
 	err = g.syncWorkers(ctx, g.live.Load())
 	g.mu.Unlock()
