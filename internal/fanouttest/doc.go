@@ -2,8 +2,9 @@
 //
 //   - Tencent IM's real callback payloads (PayloadDir, PayloadFiles, Payload), its Sign and
 //     callback queries (Sign, CallbackQuery, SignedCallbackQuery, PostCallback, C2CMessage);
-//   - a recording downstream webhook (Receiver) and the Standard Webhooks signature its
-//     requests should carry;
+//   - a recording downstream webhook (Receiver) that answers as a test says, holds requests
+//     until released (Answer.Hold) and tells what came (Requests, Keys, Delivered, Missing,
+//     InFlight), and the Standard Webhooks signature its requests should carry;
 //   - waiting for a condition with a deadline (WaitFor, WaitForNone), never a bare sleep;
 //   - free loopback ports (FreePort, FreeAddr), an HTTP client (Do);
 //   - the real binaries, each built once (FanoutBinary, NATSServerBinary), and the processes
