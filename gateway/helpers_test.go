@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -30,15 +28,9 @@ import (
 // Shared by the end-to-end tests of the gateway package: real HTTP receivers, real gateways
 // on an embedded JetStream in t.TempDir(), and waits that poll a condition with a deadline.
 
-// payloadsDir holds Tencent's sample callback bodies.
-var payloadsDir = fanouttest.PayloadDir()
-
 const (
 	// testApp is the SdkAppid every test config accepts.
 	testApp = "1400000000"
-
-	// testVersion is the gateway's version in User-Agent: fanout/testVersion.
-	testVersion = "e2e-test"
 
 	// waitTimeout bounds a wait for a condition that should hold within a moment.
 	waitTimeout = 30 * time.Second
@@ -112,7 +104,7 @@ func startGateway(t testing.TB, path string) *Gateway {
 	g, err := New(Options{
 		ConfigPath: path,
 		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Version:    testVersion,
+		Version:    fanouttest.Version,
 	})
 	if err != nil {
 		t.Fatalf("New(%s): %v", path, err)
@@ -192,35 +184,6 @@ func accept(t testing.TB, g *Gateway, query string, body []byte) {
 	if a.Status != http.StatusOK || string(a.Body) != okAnswer {
 		t.Fatalf("callback %s answered %d %s, want 200 %s", query, a.Status, a.Body, okAnswer)
 	}
-}
-
-// payload is one sample callback of the payloads folder.
-type payload struct {
-	Name    string // file name
-	Command string // its CallbackCommand
-	Body    []byte // the file's bytes, sent as they are
-}
-
-// loadPayloads reads every *.json of the payloads folder, in name order.
-func loadPayloads(t testing.TB) []payload {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(payloadsDir, "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no payloads in %s: %v", payloadsDir, err)
-	}
-	var out []payload
-	for _, f := range files {
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var head struct{ CallbackCommand string }
-		if err := json.Unmarshal(body, &head); err != nil || head.CallbackCommand == "" {
-			t.Fatalf("%s: no CallbackCommand in the body (%v)", f, err)
-		}
-		out = append(out, payload{Name: filepath.Base(f), Command: head.CallbackCommand, Body: body})
-	}
-	return out
 }
 
 // c2cMessage is a C2C.CallbackAfterSendMsg body whose MsgKey is key.
@@ -435,20 +398,6 @@ func waitMetric(t testing.TB, g *Gateway, name string, labels map[string]string,
 		got = metricSum(t, g, name, labels)
 		return got == want
 	})
-}
-
-// signStandardWebhook is the Standard Webhooks signature of body with secret (whsec_...),
-// computed here from the specification rather than with the delivery package.
-func signStandardWebhook(t testing.TB, secret, id, timestamp string, body []byte) string {
-	t.Helper()
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		t.Fatalf("secret %q: %v", secret, err)
-	}
-	mac := hmac.New(sha256.New, key)
-	fmt.Fprintf(mac, "%s.%s.", id, timestamp)
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // tencentSign is Tencent's Sign: hex SHA-256 of token + RequestTime.
