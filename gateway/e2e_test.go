@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -41,8 +40,8 @@ func TestRejectedCallbacks(t *testing.T) {
 		signedApp = "1400000001"
 		token     = "tim-callback-token"
 	)
-	sink := newReceiver(t, nil)
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	sink := fanouttest.NewReceiver(t, nil)
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback, max_body_bytes: 4KiB}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -58,13 +57,13 @@ destinations:
 routes:
   - name: all
     to: [sink]
-`, testApp, signedApp, token, filepath.Join(t.TempDir(), "queue"), sink.URL())))
+`, fanouttest.App, signedApp, token, filepath.Join(t.TempDir(), "queue"), sink.URL())))
 
-	body := c2cMessage("rejected")
+	body := fanouttest.C2CMessage("rejected")
 	now := time.Now().Unix()
 	signed := func(requestTime int64, tok string) string {
 		rt := strconv.FormatInt(requestTime, 10)
-		return tencentQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=" + rt + "&Sign=" + tencentSign(tok, rt)
+		return fanouttest.CallbackQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=" + rt + "&Sign=" + fanouttest.Sign(tok, rt)
 	}
 	big := fmt.Appendf(nil, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","Pad":%q}`, strings.Repeat("x", 4096))
 	tests := []struct {
@@ -77,28 +76,28 @@ routes:
 		wantReason string // outcome label of fanout_callbacks_total; "" for step 1
 		wantInfo   string // a part of ErrorInfo
 	}{
-		{"body over max_body_bytes", "POST", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), big, 413, "too_large", "max_body_bytes"},
-		{"body over max_body_bytes comes before the SdkAppid check", "POST", "/callback", tencentQuery("1499999999", "C2C.CallbackAfterSendMsg"), big, 413, "too_large", "max_body_bytes"},
+		{"body over max_body_bytes", "POST", "/callback", c2cQuery, big, 413, "too_large", "max_body_bytes"},
+		{"body over max_body_bytes comes before the SdkAppid check", "POST", "/callback", fanouttest.CallbackQuery("1499999999", "C2C.CallbackAfterSendMsg"), big, 413, "too_large", "max_body_bytes"},
 		{"SdkAppid missing", "POST", "/callback", "CallbackCommand=C2C.CallbackAfterSendMsg&contenttype=json", body, 403, "missing_app", "SdkAppid"},
 		{"SdkAppid empty", "POST", "/callback", "SdkAppid=&CallbackCommand=C2C.CallbackAfterSendMsg", body, 403, "missing_app", "SdkAppid"},
-		{"SdkAppid unknown", "POST", "/callback", tencentQuery("1499999999", "C2C.CallbackAfterSendMsg"), body, 403, "unknown_app", "1499999999"},
-		{"Sign and RequestTime missing", "POST", "/callback", tencentQuery(signedApp, "C2C.CallbackAfterSendMsg"), body, 401, "missing_sign", "Sign"},
-		{"RequestTime missing", "POST", "/callback", tencentQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&Sign=" + tencentSign(token, "1"), body, 401, "missing_sign", "RequestTime"},
-		{"Sign missing", "POST", "/callback", tencentQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=" + strconv.FormatInt(now, 10), body, 401, "missing_sign", "Sign"},
+		{"SdkAppid unknown", "POST", "/callback", fanouttest.CallbackQuery("1499999999", "C2C.CallbackAfterSendMsg"), body, 403, "unknown_app", "1499999999"},
+		{"Sign and RequestTime missing", "POST", "/callback", fanouttest.CallbackQuery(signedApp, "C2C.CallbackAfterSendMsg"), body, 401, "missing_sign", "Sign"},
+		{"RequestTime missing", "POST", "/callback", fanouttest.CallbackQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&Sign=" + fanouttest.Sign(token, "1"), body, 401, "missing_sign", "RequestTime"},
+		{"Sign missing", "POST", "/callback", fanouttest.CallbackQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=" + strconv.FormatInt(now, 10), body, 401, "missing_sign", "Sign"},
 		{"Sign of another token", "POST", "/callback", signed(now, "other-token"), body, 401, "bad_sign", "Sign"},
-		{"Sign not hex", "POST", "/callback", tencentQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=" + strconv.FormatInt(now, 10) + "&Sign=not-a-sign", body, 401, "bad_sign", "Sign"},
+		{"Sign not hex", "POST", "/callback", fanouttest.CallbackQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=" + strconv.FormatInt(now, 10) + "&Sign=not-a-sign", body, 401, "bad_sign", "Sign"},
 		{"RequestTime older than max_clock_skew", "POST", "/callback", signed(now-3600, token), body, 401, "stale_request", "RequestTime"},
 		{"RequestTime ahead of max_clock_skew", "POST", "/callback", signed(now+3600, token), body, 401, "stale_request", "RequestTime"},
-		{"RequestTime not a number", "POST", "/callback", tencentQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=yesterday&Sign=" + tencentSign(token, "yesterday"), body, 401, "bad_request_time", "RequestTime"},
-		{"broken JSON", "POST", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), []byte(`{"CallbackCommand": "C2C.CallbackAfterSendMsg",`), 400, "bad_json", ""},
-		{"JSON array", "POST", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), []byte(`[{"CallbackCommand":"C2C.CallbackAfterSendMsg"}]`), 400, "bad_json", ""},
-		{"JSON string", "POST", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), []byte(`"C2C.CallbackAfterSendMsg"`), 400, "bad_json", ""},
-		{"empty body", "POST", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), nil, 400, "bad_json", ""},
+		{"RequestTime not a number", "POST", "/callback", fanouttest.CallbackQuery(signedApp, "C2C.CallbackAfterSendMsg") + "&RequestTime=yesterday&Sign=" + fanouttest.Sign(token, "yesterday"), body, 401, "bad_request_time", "RequestTime"},
+		{"broken JSON", "POST", "/callback", c2cQuery, []byte(`{"CallbackCommand": "C2C.CallbackAfterSendMsg",`), 400, "bad_json", ""},
+		{"JSON array", "POST", "/callback", c2cQuery, []byte(`[{"CallbackCommand":"C2C.CallbackAfterSendMsg"}]`), 400, "bad_json", ""},
+		{"JSON string", "POST", "/callback", c2cQuery, []byte(`"C2C.CallbackAfterSendMsg"`), 400, "bad_json", ""},
+		{"empty body", "POST", "/callback", c2cQuery, nil, 400, "bad_json", ""},
 		{"signed app, broken JSON", "POST", "/callback", signed(now, token), []byte(`{`), 400, "bad_json", ""},
-		{"GET", "GET", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), nil, 405, "", "POST"},
-		{"PUT", "PUT", "/callback", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), body, 405, "", "POST"},
-		{"wrong path", "POST", "/other", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), body, 404, "", "server.path"},
-		{"path prefix", "POST", "/callback/x", tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), body, 404, "", ""},
+		{"GET", "GET", "/callback", c2cQuery, nil, 405, "", "POST"},
+		{"PUT", "PUT", "/callback", c2cQuery, body, 405, "", "POST"},
+		{"wrong path", "POST", "/other", c2cQuery, body, 404, "", "server.path"},
+		{"path prefix", "POST", "/callback/x", c2cQuery, body, 404, "", ""},
 	}
 	wantReasons := map[string]int{}
 	for _, tt := range tests {
@@ -116,33 +115,33 @@ routes:
 
 	// Two good callbacks, one per app, sent after the bad ones: the sink receives them in
 	// order (concurrency 1), so once they are in, anything queued before would be too.
-	goodPlain := c2cMessage("good-plain")
-	goodSigned := c2cMessage("good-signed")
-	accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), goodPlain)
+	goodPlain := fanouttest.C2CMessage("good-plain")
+	goodSigned := fanouttest.C2CMessage("good-signed")
+	accept(t, g, c2cQuery, goodPlain)
 	accept(t, g, signed(time.Now().Unix(), token), goodSigned)
-	waitFor(t, waitTimeout, "the two good callbacks", func() bool {
-		return len(sink.withBody(goodPlain)) == 1 && len(sink.withBody(goodSigned)) == 1
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the two good callbacks", func() bool {
+		return len(sink.WithBody(goodPlain)) == 1 && len(sink.WithBody(goodSigned)) == 1
 	})
-	if got := sink.keys(); len(got) != 2 {
+	if got := sink.Keys(); len(got) != 2 {
 		t.Errorf("the sink received %v; want only the two good callbacks", got)
 	}
 	// The signed app's query went out without Sign and RequestTime (no tim_token).
-	if h := sink.withBody(goodSigned)[0]; strings.Contains(h.RawQuery, "Sign=") || strings.Contains(h.RawQuery, "RequestTime=") {
+	if h := sink.WithBody(goodSigned)[0]; strings.Contains(h.RawQuery, "Sign=") || strings.Contains(h.RawQuery, "RequestTime=") {
 		t.Errorf("forwarded query %q still carries Sign or RequestTime", h.RawQuery)
 	}
 
 	for reason, n := range wantReasons {
-		if got := metricSum(t, g, "fanout_callbacks_total", map[string]string{"outcome": reason}); got != float64(n) {
+		if got := scrapeMetrics(t, g).Sum("fanout_callbacks_total", map[string]string{"outcome": reason}); got != float64(n) {
 			t.Errorf("fanout_callbacks_total{outcome=%q} = %g, want %d", reason, got, n)
 		}
 	}
-	if got := metricSum(t, g, "fanout_callbacks_total", map[string]string{"outcome": "ok"}); got != 2 {
+	if got := scrapeMetrics(t, g).Sum("fanout_callbacks_total", map[string]string{"outcome": "ok"}); got != 2 {
 		t.Errorf("fanout_callbacks_total{outcome=\"ok\"} = %g, want 2", got)
 	}
-	if got := metricSum(t, g, "fanout_callbacks_total", map[string]string{"app": "1499999999"}); got != 0 {
+	if got := scrapeMetrics(t, g).Sum("fanout_callbacks_total", map[string]string{"app": "1499999999"}); got != 0 {
 		t.Errorf("an unknown SdkAppid got a label of its own (%g samples): labels must stay bounded", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	if n, _, err := g.queue.Pending(ctx, "sink"); err != nil || n != 0 {
 		t.Errorf("pending for sink = %d, %v; want 0", n, err)
@@ -196,8 +195,8 @@ func TestSourceAddressChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := newReceiver(t, nil)
-			g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+			sink := fanouttest.NewReceiver(t, nil)
+			g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback%s}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -209,31 +208,31 @@ destinations:
 routes:
   - name: all
     to: [sink]
-`, tt.server, testApp, tt.allow, filepath.Join(t.TempDir(), "queue"), sink.URL())))
+`, tt.server, fanouttest.App, tt.allow, filepath.Join(t.TempDir(), "queue"), sink.URL())))
 			header := http.Header{}
 			if tt.forwardedFor != "" {
 				header.Set("X-Forwarded-For", tt.forwardedFor)
 			}
-			body := c2cMessage(tt.name)
-			a := send(t, http.MethodPost, "http://"+g.CallbackAddr()+"/callback?"+tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), body, header)
+			body := fanouttest.C2CMessage(tt.name)
+			a := send(t, http.MethodPost, "http://"+g.CallbackAddr()+"/callback?"+c2cQuery, body, header)
 			if tt.wantStatus == http.StatusOK {
-				if a.Status != http.StatusOK || string(a.Body) != okAnswer {
-					t.Fatalf("answered %d %s, want 200 %s", a.Status, a.Body, okAnswer)
+				if a.Status != http.StatusOK || string(a.Body) != fanouttest.OKAnswer {
+					t.Fatalf("answered %d %s, want 200 %s", a.Status, a.Body, fanouttest.OKAnswer)
 				}
-				waitFor(t, waitTimeout, "the delivery", func() bool { return sink.count() == 1 })
+				fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery", func() bool { return sink.Count() == 1 })
 				return
 			}
 			checkFail(t, a, tt.wantStatus, "allow_ips")
-			if got := metricSum(t, g, "fanout_callbacks_total", map[string]string{"outcome": "ip_not_allowed"}); got != 1 {
+			if got := scrapeMetrics(t, g).Sum("fanout_callbacks_total", map[string]string{"outcome": "ip_not_allowed"}); got != 1 {
 				t.Errorf("fanout_callbacks_total{outcome=\"ip_not_allowed\"} = %g, want 1", got)
 			}
 			// Nothing was queued: the queue is empty now, so nothing can reach the sink.
-			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 			defer cancel()
 			if n, _, err := g.queue.Pending(ctx, "sink"); err != nil || n != 0 {
 				t.Errorf("pending for sink = %d, %v; want 0", n, err)
 			}
-			if n := sink.count(); n != 0 {
+			if n := sink.Count(); n != 0 {
 				t.Errorf("the sink received %d requests", n)
 			}
 		})
@@ -245,8 +244,8 @@ routes:
 // another callback.
 func TestDuplicateCallback(t *testing.T) {
 	const otherApp = "1400000001"
-	a, b := newReceiver(t, nil), newReceiver(t, nil)
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	a, b := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -259,30 +258,30 @@ destinations:
 routes:
   - name: all
     to: [a, b]
-`, testApp, otherApp, filepath.Join(t.TempDir(), "queue"), a.URL(), b.URL())))
+`, fanouttest.App, otherApp, filepath.Join(t.TempDir(), "queue"), a.URL(), b.URL())))
 
-	body := c2cMessage("sent-twice")
-	q := tencentQuery(testApp, "C2C.CallbackAfterSendMsg")
+	body := fanouttest.C2CMessage("sent-twice")
+	q := c2cQuery
 	accept(t, g, q, body)
 	accept(t, g, q, body)
-	accept(t, g, tencentQuery(otherApp, "C2C.CallbackAfterSendMsg"), body)
-	sentinel := c2cMessage("sentinel")
+	accept(t, g, fanouttest.CallbackQuery(otherApp, "C2C.CallbackAfterSendMsg"), body)
+	sentinel := fanouttest.C2CMessage("sentinel")
 	accept(t, g, q, sentinel)
-	for name, rc := range map[string]*receiver{"a": a, "b": b} {
-		waitFor(t, waitTimeout, "the sentinel at "+name, func() bool { return len(rc.withBody(sentinel)) == 1 })
+	for name, rc := range map[string]*fanouttest.Receiver{"a": a, "b": b} {
+		fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the sentinel at "+name, func() bool { return len(rc.WithBody(sentinel)) == 1 })
 		apps := map[string]int{}
-		for _, h := range rc.withBody(body) {
+		for _, h := range rc.WithBody(body) {
 			v, _ := url.ParseQuery(h.RawQuery)
 			apps[v.Get("SdkAppid")]++
 		}
-		if want := map[string]int{testApp: 1, otherApp: 1}; !maps.Equal(apps, want) {
+		if want := map[string]int{fanouttest.App: 1, otherApp: 1}; !maps.Equal(apps, want) {
 			t.Errorf("%s received the callback per SdkAppid %v, want %v", name, apps, want)
 		}
-		if n := rc.count(); n != 3 {
+		if n := rc.Count(); n != 3 {
 			t.Errorf("%s received %d requests, want 3", name, n)
 		}
 	}
-	if got := metricSum(t, g, "fanout_callbacks_total", map[string]string{"outcome": "duplicate"}); got != 1 {
+	if got := scrapeMetrics(t, g).Sum("fanout_callbacks_total", map[string]string{"outcome": "duplicate"}); got != 1 {
 		t.Errorf("fanout_callbacks_total{outcome=\"duplicate\"} = %g, want 1", got)
 	}
 }
@@ -293,15 +292,14 @@ routes:
 func TestFlakyDestinationGetsEverything(t *testing.T) {
 	const n = 40
 	var failed atomic.Int64
-	flaky := newReceiver(t, func(w http.ResponseWriter, r *http.Request, count int) int {
-		if count%2 == 1 {
+	flaky := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if r.N%2 == 1 {
 			failed.Add(1)
-			http.Error(w, "try again", http.StatusServiceUnavailable)
-			return http.StatusServiceUnavailable
+			return fanouttest.Answer{Status: http.StatusServiceUnavailable, Body: "try again\n"}
 		}
-		return http.StatusOK
+		return fanouttest.Answer{}
 	})
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -315,18 +313,18 @@ destinations:
 routes:
   - name: all
     to: [flaky]
-`, testApp, filepath.Join(t.TempDir(), "queue"), flaky.URL())))
+`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), flaky.URL())))
 
 	for i := range n {
-		accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), c2cMessage(fmt.Sprintf("flaky-%02d", i)))
+		acceptMessage(t, g, fmt.Sprintf("flaky-%02d", i))
 	}
-	waitFor(t, waitTimeout, fmt.Sprintf("%d deliveries", n), func() bool { return len(flaky.delivered()) == n })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, fmt.Sprintf("%d deliveries", n), func() bool { return len(flaky.Delivered()) == n })
 	waitMetric(t, g, "fanout_deliveries_total", map[string]string{"destination": "flaky", "outcome": "delivered"}, n)
 
-	hits := flaky.all()
-	byKey := map[string][]hit{}
+	hits := flaky.Requests()
+	byKey := map[string][]fanouttest.Request{}
 	for _, h := range hits {
-		byKey[msgKey(h.Body)] = append(byKey[msgKey(h.Body)], h)
+		byKey[fanouttest.MsgKey(h.Body)] = append(byKey[fanouttest.MsgKey(h.Body)], h)
 	}
 	maxAttempts := 0
 	for key, hs := range byKey {
@@ -355,13 +353,13 @@ routes:
 	if len(byKey) != n || len(hits) != n+int(failed.Load()) {
 		t.Errorf("%d callbacks and %d requests, want %d callbacks and %d+%d requests", len(byKey), len(hits), n, n, failed.Load())
 	}
-	if got := metricSum(t, g, "fanout_delivery_attempts_total", map[string]string{"destination": "flaky", "result": "5xx"}); got != float64(failed.Load()) {
+	if got := scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "flaky", "result": "5xx"}); got != float64(failed.Load()) {
 		t.Errorf("fanout_delivery_attempts_total{result=\"5xx\"} = %g, want %d", got, failed.Load())
 	}
-	if got := metricSum(t, g, "fanout_delivery_attempts_total", map[string]string{"destination": "flaky", "result": "2xx"}); got != n {
+	if got := scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "flaky", "result": "2xx"}); got != n {
 		t.Errorf("fanout_delivery_attempts_total{result=\"2xx\"} = %g, want %d", got, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	if dead, err := g.queue.DeadLetterCount(ctx, "flaky"); err != nil || dead != 0 {
 		t.Errorf("dead letters = %d, %v; want none", dead, err)
@@ -373,14 +371,10 @@ routes:
 func TestRejectingDestinationIsDeadLettered(t *testing.T) {
 	const n = 3
 	answerBody := `{"error":"field MsgKey is not accepted here"}` + strings.Repeat(" ", 600) + "END"
-	rejecting := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) int {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		io.WriteString(w, answerBody)
-		return http.StatusBadRequest
-	})
-	fine := newReceiver(t, nil)
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	rejecting := fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Status: http.StatusBadRequest,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: answerBody}))
+	fine := fanouttest.NewReceiver(t, nil)
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -394,29 +388,29 @@ destinations:
 routes:
   - name: all
     to: [rejecting, fine]
-`, testApp, filepath.Join(t.TempDir(), "queue"), rejecting.URL(), fine.URL())))
+`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), rejecting.URL(), fine.URL())))
 
 	sent := map[string][]byte{}
 	before := time.Now()
 	for i := range n {
 		key := fmt.Sprintf("rejected-%d", i)
-		sent[key] = c2cMessage(key)
-		accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), sent[key])
+		sent[key] = fanouttest.C2CMessage(key)
+		accept(t, g, c2cQuery, sent[key])
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
-	waitFor(t, waitTimeout, "the dead letters", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the dead letters", func() bool {
 		dead, err := g.queue.DeadLetterCount(ctx, "rejecting")
 		return err == nil && dead == n
 	})
-	waitFor(t, waitTimeout, "the deliveries to fine", func() bool { return len(fine.delivered()) == n })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the deliveries to fine", func() bool { return len(fine.Delivered()) == n })
 	waitMetric(t, g, "fanout_deliveries_total", map[string]string{"destination": "rejecting", "outcome": "dead"}, n)
 
 	// One attempt each: the pending count is 0, so no retry is coming either.
 	if p, _, err := g.queue.Pending(ctx, "rejecting"); err != nil || p != 0 {
 		t.Errorf("pending for rejecting = %d, %v; want 0", p, err)
 	}
-	if got := rejecting.keys(); len(got) != n || slices.Max(slices.Collect(maps.Values(got))) != 1 {
+	if got := rejecting.Keys(); len(got) != n || slices.Max(slices.Collect(maps.Values(got))) != 1 {
 		t.Errorf("rejecting received %v; want each callback once", got)
 	}
 	items, _, err := g.queue.ListDeadLetters(ctx, queue.DeadLetterFilter{Destination: "rejecting"}, 0, 100)
@@ -424,7 +418,7 @@ routes:
 		t.Fatalf("ListDeadLetters = %d items, %v; want %d", len(items), err, n)
 	}
 	for _, dl := range items {
-		key := msgKey(dl.Body)
+		key := fanouttest.MsgKey(dl.Body)
 		if string(dl.Body) != string(sent[key]) {
 			t.Errorf("dead letter %d: body %q, want the callback's bytes", dl.ID, dl.Body)
 		}
@@ -441,7 +435,7 @@ routes:
 			t.Errorf("dead letter %s: last attempt %v, dead at %v: not in order after the send at %v", key, dl.LastAttempt, dl.DeadAt, before)
 		}
 	}
-	if got := metricSum(t, g, "fanout_dead_letters", map[string]string{"destination": "rejecting"}); got != n {
+	if got := scrapeMetrics(t, g).Sum("fanout_dead_letters", map[string]string{"destination": "rejecting"}); got != n {
 		t.Errorf("fanout_dead_letters{destination=\"rejecting\"} = %g, want %d", got, n)
 	}
 }
@@ -451,24 +445,22 @@ routes:
 func TestRetryAfterIsHonoured(t *testing.T) {
 	var mu sync.Mutex
 	first := map[string]bool{}
-	paced := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) int {
+	paced := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
 		key := r.Header.Get("Webhook-Id")
 		mu.Lock()
 		seen := first[key]
 		first[key] = true
 		mu.Unlock()
 		if seen {
-			return http.StatusOK
+			return fanouttest.Answer{}
 		}
-		w.Header().Set("Retry-After", "2")
 		status := http.StatusServiceUnavailable
 		if r.Header.Get("X-Want") == "429" {
 			status = http.StatusTooManyRequests
 		}
-		w.WriteHeader(status)
-		return status
+		return fanouttest.Answer{Status: status, Header: http.Header{"Retry-After": {"2"}}}
 	})
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -485,12 +477,12 @@ destinations:
 routes:
   - name: all
     to: [paced-503, paced-429]
-`, testApp, filepath.Join(t.TempDir(), "queue"), paced.URL(), paced.URL())))
+`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), paced.URL(), paced.URL())))
 
-	accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), c2cMessage("paced"))
-	waitFor(t, waitTimeout, "the second attempts", func() bool { return paced.count() == 4 })
-	byID := map[string][]hit{}
-	for _, h := range paced.all() {
+	acceptMessage(t, g, "paced")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the second attempts", func() bool { return paced.Count() == 4 })
+	byID := map[string][]fanouttest.Request{}
+	for _, h := range paced.Requests() {
 		byID[h.Header.Get("Webhook-Id")] = append(byID[h.Header.Get("Webhook-Id")], h)
 	}
 	if len(byID) != 2 {
@@ -519,17 +511,10 @@ func TestHangingDestinationDoesNotDelayOthers(t *testing.T) {
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	hanging := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) int {
-		select {
-		case <-release:
-			return http.StatusOK
-		case <-r.Context().Done():
-			return 0
-		}
-	})
+	hanging := fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Hold: release}))
 	t.Cleanup(unblock) // runs before the receiver closes: cleanups run last first
-	healthy := newReceiver(t, nil)
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	healthy := fanouttest.NewReceiver(t, nil)
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -545,31 +530,31 @@ destinations:
 routes:
   - name: all
     to: [hanging, healthy]
-`, testApp, filepath.Join(t.TempDir(), "queue"), hanging.URL(), healthy.URL())))
+`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), hanging.URL(), healthy.URL())))
 
 	for i := range n {
-		accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), c2cMessage(fmt.Sprintf("hang-%02d", i)))
+		acceptMessage(t, g, fmt.Sprintf("hang-%02d", i))
 	}
 	// If the hanging destination held up the other, each of its 3 s timeouts would delay
 	// a healthy delivery: 40 callbacks would take a minute, past the wait's deadline.
-	waitFor(t, waitTimeout, "every callback at the healthy destination", func() bool { return len(healthy.delivered()) == n })
-	if got := len(hanging.delivered()); got != 0 {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "every callback at the healthy destination", func() bool { return len(healthy.Delivered()) == n })
+	if got := len(hanging.Delivered()); got != 0 {
 		t.Fatalf("the hanging destination answered %d requests before its release", got)
 	}
-	if got := len(hanging.keys()); got > 2 {
+	if got := len(hanging.Keys()); got > 2 {
 		t.Errorf("the hanging destination received %d different callbacks, more than its concurrency (2)", got)
 	}
 	// It never answers within its timeout: the attempts time out and are retried.
-	waitFor(t, waitTimeout, "an attempt to time out", func() bool {
-		return metricSum(t, g, "fanout_delivery_attempts_total", map[string]string{"destination": "hanging", "result": "timeout"}) >= 1
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "an attempt to time out", func() bool {
+		return scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "hanging", "result": "timeout"}) >= 1
 	})
-	if got := len(healthy.delivered()); got != n {
+	if got := len(healthy.Delivered()); got != n {
 		t.Errorf("healthy has %d deliveries, want %d", got, n)
 	}
 	unblock()
-	waitFor(t, waitTimeout, "every callback at the released destination", func() bool { return len(hanging.delivered()) == n })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "every callback at the released destination", func() bool { return len(hanging.Delivered()) == n })
 	t.Logf("hanging destination: %d requests for %d callbacks, %g timed out",
-		hanging.count(), n, metricSum(t, g, "fanout_delivery_attempts_total", map[string]string{"destination": "hanging", "result": "timeout"}))
+		hanging.Count(), n, scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "hanging", "result": "timeout"}))
 }
 
 // TestRestartDeliversPending stops a gateway while its deliveries to a down destination
@@ -577,14 +562,9 @@ routes:
 // destination up, and counts every callback arriving.
 func TestRestartDeliversPending(t *testing.T) {
 	const n = 30
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // the destination is down: connections are refused
+	addr := fanouttest.FreeAddr(t) // the destination is down: connections are refused
 
-	path := writeConfig(t, fmt.Sprintf(`
+	path := fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -599,52 +579,52 @@ destinations:
 routes:
   - name: all
     to: [down]
-`, testApp, filepath.Join(t.TempDir(), "queue"), addr))
+`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), addr))
 
 	g1 := startGateway(t, path)
 	for i := range n {
-		accept(t, g1, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), c2cMessage(fmt.Sprintf("restart-%02d", i)))
+		acceptMessage(t, g1, fmt.Sprintf("restart-%02d", i))
 	}
-	waitFor(t, waitTimeout, "failed attempts to the down destination", func() bool {
-		return metricSum(t, g1, "fanout_delivery_attempts_total", map[string]string{"destination": "down", "result": "connection"}) >= 4
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "failed attempts to the down destination", func() bool {
+		return scrapeMetrics(t, g1).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "down", "result": "connection"}) >= 4
 	})
-	failedBefore := metricSum(t, g1, "fanout_delivery_attempts_total", map[string]string{"destination": "down", "result": "connection"})
+	failedBefore := scrapeMetrics(t, g1).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "down", "result": "connection"})
 	stopGateway(t, g1)
 
 	g2 := startGateway(t, path)
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	// A retry being stored is counted twice for a moment (the new copy is written before the
 	// one in hand is acknowledged), so the count is awaited, not read once.
-	waitFor(t, waitTimeout, fmt.Sprintf("%d deliveries pending after the restart", n), func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, fmt.Sprintf("%d deliveries pending after the restart", n), func() bool {
 		p, _, err := g2.queue.Pending(ctx, "down")
 		return err == nil && p == n
 	})
-	ln, err = net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("bringing the destination up on %s: %v", addr, err)
 	}
-	down := serveReceiver(t, ln, nil)
+	down := fanouttest.ServeReceiver(t, ln, nil)
 	// The deliveries stored for a retry (3 s after their first attempt) come back when due,
 	// those in hand at the stop were handed back at once; a retry that still finds the
 	// destination down waits up to 7.2 s more.
-	waitFor(t, 90*time.Second, fmt.Sprintf("%d callbacks after the restart", n), func() bool { return len(down.delivered()) == n })
+	fanouttest.WaitFor(t, 90*time.Second, fmt.Sprintf("%d callbacks after the restart", n), func() bool { return len(down.Delivered()) == n })
 	dups := 0
-	for _, c := range down.delivered() {
+	for _, c := range down.Delivered() {
 		dups += c - 1
 	}
 	var retried []string // Fanout-Attempt of the deliveries that were attempted before the stop
-	for _, h := range down.all() {
+	for _, h := range down.Requests() {
 		if a := h.Header.Get("Fanout-Attempt"); a != "1" {
 			retried = append(retried, a)
 		}
 	}
 	t.Logf("%d callbacks: %g connection failures before the stop, %d requests after the restart (Fanout-Attempt of those tried before: %v), %d duplicates",
-		n, failedBefore, down.count(), retried, dups)
+		n, failedBefore, down.Count(), retried, dups)
 	if dups != 0 {
 		t.Errorf("%d duplicates: a delivery that never reached the destination was delivered twice", dups)
 	}
-	waitFor(t, waitTimeout, "the queue to drain", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the queue to drain", func() bool {
 		p, _, err := g2.queue.Pending(ctx, "down")
 		return err == nil && p == 0
 	})
