@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/fanout-gw/fanout/internal/fanouttest"
@@ -60,6 +63,22 @@ func stopGateway(t testing.TB, g *Gateway) {
 	if err := g.Stop(ctx); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
+}
+
+// writeQueueConfig writes a config file in a fresh folder and returns its path; QUEUE_DIR
+// in text stands for a queue folder beside it (see withQueueDir).
+func writeQueueConfig(t testing.TB, text string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fanout.yaml")
+	fanouttest.ReplaceFile(t, path, withQueueDir(dir, text))
+	return path
+}
+
+// withQueueDir replaces QUEUE_DIR in a config's text with the queue folder of the config
+// file in dir, quoted: the same folder whenever the file is written again.
+func withQueueDir(dir, text string) string {
+	return strings.ReplaceAll(text, "QUEUE_DIR", strconv.Quote(filepath.Join(dir, "queue")))
 }
 
 // answer is a gateway's reply to one request.
