@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,12 +17,8 @@ import (
 // JetStream, the answering backend and the other destinations as httptest servers, and the
 // test itself in Tencent's place. Helpers of this file and shaping_test.go start with rs.
 
-const (
-	// rsRespondTimeout is the timeout of the respond rules under test; the answer must
-	// leave within rsRespondTimeout + rsRespondSlack whatever the backend does.
-	rsRespondTimeout = 500 * time.Millisecond
-	rsRespondSlack   = 100 * time.Millisecond
-)
+// rsRespondTimeout is the timeout of the respond rules of rsRespondConfig.
+const rsRespondTimeout = 500 * time.Millisecond
 
 // rsVariant is body with its MsgRandom replaced by one that depends on i, so that each
 // callback of a test is a distinct event (not a duplicate within dedup_window). i == 0
@@ -71,22 +68,20 @@ respond:
 
 // TestRespondBeforeSendMsg: the backend's usable answers reach Tencent byte for byte; any
 // other outcome (hang, 500, HTML, JSON without an integer ErrorCode, unreachable) gives the
-// rule's on_failure decision, within the rule's timeout + 100 ms. Meanwhile the other
+// rule's on_failure decision; for a backend that hangs, while the backend still holds the
+// request (the answer does not wait for it). Meanwhile the other
 // destinations get their asynchronous copies (original bytes) and the backend no second
 // copy, and fanout_respond_total counts every outcome.
 func TestRespondBeforeSendMsg(t *testing.T) {
 	const command = "C2C.CallbackBeforeSendMsg"
 	original := fanouttest.Payload(t, command)
 	backend, audit, archive := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
-	release := make(chan struct{}) // ends hanging answers at the end of the test
-	t.Cleanup(func() { close(release) })
 	closed := "http://" + fanouttest.FreeAddr(t) + "/hook"
 	g := startGateway(t, writeQueueConfig(t, fmt.Sprintf(rsRespondConfig, backend.URL(), audit.URL(), archive.URL(), closed)))
 
 	answer := func(status int, contentType, text string) fanouttest.AnswerFunc {
 		return fanouttest.Reply(fanouttest.Answer{Status: status, Header: http.Header{"Content-Type": {contentType}}, Body: text})
 	}
-	hang := fanouttest.Reply(fanouttest.Answer{Hold: release}) // until the gateway gives up
 	// Answers of the backend that Tencent must get byte for byte: written with unusual
 	// spacing and key order, so that any re-encoding shows.
 	deny := `{"ErrorCode": 1, "ActionStatus":"OK",  "ErrorInfo":"forbidden by moderation"}`
@@ -106,18 +101,17 @@ func TestRespondBeforeSendMsg(t *testing.T) {
 	}
 	var sent []result
 	seq := 0
-	call := func(name, app string, wantStatus int) ([]byte, time.Duration) {
+	// call sends a distinct callback and returns Tencent's answer and the callback sent.
+	call := func(name, app string, wantStatus int) (answer, body []byte) {
 		t.Helper()
-		body := rsVariant(t, original, seq)
+		body = rsVariant(t, original, seq)
 		seq++
-		start := time.Now()
 		a := callback(t, g, fanouttest.CallbackQuery(app, command), body)
-		took := time.Since(start)
 		if a.Status != wantStatus {
 			t.Fatalf("%s: status %d %s, want %d", name, a.Status, a.Body, wantStatus)
 		}
 		sent = append(sent, result{name, app, body})
-		return a.Body, took
+		return a.Body, body
 	}
 
 	t.Run("verbatim answers", func(t *testing.T) {
@@ -133,24 +127,28 @@ func TestRespondBeforeSendMsg(t *testing.T) {
 		}
 	})
 
-	var slowest time.Duration
-	var latencies []string
 	t.Run("hanging backend", func(t *testing.T) {
-		backend.SetAnswer(hang)
 		for _, a := range apps {
 			for run := range 3 {
-				got, took := call("hang", a.app, http.StatusOK)
-				latencies = append(latencies, took.Round(time.Millisecond).String())
-				slowest = max(slowest, took)
+				// The backend holds the request until the test lets it go, even after the
+				// gateway gave up on it: the answer must come while it is held.
+				release := make(chan struct{})
+				releaseOnce := sync.OnceFunc(func() { close(release) })
+				t.Cleanup(releaseOnce) // a request still held would keep the receiver from closing
+				backend.SetAnswer(func(fanouttest.Request) fanouttest.Answer {
+					<-release
+					return fanouttest.Answer{}
+				})
+				got, body := call("hang", a.app, http.StatusOK)
 				if string(got) != rsDecision(a.decision) {
 					t.Errorf("app %s run %d: answer %s, want %s", a.app, run, got, rsDecision(a.decision))
 				}
-				if took >= rsRespondTimeout+rsRespondSlack {
-					t.Errorf("app %s run %d: answered after %s, want under %s", a.app, run, took, rsRespondTimeout+rsRespondSlack)
+				if held := backend.WithBody(body); len(held) != 1 || held[0].Status != 0 {
+					t.Errorf("app %s run %d: the backend got %d requests with the callback, want 1 it had not answered yet", a.app, run, len(held))
 				}
+				releaseOnce()
 			}
 		}
-		t.Logf("respond timeout %s: round trips of the on_failure answers %v, max %s", rsRespondTimeout, latencies, slowest)
 	})
 
 	t.Run("unusable answers", func(t *testing.T) {
@@ -166,13 +164,12 @@ func TestRespondBeforeSendMsg(t *testing.T) {
 			{"200 JSON array", answer(http.StatusOK, "application/json", `[{"ErrorCode":1}]`)},
 		} {
 			backend.SetAnswer(tc.h)
+			// The decision comes from the backend's answer, not from the timeout:
+			// fanout_respond_total counts these as error_status and bad_answer below.
 			for _, a := range apps {
-				got, took := call(tc.name, a.app, http.StatusOK)
+				got, _ := call(tc.name, a.app, http.StatusOK)
 				if string(got) != rsDecision(a.decision) {
 					t.Errorf("%s, app %s: answer %s, want the on_failure decision %s", tc.name, a.app, got, rsDecision(a.decision))
-				}
-				if took >= rsRespondTimeout+rsRespondSlack {
-					t.Errorf("%s, app %s: answered after %s", tc.name, a.app, took)
 				}
 			}
 		}
@@ -237,4 +234,31 @@ func TestRespondBeforeSendMsg(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkRespondOnFailure measures the round trips of callbacks whose respond rule's
+// backend hangs: each is answered with the rule's on_failure decision once its timeout
+// (rsRespondTimeout) has passed. Reported: the slowest answer, in ms past the timeout.
+//
+//	go test -run '^$' -bench RespondOnFailure ./gateway/
+func BenchmarkRespondOnFailure(b *testing.B) {
+	const command = "C2C.CallbackBeforeSendMsg"
+	original := fanouttest.Payload(b, command)
+	backend := fanouttest.NewReceiver(b, fanouttest.Reply(fanouttest.Answer{Delay: time.Hour})) // until the gateway gives up
+	copies := fanouttest.NewReceiver(b, nil)
+	closed := "http://" + fanouttest.FreeAddr(b) + "/hook"
+	g := startGateway(b, writeQueueConfig(b, fmt.Sprintf(rsRespondConfig, backend.URL(), copies.URL(), copies.URL(), closed)))
+	query := fanouttest.CallbackQuery("1400000002", command) // on_failure: deny
+	var slowest time.Duration
+	n := 0
+	for b.Loop() {
+		n++
+		start := time.Now()
+		a := callback(b, g, query, rsVariant(b, original, n))
+		slowest = max(slowest, time.Since(start))
+		if string(a.Body) != rsDecision(1) {
+			b.Fatalf("answer %d %s, want %s", a.Status, a.Body, rsDecision(1))
+		}
+	}
+	b.ReportMetric(float64((slowest-rsRespondTimeout).Microseconds())/1000, "max-ms-past-timeout")
 }
