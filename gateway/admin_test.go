@@ -455,7 +455,7 @@ func TestAdminAuth(t *testing.T) {
 	// A token sent as something other than a bearer token is not one.
 	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/routes", nil)
 	req.Header.Set("Authorization", "Basic test-admin-token")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := fanouttest.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -76,13 +74,6 @@ defaults:
 // rlRoutes is a routes section with one route, name, sending every callback to dests.
 func rlRoutes(name string, dests ...string) string {
 	return fmt.Sprintf("routes:\n  - name: %s\n    to: [%s]\n", name, strings.Join(dests, ", "))
-}
-
-// rlHashValue is the fanout_config_hash of a file holding text: the first 48 bits of its
-// SHA-256, worked out here rather than with the config package.
-func rlHashValue(text string) float64 {
-	sum := sha256.Sum256([]byte(text))
-	return float64(binary.BigEndian.Uint64(sum[:8]) >> 16)
 }
 
 // rlExpectAt sends a callback and waits until dest receives it with the Fanout-Route route.
@@ -170,7 +161,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	began := time.Now()
 	applied, refused := 0, 0
 	next := "y"
-	hash := rlHashValue(configs["x"])
+	hash := fanouttest.ConfigHash(configs["x"])
 	for step := range steps {
 		floor := answered.Load() + perStepAtLeast
 		fanouttest.WaitFor(t, fanouttest.WaitTimeout, fmt.Sprintf("%d callbacks answered before reload %d", perStepAtLeast, step+1),
@@ -198,7 +189,7 @@ func TestReloadUnderLoad(t *testing.T) {
 				t.Fatalf("reload %d (%s): %v", step+1, name, err)
 			}
 			applied++
-			hash = rlHashValue(text)
+			hash = fanouttest.ConfigHash(text)
 			next = map[string]string{"x": "y", "y": "x"}[next]
 			if ok != 1 {
 				t.Errorf("reload %d (%s): fanout_config_last_reload_successful = %g, want 1", step+1, name, ok)
@@ -395,7 +386,7 @@ func TestReloadOnFileChange(t *testing.T) {
 				dest        *fanouttest.Receiver
 			}{{b, "b-all", y}, {a, "a-all", x}, {b, "b-all", y}} {
 				change(step.text)
-				want := rlHashValue(step.text)
+				want := fanouttest.ConfigHash(step.text)
 				fanouttest.WaitFor(t, rlPickup, fmt.Sprintf("change %d (to %s) to be picked up: fanout_config_hash of the new file", i+1, step.route),
 					func() bool { return scrapeMetrics(t, g).Sum("fanout_config_hash", nil) == want })
 				if ok := scrapeMetrics(t, g).Sum("fanout_config_last_reload_successful", nil); ok != 1 {
@@ -421,7 +412,7 @@ func TestReloadWatchSeesChangeBeforeItStarted(t *testing.T) {
 	fanouttest.ReplaceFile(t, path, b)
 	rlWatch(t, g)
 	fanouttest.WaitFor(t, rlPickup, "a change made before the watch started to be picked up", func() bool {
-		return scrapeMetrics(t, g).Sum("fanout_config_hash", nil) == rlHashValue(b)
+		return scrapeMetrics(t, g).Sum("fanout_config_hash", nil) == fanouttest.ConfigHash(b)
 	})
 	rlExpectAt(t, g, "after-change", y, "b-all")
 }
@@ -468,7 +459,7 @@ func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 			if ok := m.Sum("fanout_config_last_reload_successful", nil); ok != 0 {
 				t.Errorf("fanout_config_last_reload_successful = %g, want 0", ok)
 			}
-			if m.Sum("fanout_config_hash", nil) != rlHashValue(a) {
+			if m.Sum("fanout_config_hash", nil) != fanouttest.ConfigHash(a) {
 				t.Errorf("fanout_config_hash changed on a refused reload")
 			}
 			rlExpectAt(t, g, fmt.Sprintf("refused-%d", i), x, "a-all")

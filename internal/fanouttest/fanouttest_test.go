@@ -59,6 +59,13 @@ weird{path="a\"b\\c\nd",x="}"} 2
 	}
 }
 
+func TestConfigHash(t *testing.T) {
+	// The first 6 bytes of SHA-256("") are e3b0c44298fc.
+	if got, want := ConfigHash(""), float64(0xe3b0c44298fc); got != want {
+		t.Errorf("ConfigHash(\"\") = %g, want %g", got, want)
+	}
+}
+
 func TestReceiver(t *testing.T) {
 	rc := NewReceiver(t, Statuses(503, 200))
 	for i, want := range []int{503, 200, 200} {
