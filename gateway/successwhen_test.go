@@ -19,7 +19,7 @@ func TestSuccessWhenRetriesABotRefusal(t *testing.T) {
 		}
 		return fanouttest.Answer{Body: `{"errcode":0,"errmsg":"ok"}`}
 	})
-	g := startGateway(t, writeConfig(t, fmt.Sprintf(`
+	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
@@ -33,10 +33,10 @@ destinations:
 routes:
   - name: all
     to: [bot]
-`, testApp, filepath.Join(t.TempDir(), "queue"), bot.URL()+"/robot/send?access_token=t")))
-	accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), c2cMessage("bot-1"))
-	fanouttest.WaitFor(t, waitTimeout, "the delivery", func() bool {
-		return metricSum(t, g, "fanout_deliveries_total", map[string]string{"destination": "bot", "outcome": "delivered"}) == 1
+`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), bot.URL()+"/robot/send?access_token=t")))
+	acceptMessage(t, g, "bot-1")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery", func() bool {
+		return scrapeMetrics(t, g).Sum("fanout_deliveries_total", map[string]string{"destination": "bot", "outcome": "delivered"}) == 1
 	})
 	var got []string
 	for _, r := range bot.Requests() {
@@ -45,7 +45,7 @@ routes:
 	if want := []string{"1", "2", "3"}; !slices.Equal(got, want) {
 		t.Errorf("Fanout-Attempt = %v, want %v", got, want)
 	}
-	if n := metricSum(t, g, "fanout_delivery_attempts_total", map[string]string{"destination": "bot", "result": "success_when"}); n != 2 {
+	if n := scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "bot", "result": "success_when"}); n != 2 {
 		t.Errorf("attempts counted as success_when failures: %g, want 2", n)
 	}
 	t.Logf("bot answered errcode 130101 twice, then 0: attempts %v, 2 counted as result=\"success_when\"", got)
