@@ -1,4 +1,4 @@
-package gateway_test
+package gateway
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/fanout-gw/fanout/gateway/httpapi"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // The admin port's endpoints for the console, and its guard against requests that a
@@ -20,7 +21,7 @@ server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0", token: test-admin-token}
 tencent:
   apps: [{sdkappid: 1400000000}]
-queue: {dir: %QUEUE%}
+queue: {dir: QUEUE_DIR}
 defaults:
   concurrency: 1
   retry: {max_attempts: 2, backoff: {initial: 10ms, max: 20ms, multiplier: 2, jitter: 0}}
@@ -37,9 +38,9 @@ routes:
     to: [bot]
 `
 
-func consoleSetup(t *testing.T, token string) (*adminGateway, *downstream) {
-	crm := newDownstream(t, http.StatusOK)
-	cfg := strings.ReplaceAll(consoleConfig, "%CRM%", crm.srv.URL)
+func consoleSetup(t *testing.T, token string) (*adminGateway, *fanouttest.Receiver) {
+	crm := fanouttest.NewReceiver(t, answered(http.StatusOK))
+	cfg := strings.ReplaceAll(consoleConfig, "%CRM%", crm.URL())
 	if token == "" {
 		cfg = strings.Replace(cfg, ", token: test-admin-token", "", 1)
 	}
@@ -132,12 +133,12 @@ func TestAdminBrowserGuard(t *testing.T) {
 func TestAdminConsoleUI(t *testing.T) {
 	a, _ := consoleSetup(t, "test-admin-token")
 	// The pages hold no data and ask for the token themselves: they load without it.
-	status, body := adminRequest(t, http.MethodGet, "http://"+a.g.AdminAddr()+"/ui/", "", "")
+	status, body := fanouttest.Do(http.MethodGet, "http://"+a.g.AdminAddr()+"/ui/", "", nil)
 	if status != http.StatusOK || !strings.Contains(string(body), `src="js/main.js"`) {
 		t.Errorf("GET /ui/ without a token: %d %s", status, body)
 	}
 	// The data does not.
-	if status, _ := adminRequest(t, http.MethodGet, "http://"+a.g.AdminAddr()+"/api/v1/overview", "", ""); status != http.StatusUnauthorized {
+	if status, _ := fanouttest.Do(http.MethodGet, "http://"+a.g.AdminAddr()+"/api/v1/overview", "", nil); status != http.StatusUnauthorized {
 		t.Errorf("GET /api/v1/overview without a token: %d, want 401", status)
 	}
 	var h struct {
@@ -149,7 +150,7 @@ func TestAdminConsoleUI(t *testing.T) {
 		Times []int64 `json:"times"`
 	}
 	a.callback("C2C.CallbackAfterSendMsg", "o1", "")
-	adminWaitFor(t, "a delivery in the overview", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "a delivery in the overview", func() bool {
 		a.call(http.MethodGet, "/api/v1/overview", "", &h)
 		return len(h.Series["deliveries"]["crm"]) > 0 && h.Series["callbacks"]["ok"] != nil
 	})
@@ -176,12 +177,12 @@ func TestAdminPauseResume(t *testing.T) {
 		t.Error("fanout_destination_paused is not 1 while paused")
 	}
 	a.callback("C2C.CallbackAfterSendMsg", "p1", "")
-	adminWaitFor(t, "the callback queued for crm", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the callback queued for crm", func() bool {
 		var ds httpapi.Destinations
 		a.call(http.MethodGet, "/api/v1/destinations", "", &ds)
 		return ds.Destinations[0].Pending == 1
 	})
-	if crm.got("p1") != 0 {
+	if len(crm.ByKey("p1")) != 0 {
 		t.Fatal("a paused destination received a delivery")
 	}
 	// A reload keeps the pause.
@@ -193,7 +194,7 @@ func TestAdminPauseResume(t *testing.T) {
 	if d.Paused || d.PausedBy != "" {
 		t.Fatalf("after resume: %+v", d)
 	}
-	adminWaitFor(t, "the held callback at crm", func() bool { return crm.got("p1") == 1 })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the held callback at crm", func() bool { return len(crm.ByKey("p1")) == 1 })
 	if !strings.Contains(string(a.call(http.MethodGet, "/metrics", "", nil)), `fanout_destination_paused{destination="crm"} 0`) {
 		t.Error("fanout_destination_paused is not 0 after resume")
 	}
@@ -224,7 +225,7 @@ func TestAdminTryRoute(t *testing.T) {
 	if tr.Config != "live" || res.Command != "C2C.CallbackAfterSendMsg" || strings.Join(res.Routes, ",") != "c2c-to-crm,alice" || len(res.Deliveries) != 2 {
 		t.Fatalf("trial %+v, result %+v", tr, res)
 	}
-	wantURL := crm.srv.URL + "/crm?key=<secret>&CallbackCommand=C2C.CallbackAfterSendMsg&OptPlatform=iOS&SdkAppid=1400000000&contenttype=json"
+	wantURL := crm.URL() + "/crm?key=<secret>&CallbackCommand=C2C.CallbackAfterSendMsg&OptPlatform=iOS&SdkAppid=1400000000&contenttype=json"
 	if res.Deliveries[0].URL != wantURL {
 		t.Errorf("crm's URL %s, want %s", res.Deliveries[0].URL, wantURL)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -586,7 +587,7 @@ routes:
 	payload := adminBody("C2C.CallbackAfterSendMsg", "s3")
 	get(http.MethodPost, "/api/v1/route", jsonBody(map[string]string{"payload": payload, "query": "OptPlatform=iOS"}))
 	for i, text := range []string{cfg(""), leaky, envBroken} {
-		text = strings.ReplaceAll(text, "%QUEUE%", strconv.Quote(filepath.Join(filepath.Dir(a.cfgPath), "queue")))
+		text = strings.ReplaceAll(text, "QUEUE_DIR", strconv.Quote(filepath.Join(filepath.Dir(a.cfgPath), "queue")))
 		answers[fmt.Sprintf("POST /api/v1/route (config %d)", i)] = a.call(http.MethodPost, "/api/v1/route",
 			jsonBody(map[string]string{"payload": payload, "config": text}), nil)
 		answers[fmt.Sprintf("POST /api/v1/check (config %d)", i)] = a.call(http.MethodPost, "/api/v1/check",
