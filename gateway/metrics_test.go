@@ -35,7 +35,7 @@ routes:
     to: [bad]
   - name: broken
     commands: [C2C.CallbackAfterSendMsg]
-    when: SendMsgResult > "x"
+    when: SendMsgResult > From_Account
     to: [ok]
 `
 

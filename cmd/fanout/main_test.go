@@ -15,7 +15,7 @@ func TestHelp(t *testing.T) {
 	}{
 		{[]string{"-h"}, []string{"usage:", "fanout route", "fanout dlq"}},
 		{[]string{"serve", "-h"}, []string{"usage: fanout serve [--config FILE]", "-log-level"}},
-		{[]string{"check", "--help"}, []string{"usage: fanout check [--format text|json] FILE...", "-format"}},
+		{[]string{"check", "--help"}, []string{"usage: fanout check [--strict] [--format text|json] FILE...", "-format", "-strict"}},
 		{[]string{"route", "-h"}, []string{"usage: fanout route --config FILE", "-expect", "-query"}},
 		{[]string{"echo", "-h"}, []string{"usage: fanout echo", "-fail-ratio"}},
 		{[]string{"health", "-h"}, []string{"usage: fanout health [--url URL]", "-url"}},

@@ -84,6 +84,7 @@ tencent:
     - sdkappid: "1400000001"
   max_clock_skew: 30s
   allow_ips: [203.0.113.0/24]
+  extra_commands: [Chat.CallbackAfterNewThing]
 queue:
   url: nats://n1:4222,nats://n2:4222
   credentials: config.go
@@ -134,7 +135,7 @@ respond:
 		t.Errorf("admin = %+v", c.Admin)
 	}
 	wantTencent := Tencent{Apps: []App{{"1400000000", "tim"}, {"1400000001", ""}}, MaxClockSkew: 30 * time.Second,
-		AllowIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+		AllowIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, ExtraCommands: []string{"Chat.CallbackAfterNewThing"}}
 	if !reflect.DeepEqual(c.Tencent, wantTencent) {
 		t.Errorf("tencent = %+v, want %+v", c.Tencent, wantTencent)
 	}
