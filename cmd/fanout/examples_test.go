@@ -77,7 +77,7 @@ func TestExamplesWrongExpect(t *testing.T) {
 	payload := filepath.Join(dir, "payloads", "C2C.CallbackAfterSendMsg.json")
 	for _, expect := range []string{
 		"all-to-app",                  // one missing
-		"all-to-app,audit-copy,extra", // one too many
+		"all-to-app,audit-copy,extra", // one the config does not have
 		"audit-copy,all-to-app,",      // an empty name
 	} {
 		t.Run(expect, func(t *testing.T) {
@@ -86,6 +86,14 @@ func TestExamplesWrongExpect(t *testing.T) {
 				strings.NewReader(""), &stdout, &stderr)
 			if code != exitFailed {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitFailed, &stdout, &stderr)
+			}
+			if missing := expect[strings.LastIndex(expect, ",")+1:]; missing != "all-to-app" {
+				// A route the config does not have is refused before any payload is run.
+				want := fmt.Sprintf("fanout route: --expect names route %q, which %s does not have (its routes: all-to-app, audit-copy)\n", missing, cfg)
+				if stdout.Len() > 0 || stderr.String() != want {
+					t.Fatalf("stdout %q\nstderr %q\nwant %q", &stdout, &stderr, want)
+				}
+				return
 			}
 			var results []routeResult
 			if err := json.Unmarshal(stdout.Bytes(), &results); err != nil {

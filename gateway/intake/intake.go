@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -62,6 +63,9 @@ type Config struct {
 	Rules          Matcher
 	// Respond are the respond rules, by the index rules.Match gives (RespondIndex).
 	Respond []Respond
+	// ExtraCommands are the commands of tencent.extra_commands: counted by name in the
+	// metrics, like those Tencent documents.
+	ExtraCommands []string
 }
 
 // Respond is one respond rule as the intake runs it.
@@ -171,28 +175,42 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	return httpapi.Answer{Status: http.StatusOK, Body: answer}
 }
 
-// check runs the checks nothing may be stored without, and returns the callback as the
-// rules see it, or why it is refused.
+// check runs Check on a call, keeping its query and metric labels.
 func (in *Intake) check(c *call) (*rules.Event, *tencentim.Rejection) {
-	q, qerr := tencentim.ParseQuery(c.RawQuery)
+	q, ev, r := Check(c.live, c.Callback)
 	c.query = q
 	c.app, c.command = labels(c.live, q)
-	if c.TooLarge {
-		return nil, &tencentim.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: "too_large",
-			Info: "body larger than server.max_body_bytes (" + strconv.FormatInt(c.live.MaxBodyBytes, 10) + " bytes)"}
+	return ev, r
+}
+
+// Check runs the checks nothing may be stored without, in the order Tencent's errors are
+// documented (size, query, SdkAppid, source address, Sign, JSON body), and returns the
+// callback's query and the callback as the rules see it, or why it is refused. Receive
+// runs it on every callback; `fanout route` runs it too, so that it answers as serve would.
+func Check(live *Config, cb *httpapi.Callback) (tencentim.Query, *rules.Event, *tencentim.Rejection) {
+	q, qerr := tencentim.ParseQuery(cb.RawQuery)
+	if cb.TooLarge {
+		return q, nil, &tencentim.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,
+			Info: "body larger than server.max_body_bytes (" + strconv.FormatInt(live.MaxBodyBytes, 10) + " bytes)"}
 	}
 	if qerr != nil {
-		return nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: tencentim.ReasonBadQuery, Info: qerr.Error()}
+		return q, nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: tencentim.ReasonBadQuery, Info: qerr.Error()}
 	}
-	if r := c.live.Verifier.Verify(q, c.ClientIP); r != nil {
-		return nil, r
+	if r := live.Verifier.Verify(q, cb.ClientIP); r != nil {
+		return q, nil, r
 	}
-	fields, err := rules.ParseBody(c.Body)
+	fields, err := rules.ParseBody(cb.Body)
 	if err != nil {
-		return nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: "bad_json", Info: err.Error()}
+		return q, nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: ReasonBadJSON, Info: err.Error()}
 	}
-	return rules.NewEvent(q.SdkAppID, q.CallbackCommand, q.Values(), fields), nil
+	return q, rules.NewEvent(q.SdkAppID, q.CallbackCommand, q.Values(), fields), nil
 }
+
+// Rejection reasons of the intake's own checks (tencentim has those of the protocol).
+const (
+	ReasonTooLarge = "too_large" // the body is over server.max_body_bytes, or over what the queue stores
+	ReasonBadJSON  = "bad_json"  // the body is not one JSON object
+)
 
 // reject answers a refused callback with Tencent's FAIL JSON, counted by reason.
 func (in *Intake) reject(ctx context.Context, c *call, r *tencentim.Rejection) httpapi.Answer {
@@ -249,14 +267,14 @@ func (in *Intake) respond(ctx context.Context, c *call, rule Respond) []byte {
 }
 
 // labels bounds the metric labels: the app only when configured, the command only when
-// Tencent documents it; anything else is "other", so forged requests cannot grow the
+// Tencent documents it or extra_commands lists it; anything else is "other", so forged requests cannot grow the
 // series without limit.
 func labels(live *Config, q tencentim.Query) (app, command string) {
 	app, command = "other", "other"
 	if _, ok := live.Verifier.App(q.SdkAppID); ok {
 		app = q.SdkAppID
 	}
-	if _, ok := tencentim.LookupCommand(q.CallbackCommand); ok {
+	if _, ok := tencentim.LookupCommand(q.CallbackCommand); ok || slices.Contains(live.ExtraCommands, q.CallbackCommand) {
 		command = q.CallbackCommand
 	}
 	return app, command
