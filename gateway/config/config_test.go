@@ -180,9 +180,9 @@ func TestValues(t *testing.T) {
 		want       any
 	}{
 		{"server.max_body_bytes", "1048576", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(1 << 20)},
-		{"server.max_body_bytes", "10MB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(10e6)},
+		{"server.max_body_bytes", "3MB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(3e6)},
 		{"server.max_body_bytes", "2 KiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(2048)},
-		{"server.max_body_bytes", "1GiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(1 << 30)},
+		{"server.max_body_bytes", "4MiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(MaxBodyEmbedded)},
 		{"server.max_body_bytes", "512B", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(512)},
 		{"tencent.max_clock_skew", "2m", func(c *Config) any { return c.Tencent.MaxClockSkew }, 2 * time.Minute},
 		{"queue.dead_letter_max_age", "7d", func(c *Config) any { return c.Queue.DeadLetterMaxAge }, 7 * 24 * time.Hour},
@@ -209,6 +209,15 @@ func TestValues(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMaxBodyExternalQueue: an external JetStream's max_payload is known only once
+// connected, so check leaves a larger max_body_bytes to the gateway's start.
+func TestMaxBodyExternalQueue(t *testing.T) {
+	c := mustParse(t, minimal+"server: {max_body_bytes: 16MiB}\nqueue: {url: nats://n1:4222}\n", nil)
+	if c.Server.MaxBodyBytes != 16<<20 {
+		t.Errorf("max_body_bytes = %d", c.Server.MaxBodyBytes)
 	}
 }
 
