@@ -108,6 +108,13 @@ func writeConfig(t testing.TB, text string) string {
 // test, and its log is shown when the test failed.
 func startGateway(t testing.TB, path string) *Gateway {
 	t.Helper()
+	g, _ := startGatewayLogged(t, path)
+	return g
+}
+
+// startGatewayLogged is startGateway, with the gateway's log (text, info and above).
+func startGatewayLogged(t testing.TB, path string) (*Gateway, *syncBuffer) {
+	t.Helper()
 	logs := &syncBuffer{}
 	g, err := New(Options{
 		ConfigPath: path,
@@ -128,7 +135,7 @@ func startGateway(t testing.TB, path string) *Gateway {
 			t.Logf("log of the gateway on %s:\n%s", g.CallbackAddr(), logs)
 		}
 	})
-	return g
+	return g, logs
 }
 
 // stopGateway stops g within a bounded time. Stop is idempotent, so a test may stop a

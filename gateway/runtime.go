@@ -153,6 +153,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		}
 	}
 	g.loaded(cfg)
+	g.warnBodyLimit(cfg)
 	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.Hash[:12])...)
 	return nil
 }
