@@ -44,7 +44,7 @@ func (a adminAPI) Token() string { return a.g.live.Load().cfg.Admin.Token.Value(
 func (a adminAPI) Routes(context.Context) (httpapi.Routes, error) {
 	cfg := a.g.live.Load().cfg
 	matches := a.g.routeMatches()
-	out := httpapi.Routes{ConfigHash: cfg.Hash, Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
+	out := httpapi.Routes{ConfigHash: cfg.HashID(), Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
 	for _, r := range cfg.Routes {
 		out.Routes = append(out.Routes, httpapi.RouteInfo{
 			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,

@@ -363,45 +363,61 @@ func (rc *receiver) withBody(body []byte) []hit {
 // every pair of labels.
 func metricSum(t testing.TB, g *Gateway, name string, labels map[string]string) float64 {
 	t.Helper()
+	sum := 0.0
+	for _, m := range scrape(t, g) {
+		match := m.name == name
+		for k, v := range labels {
+			if m.labels[k] != v {
+				match = false
+			}
+		}
+		if match {
+			sum += m.value
+		}
+	}
+	return sum
+}
+
+// sample is one line of the Prometheus text format.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+// scrape reads g's admin /metrics.
+func scrape(t testing.TB, g *Gateway) []sample {
+	t.Helper()
 	a := send(t, http.MethodGet, "http://"+g.AdminAddr()+"/metrics", nil, nil)
 	if a.Status != http.StatusOK {
 		t.Fatalf("GET /metrics: %d %s", a.Status, a.Body)
 	}
-	sum := 0.0
+	var out []sample
 	sc := bufio.NewScanner(bytes.NewReader(a.Body))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "#") || !strings.HasPrefix(line, name) {
+		if strings.HasPrefix(line, "#") || line == "" {
 			continue
 		}
-		rest := line[len(name):]
-		got := map[string]string{}
-		switch {
-		case strings.HasPrefix(rest, "{"):
+		m := sample{labels: map[string]string{}}
+		rest := line
+		if i := strings.IndexAny(line, "{ "); i >= 0 {
+			m.name, rest = line[:i], line[i:]
+		}
+		if strings.HasPrefix(rest, "{") {
 			end := strings.LastIndex(rest, "}")
-			got = parseLabels(t, rest[1:end])
+			m.labels = parseLabels(t, rest[1:end])
 			rest = rest[end+1:]
-		case strings.HasPrefix(rest, " "):
-		default:
-			continue // another metric whose name starts with name
-		}
-		match := true
-		for k, v := range labels {
-			if got[k] != v {
-				match = false
-			}
-		}
-		if !match {
-			continue
 		}
 		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
 		if err != nil {
 			t.Fatalf("metric line %q: %v", line, err)
 		}
-		sum += v
+		m.value = v
+		out = append(out, m)
 	}
-	return sum
+	return out
 }
 
 // parseLabels reads `a="x",b="y"` of the Prometheus text format.

@@ -152,9 +152,10 @@ func (g *Gateway) Reload(ctx context.Context) error {
 			g.log.Error("reload: workers", "err", err)
 		}
 	}
+	g.metrics.track(old.cfg, cfg)
 	g.loaded(cfg)
 	g.warnBodyLimit(cfg)
-	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.Hash[:12])...)
+	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.HashID())...)
 	return nil
 }
 

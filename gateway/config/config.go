@@ -219,8 +219,18 @@ func (c *Config) Destination(name string) *Destination {
 	return nil
 }
 
-// HashValue is the config hash as a number for the fanout_config_hash gauge: the first 48
-// bits of Hash, exact in a float64.
+// HashID is the config hash as Fanout shows it (the admin API's config_hash, the logs):
+// the first 48 bits of Hash, in 12 hex digits. `sha256sum config.yaml | cut -c1-12` gives
+// it too, and HashValue is the same 48 bits as a number.
+func (c *Config) HashID() string {
+	if len(c.Hash) < 12 {
+		return c.Hash
+	}
+	return c.Hash[:12]
+}
+
+// HashValue is the config hash as a number for the fanout_config_hash gauge: HashID's 48
+// bits, exact in a float64.
 func (c *Config) HashValue() float64 {
 	b, _ := hex.DecodeString(c.Hash)
 	if len(b) < 8 {

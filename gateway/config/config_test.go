@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -373,6 +374,10 @@ func TestHash(t *testing.T) {
 	want := float64(uint64(sum[0])<<40 | uint64(sum[1])<<32 | uint64(sum[2])<<24 | uint64(sum[3])<<16 | uint64(sum[4])<<8 | uint64(sum[5]))
 	if got := c.HashValue(); got != want {
 		t.Errorf("HashValue = %v, want %v (the first 48 bits)", got, want)
+	}
+	// One hash in two forms: HashID is HashValue in hex, and the start of sha256sum's.
+	if id := c.HashID(); id != hex.EncodeToString(sum[:6]) || fmt.Sprintf("%012x", uint64(c.HashValue())) != id {
+		t.Errorf("HashID = %s, want %x, the hex of HashValue", id, sum[:6])
 	}
 	if other := mustParse(t, minimal+"# changed\n", nil); other.Hash == c.Hash {
 		t.Errorf("a changed file kept its hash")
