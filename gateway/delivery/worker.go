@@ -125,7 +125,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 			return
 		}
 		logger().Warn("delivery failed, will retry", "attempts", attemptRange(first, attempt), "url", d.RedactedURL(), "reason", res.Reason,
-			"status", res.Status, "retry_in", res.Delay.String(), "error", res.Err)
+			"status", res.Status, "retry_in", res.Delay.Round(10*time.Millisecond).String(), "error", res.Err)
 		lctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 		if err := m.Later(lctx, attempt+1, time.Now().Add(res.Delay)); err != nil {
@@ -154,9 +154,13 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	}
 }
 
-// attemptRange names the attempts first to last of a round: "3", or "1-4".
+// attemptRange names the attempts first to last of a round: "3", "1-4", or "none" when
+// the round made none (a body transform that failed).
 func attemptRange(first, last int) string {
-	if last <= first {
+	switch {
+	case last < first:
+		return "none"
+	case last == first:
 		return strconv.Itoa(first)
 	}
 	return strconv.Itoa(first) + "-" + strconv.Itoa(last)

@@ -370,3 +370,14 @@ func TestWorkerLogsEveryFailedAttempt(t *testing.T) {
 		})
 	}
 }
+
+func TestAttemptRange(t *testing.T) {
+	for _, c := range []struct {
+		first, last int
+		want        string
+	}{{1, 4, "1-4"}, {3, 3, "3"}, {5, 4, "none"}} {
+		if got := attemptRange(c.first, c.last); got != c.want {
+			t.Errorf("attemptRange(%d, %d) = %q, want %q", c.first, c.last, got, c.want)
+		}
+	}
+}
