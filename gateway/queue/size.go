@@ -68,14 +68,15 @@ func (e *TooLargeError) Error() string {
 // Is makes errors.Is(err, ErrTooLarge) hold.
 func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
 
-// tooLarge returns a *TooLargeError when j's message, or the dead letter it may become, is
-// over maxPayload.
+// tooLarge returns a *TooLargeError when j's body is over MaxBodyFor(maxPayload), or its
+// message or the dead letter it may become is over maxPayload (a huge query). The first
+// makes the limit one number, the one MaxBody says, whatever the query and routes.
 func tooLarge(j *Job, maxPayload int64) error {
-	frame, dead := int64(frameSize(j)), int64(deadLetterSize(j))
-	if frame <= maxPayload && dead <= maxPayload {
+	most := MaxBodyFor(maxPayload)
+	if int64(len(j.Body)) <= most && int64(frameSize(j)) <= maxPayload && int64(deadLetterSize(j)) <= maxPayload {
 		return nil
 	}
-	return &TooLargeError{Body: len(j.Body), MaxPayload: maxPayload, MaxBody: MaxBodyFor(maxPayload)}
+	return &TooLargeError{Body: len(j.Body), MaxPayload: maxPayload, MaxBody: most}
 }
 
 // deadLetterSize bounds the size of j's dead-letter record: the body in base64, the

@@ -48,6 +48,13 @@ func TestMaxBody(t *testing.T) {
 		t.Errorf("dead letter: body of %d bytes, last error of %d bytes", len(dl.Body), len(dl.LastError))
 	}
 
+	// One byte more than MaxBody, though it would fit with this short query.
+	over := testJob("over", "b")
+	over.Body = bytes.Repeat([]byte("x"), int(q.MaxBody())+1)
+	if err := q.Enqueue(ctx, []Job{over}); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Enqueue of MaxBody+1 bytes = %v, want ErrTooLarge", err)
+	}
+
 	// A body whose job fits in a message, but whose dead letter (base64) would not.
 	small, huge := testJob("small", "b"), testJob("huge", "b")
 	huge.Body = bytes.Repeat([]byte("x"), 7<<20)
