@@ -43,7 +43,7 @@ func TestExamples(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			cfg := filepath.Join(dir, "config.yaml")
+			cfg := exampleConfig(dir)
 			emptyEnvironment(t, cfg)
 			checkClean(t, cfg)
 
@@ -134,6 +134,19 @@ func TestExamplesUseEveryRealPayload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rootConfig is the repository's config.example.yaml, seen from cmd/fanout.
+const rootConfig = "../../config.example.yaml"
+
+// exampleConfig is the config of an example folder: its config.yaml, or, for a folder that
+// has none (quickstart, the README's quick start), the repository's config.example.yaml.
+func exampleConfig(dir string) string {
+	cfg := filepath.Join(dir, "config.yaml")
+	if _, err := os.Stat(cfg); err != nil {
+		return rootConfig
+	}
+	return cfg
 }
 
 func exampleDirs(t *testing.T) []string {
