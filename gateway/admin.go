@@ -46,7 +46,7 @@ func (a adminAPI) Routes(context.Context) (httpapi.Routes, error) {
 	matches := a.g.routeMatches()
 	// A when may compare with a value from the environment: ${VAR} is expanded in it.
 	red := a.newRedactor(nil)
-	out := httpapi.Routes{ConfigHash: cfg.Hash, Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
+	out := httpapi.Routes{ConfigHash: cfg.HashID(), Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
 	for _, r := range cfg.Routes {
 		out.Routes = append(out.Routes, httpapi.RouteInfo{
 			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: red.text(r.When),

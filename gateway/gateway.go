@@ -88,6 +88,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
+	g.metrics.track(nil, cfg)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -110,6 +111,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err // says "queue: ..." already
 	}
 	g.queue = q
+	g.warnBodyLimit(cfg)
 	g.intake = intake.New(intake.Options{
 		Live:        func() *intake.Config { return g.live.Load().intake },
 		Store:       q,
@@ -151,8 +153,23 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.ready.Store(true)
 	g.log.Info("fanout started", "listen", callbackLn.Addr().String(), "path", cfg.Server.Path,
-		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes))
+		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes),
+		"hash", cfg.HashID())
 	return nil
+}
+
+// warnBodyLimit says, at start and on every reload, when server.max_body_bytes is more
+// than the queue stores in one message. check refuses that for the embedded queue; an
+// external JetStream's max_payload is known only once connected. Such bodies are answered
+// 413, as bodies over max_body_bytes are.
+func (g *Gateway) warnBodyLimit(cfg *config.Config) {
+	if g.queue == nil {
+		return
+	}
+	if most := g.queue.MaxBody(); cfg.Server.MaxBodyBytes > most {
+		g.log.Warn("server.max_body_bytes is more than the queue stores in one message: larger bodies are answered 413",
+			"max_body_bytes", cfg.Server.MaxBodyBytes, "queue_max_body_bytes", most, "jetstream_max_payload", g.queue.MaxPayload())
+	}
 }
 
 func queueKind(q config.Queue) string {

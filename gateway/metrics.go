@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/intake"
 )
 
@@ -65,7 +69,7 @@ func newMetrics(g *Gateway) *metrics {
 		Name: "fanout_respond_total", Help: "Synchronous answers to before callbacks, by destination and outcome (answered, timeout, error_status, bad_answer, unreachable, paused).",
 	}, []string{"destination", "outcome"})
 	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "fanout_config_hash", Help: "Hash of the live config file (first 48 bits of its SHA-256): replicas that disagree differ.",
+		Name: "fanout_config_hash", Help: "Hash of the live config file: the first 48 bits of its SHA-256, shown in hex as config_hash by the admin API and as hash in the logs. Replicas that disagree differ.",
 	})
 	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "fanout_config_last_reload_successful", Help: "1 when the last config load succeeded.",
@@ -87,6 +91,73 @@ func newMetrics(g *Gateway) *metrics {
 	f(&queueCollector{g: g})
 	return m
 }
+
+// track makes the per-route and per-destination series of cur exist, at 0 until something
+// is counted, so that rate() and alerts work before the first event; and deletes the series
+// of the routes, respond rules, destinations and apps that old had and cur has not, so that
+// a removed route is not reported forever. old is nil at the first load.
+func (m *metrics) track(old, cur *config.Config) {
+	for _, r := range cur.Routes {
+		m.routeMatches.WithLabelValues(r.Name)
+		m.ruleErrors.WithLabelValues(r.Name)
+	}
+	for i := range cur.Respond {
+		m.ruleErrors.WithLabelValues(respondRuleName(i))
+	}
+	answering := map[string]bool{}
+	for _, r := range cur.Respond {
+		answering[r.From] = true
+	}
+	for _, d := range cur.Destinations {
+		for _, outcome := range []string{"delivered", "dead"} {
+			m.deliveries.WithLabelValues(d.Name, outcome)
+		}
+		for _, result := range delivery.AttemptReasons() {
+			m.attempts.WithLabelValues(d.Name, result)
+		}
+		m.attemptDuration.WithLabelValues(d.Name)
+		m.backlogFull.WithLabelValues(d.Name)
+		if answering[d.Name] {
+			for _, outcome := range delivery.RespondOutcomes() {
+				m.respond.WithLabelValues(d.Name, outcome)
+			}
+		} else {
+			m.respond.DeletePartialMatch(prometheus.Labels{"destination": d.Name})
+		}
+	}
+	if old == nil {
+		return
+	}
+	for _, r := range old.Routes {
+		if !slices.ContainsFunc(cur.Routes, func(c *config.Route) bool { return c.Name == r.Name }) {
+			m.routeMatches.DeleteLabelValues(r.Name)
+			m.ruleErrors.DeleteLabelValues(r.Name)
+		}
+	}
+	for i := len(cur.Respond); i < len(old.Respond); i++ {
+		m.ruleErrors.DeleteLabelValues(respondRuleName(i))
+	}
+	for _, d := range old.Destinations {
+		if cur.Destination(d.Name) != nil {
+			continue
+		}
+		gone := prometheus.Labels{"destination": d.Name}
+		m.deliveries.DeletePartialMatch(gone)
+		m.attempts.DeletePartialMatch(gone)
+		m.attemptDuration.DeletePartialMatch(gone)
+		m.backlogFull.DeletePartialMatch(gone)
+		m.respond.DeletePartialMatch(gone)
+	}
+	for _, a := range old.Tencent.Apps {
+		if !slices.ContainsFunc(cur.Tencent.Apps, func(c config.App) bool { return c.SdkAppID == a.SdkAppID }) {
+			m.callbacks.DeletePartialMatch(prometheus.Labels{"app": a.SdkAppID})
+		}
+	}
+}
+
+// respondRuleName is how a respond rule is named in fanout_rule_errors_total's route
+// label (rules.Set.Match reports it so).
+func respondRuleName(i int) string { return fmt.Sprintf("respond[%d]", i) }
 
 // intake returns the series the intake counts.
 func (m *metrics) intake() intake.Metrics {

@@ -116,6 +116,7 @@ type DeadLetter struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status"`
 	BodyExcerpt  string    `json:"body_excerpt"` // the start of the destination's last answer
+	LastError    string    `json:"last_error"`   // the last attempt's error: connection refused, timeout, status 503...
 	Attempts     int       `json:"attempts"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`

@@ -88,6 +88,7 @@ type DeadLetterInfo struct {
 	Reason       string // e.g. "status 400", "max attempts", "max age", "destination removed"
 	LastStatus   int    // last HTTP status, 0 when none
 	BodyExcerpt  string // start of the last response body
+	LastError    string // the last attempt's error (connection refused, timeout, status 503...)
 	Attempts     int
 	FirstAttempt time.Time
 	LastAttempt  time.Time

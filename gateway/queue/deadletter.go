@@ -26,6 +26,7 @@ type deadLetterRecord struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status,omitempty"`
 	BodyExcerpt  string    `json:"body_excerpt,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
 	Attempts     int       `json:"attempts,omitempty"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
@@ -41,9 +42,10 @@ func newDeadLetterRecord(j *Job, info DeadLetterInfo, deadAt time.Time) deadLett
 		Body:         j.Body,
 		ReceivedAt:   j.ReceivedAt,
 		RequestID:    j.RequestID,
-		Reason:       info.Reason,
+		Reason:       clipText(info.Reason, maxTextStored),
 		LastStatus:   info.LastStatus,
-		BodyExcerpt:  info.BodyExcerpt,
+		BodyExcerpt:  clipText(info.BodyExcerpt, maxExcerptStored),
+		LastError:    clipText(info.LastError, maxTextStored),
 		Attempts:     info.Attempts,
 		FirstAttempt: info.FirstAttempt,
 		LastAttempt:  info.LastAttempt,
@@ -67,6 +69,7 @@ func (r *deadLetterRecord) deadLetter(id uint64) DeadLetter {
 			Reason:       r.Reason,
 			LastStatus:   r.LastStatus,
 			BodyExcerpt:  r.BodyExcerpt,
+			LastError:    r.LastError,
 			Attempts:     r.Attempts,
 			FirstAttempt: r.FirstAttempt,
 			LastAttempt:  r.LastAttempt,

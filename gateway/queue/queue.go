@@ -172,6 +172,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Se
 		JetStream:              true,
 		StoreDir:               o.Dir,
 		JetStreamMaxStore:      o.MaxBytes,
+		MaxPayload:             EmbeddedMaxPayload,
 		SyncAlways:             o.SyncAlways,
 		SyncInterval:           o.SyncInterval,
 		DontListen:             true,
