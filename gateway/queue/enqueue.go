@@ -18,6 +18,8 @@ import (
 // write was sent before the failure may still be stored; a retry of the same
 // callback is then suppressed as a duplicate.
 //
+// An ordered job (Job.Ordered) is stored in its key's lane (see ConsumeLanes).
+//
 // A job whose destination's backlog is full (see SetBacklogLimits) is stored
 // as a dead letter with reason ReasonBacklogFull instead, and
 // Options.BacklogFull is told once the writes are acknowledged.
@@ -89,6 +91,9 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 		msgs[i] = nats.Msg{
 			Subject: all[off : off+subjectLen],
 			Data:    buf[start:len(buf):len(buf)],
+		}
+		if j.Ordered {
+			msgs[i].Subject = laneSubject(j.Destination, LaneOf(j.Key))
 		}
 		if q.dedup {
 			msgs[i].Header = nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1]}
