@@ -30,6 +30,9 @@ type Result struct {
 	LastAttempt time.Time     // when the last attempt started; zero when none was made
 	Gone        bool          // the last answer was 410 Gone: the endpoint was removed
 	Err         error         // the last attempt's failure; nil when Delivered
+	// Blocked: a Dead round of an ordered job whose destination blocks the lane instead of
+	// dead-lettering (set by Worker).
+	Blocked bool
 }
 
 // SenderOptions configure NewSender.
