@@ -62,6 +62,9 @@ type Config struct {
 	Rules          Matcher
 	// Respond are the respond rules, by the index rules.Match gives (RespondIndex).
 	Respond []Respond
+	// OrderBy are the compiled order_by of the ordered destinations, by name: their jobs
+	// carry the callback's key.
+	OrderBy map[string]*rules.Key
 }
 
 // Respond is one respond rule as the intake runs it.
@@ -78,6 +81,7 @@ type Metrics struct {
 	RouteMatches     *prometheus.CounterVec // route
 	RuleErrors       *prometheus.CounterVec // route
 	Respond          *prometheus.CounterVec // destination, outcome
+	OrderKeyErrors   *prometheus.CounterVec // destination: order_by failed, the fallback lane was used
 }
 
 // Options configure New.
@@ -149,7 +153,7 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	if m.Respond != nil {
 		wg.Go(func() { answer = in.respond(ctx, c, c.live.Respond[m.RespondIndex]) })
 	}
-	duplicate, err := in.enqueue(ctx, c, ev.Command, m.Deliveries)
+	duplicate, err := in.enqueue(ctx, c, ev, m.Deliveries)
 	wg.Wait()
 	if err != nil {
 		in.log.Error("callback not stored, answered 503", "request_id", c.RequestID, "app", c.app, "command", c.command, "err", err)
@@ -211,11 +215,11 @@ func (in *Intake) counted(c *call, outcome string) {
 
 // enqueue stores one job per delivery and returns once all are stored, unless the same
 // callback was stored within the dedup window (duplicate).
-func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveries []rules.Delivery) (duplicate bool, err error) {
+func (in *Intake) enqueue(ctx context.Context, c *call, ev *rules.Event, deliveries []rules.Delivery) (duplicate bool, err error) {
 	if len(deliveries) == 0 {
 		return false, nil
 	}
-	eventID := tencentim.EventID(c.query.SdkAppID, command, c.Body)
+	eventID := tencentim.EventID(c.query.SdkAppID, ev.Command, c.Body)
 	if in.dedup.seen(eventID) {
 		return true, nil
 	}
@@ -224,6 +228,9 @@ func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveri
 	for i, d := range deliveries {
 		jobs[i] = queue.Job{EventID: eventID, Destination: d.Destination, Routes: d.Routes,
 			Query: c.RawQuery, Body: c.Body, ReceivedAt: now, RequestID: c.RequestID}
+		if k := c.live.OrderBy[d.Destination]; k != nil {
+			jobs[i].Ordered, jobs[i].Key = true, in.orderKey(c, d.Destination, k, ev)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, enqueueTimeout)
 	defer cancel()
