@@ -36,7 +36,7 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 		return nil, err
 	}
 	rt := &runtime{cfg: cfg, dests: dests, intake: &intake.Config{Path: cfg.Server.Path, MaxBodyBytes: cfg.Server.MaxBodyBytes,
-		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules}}
+		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules, OrderBy: orderBy(cfg)}}
 	for _, r := range cfg.Respond {
 		rt.intake.Respond = append(rt.intake.Respond, intake.Respond{From: r.From, OnFailure: r.OnFailure,
 			Responder: &delivery.Responder{Sender: g.sender, Destination: dests[r.From], Timeout: r.Timeout,
@@ -85,6 +85,7 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 	dd := delivery.Destination{
 		Name: d.Name, URL: d.URL.Value(), URLSecret: d.URL.Whole(), Headers: headers, SigningSecrets: secrets,
 		Timeout: d.Timeout, ForwardQuery: d.ForwardQuery, TIMToken: d.TIMToken.Value(),
+		BlockExhausted: d.Order != nil && d.OnExhausted == config.OnExhaustedBlock,
 		Policy: delivery.Policy{MaxAttempts: r.MaxAttempts, Initial: r.Backoff.Initial, Max: r.Backoff.Max,
 			Multiplier: r.Backoff.Multiplier, Jitter: r.Backoff.Jitter, MaxAge: r.MaxAge},
 	}
