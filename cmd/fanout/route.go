@@ -42,6 +42,10 @@ type routeDelivery struct {
 	Body        json.RawMessage `json:"body,omitempty"`
 	BodyError   string          `json:"body_error,omitempty"`
 	Transformed bool            `json:"transformed"`
+	// Key is the lane of a destination with order_by; KeyError says why the fallback lane
+	// (the empty key) was taken.
+	Key      *string `json:"key,omitempty"`
+	KeyError string  `json:"key_error,omitempty"`
 }
 
 // runRoute is a dry run of the rules serve evaluates: which routes match a payload, which
@@ -219,6 +223,7 @@ func explain(cfg *config.Config, in payloadInput, extra url.Values) routeResult 
 			}
 		}
 		rd.Body = body
+		rd.Key, rd.KeyError = laneKey(dest, ev)
 		r.Deliveries = append(r.Deliveries, rd)
 	}
 	return r
@@ -280,6 +285,7 @@ func printRoute(w io.Writer, r routeResult) {
 		default:
 			fmt.Fprintf(w, "     body (original, %d bytes): %s\n", len(d.Body), compact(d.Body))
 		}
+		printLane(w, d)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
