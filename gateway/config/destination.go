@@ -374,8 +374,13 @@ func (c *Config) checkOrder(d *decoder, dest *Destination, dn destNodes) {
 	k, err := rules.CompileKey(dest.OrderBy)
 	if err != nil {
 		d.exprProblem(dn.order, join(dn.path, "order_by"), err)
+		return
 	}
 	dest.Order = k
+	// A field no callback carries is nil: every callback would take the fallback lane.
+	for _, w := range rules.LintBody(dest.OrderBy) {
+		d.warnf(dn.order, join(dn.path, "order_by"), "%s", w.Message)
+	}
 }
 
 // suggestDest is a "did you mean" for an undefined destination name.
