@@ -216,13 +216,13 @@ func (q *Queue) partitionRecords(ctx context.Context, destination string, p int)
 // one that hands out every job of the partition still stored, oldest first. Its name is
 // new each time (and recorded): an acknowledgement sent by an earlier owner, still alive,
 // can never act on the new consumer's deliveries.
-func (q *Queue) recreateLaneConsumer(ctx context.Context, destination string, p int) (jetstream.Consumer, string, error) {
+func (q *Queue) recreateLaneConsumer(ctx context.Context, destination string, p int) (jetstream.Consumer, error) {
 	if e, err := q.lanes.Get(ctx, consumerKey(destination, p)); err == nil {
 		if err := q.jobs.DeleteConsumer(ctx, string(e.Value())); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, "", fmt.Errorf("delete the previous consumer: %w", err)
+			return nil, fmt.Errorf("delete the previous consumer: %w", err)
 		}
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, "", fmt.Errorf("read the previous consumer's name: %w", err)
+		return nil, fmt.Errorf("read the previous consumer's name: %w", err)
 	}
 	var suffix [6]byte
 	_, _ = rand.Read(suffix[:])
@@ -242,16 +242,16 @@ func (q *Queue) recreateLaneConsumer(ctx context.Context, destination string, p 
 		// Another consumer of the partition that the record does not name (a crash before
 		// the record was written): find it by its filter.
 		if derr := q.deleteLaneConsumers(ctx, func(filter string) bool { return filter == subject }); derr != nil {
-			return nil, "", fmt.Errorf("create the consumer: %w; delete the others: %w", err, derr)
+			return nil, fmt.Errorf("create the consumer: %w; delete the others: %w", err, derr)
 		}
 		if cons, err = q.jobs.CreateConsumer(ctx, cfg); err != nil {
-			return nil, "", fmt.Errorf("create the consumer: %w", err)
+			return nil, fmt.Errorf("create the consumer: %w", err)
 		}
 	}
 	if _, err := q.lanes.Put(ctx, consumerKey(destination, p), []byte(cfg.Durable)); err != nil {
-		return nil, "", fmt.Errorf("record the consumer's name: %w", err)
+		return nil, fmt.Errorf("record the consumer's name: %w", err)
 	}
-	return cons, cfg.Durable, nil
+	return cons, nil
 }
 
 // laneConsumerPrefix starts the names of partition p's consumers. '~' cannot appear in a

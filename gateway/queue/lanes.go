@@ -326,11 +326,11 @@ func (s *laneSet) ended(pt *partition, err error) {
 				return
 			case <-time.After(restartWait):
 			}
-			if err := s.start(pt.p, 0); err == nil {
+			err := s.start(pt.p, 0)
+			if err == nil {
 				return
-			} else {
-				log.Warn("lane partition cannot start again", "error", err)
 			}
+			log.Warn("lane partition cannot start again", "error", err)
 		}
 	})
 }
@@ -376,7 +376,6 @@ type partition struct {
 
 	mu       sync.Mutex
 	cc       jetstream.ConsumeContext
-	consumer string                   // its consumer's name
 	lanes    map[string]*lane         // by key
 	inHand   map[uint64]*laneJob      // by stream sequence
 	attempts map[uint64]attemptRecord // stored attempt numbers, read at start
@@ -438,12 +437,12 @@ func (pt *partition) start() error {
 	if err != nil {
 		return err
 	}
-	cons, name, err := pt.q.recreateLaneConsumer(ctx, pt.set.destination, pt.p)
+	cons, err := pt.q.recreateLaneConsumer(ctx, pt.set.destination, pt.p)
 	if err != nil {
 		return err
 	}
 	pt.mu.Lock()
-	pt.attempts, pt.blocked, pt.consumer = attempts, blocked, name
+	pt.attempts, pt.blocked = attempts, blocked
 	pt.mu.Unlock()
 	cc, err := cons.Consume(pt.receive,
 		jetstream.PullMaxMessages(min(laneWindow, pullBatch)),
