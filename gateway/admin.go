@@ -140,7 +140,18 @@ func destinationInfo(d *config.Destination) httpapi.DestinationInfo {
 		HasTIMToken:      d.TIMToken != "",
 		Headers:          headers,
 		MaxBacklog:       d.MaxBacklog.String(),
+		OrderBy:          d.OrderBy,
+		OnExhausted:      onExhausted(d),
 	}
+}
+
+// onExhausted is a destination's on_exhausted when it has order_by (it means nothing
+// without), "" otherwise.
+func onExhausted(d *config.Destination) string {
+	if d.OrderBy == "" {
+		return ""
+	}
+	return d.OnExhausted
 }
 
 func (a adminAPI) queueState(ctx context.Context, name string, info *httpapi.DestinationInfo) error {

@@ -48,6 +48,7 @@ type Gateway struct {
 
 	mu      sync.Mutex // serialises reloads and worker changes
 	workers map[string]*worker
+	lanes   laneSets // the ordered destinations' lanes (lanes.go)
 
 	statesMu sync.Mutex
 	states   map[string]*destState // by destination name, kept across reloads
@@ -229,6 +230,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 			for _, w := range workers {
 				w.consumption.Stop()
 			}
+			g.stopAllLanes()
 			close(stopped)
 		}()
 		select {

@@ -32,6 +32,7 @@ type metrics struct {
 	reloadTime       prometheus.Gauge
 	destinationPause *prometheus.GaugeVec
 	backlogFull      *prometheus.CounterVec
+	orderKeyErrors   *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -83,12 +84,16 @@ func newMetrics(g *Gateway) *metrics {
 	m.backlogFull = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fanout_backlog_full_total", Help: "Deliveries dead-lettered at once because their destination's backlog was at max_backlog.",
 	}, []string{"destination"})
+	m.orderKeyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fanout_order_key_errors_total", Help: "Callbacks whose order_by failed at run time, sent to the fallback lane (the empty key).",
+	}, []string{"destination"})
 	for _, c := range []prometheus.Collector{m.callbacks, m.callbackDuration, m.routeMatches, m.ruleErrors,
 		m.attempts, m.attemptDuration, m.deliveries, m.respond, m.configHash, m.reloadOK, m.reloadTime, m.destinationPause,
-		m.backlogFull} {
+		m.backlogFull, m.orderKeyErrors} {
 		f(c)
 	}
 	f(&queueCollector{g: g})
+	f(&laneCollector{g: g})
 	return m
 }
 
@@ -162,7 +167,7 @@ func respondRuleName(i int) string { return fmt.Sprintf("respond[%d]", i) }
 // intake returns the series the intake counts.
 func (m *metrics) intake() intake.Metrics {
 	return intake.Metrics{Callbacks: m.callbacks, CallbackDuration: m.callbackDuration, RouteMatches: m.routeMatches,
-		RuleErrors: m.ruleErrors, Respond: m.respond}
+		RuleErrors: m.ruleErrors, Respond: m.respond, OrderKeyErrors: m.orderKeyErrors}
 }
 
 // queueCollector reads queue depths at scrape time, so they are never stale.

@@ -55,7 +55,7 @@ func CallbackConfig(cfg *config.Config) (*intake.Config, error) {
 	}
 	return &intake.Config{Path: cfg.Server.Path, MaxBodyBytes: cfg.Server.MaxBodyBytes,
 		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules,
-		ExtraCommands: cfg.Tencent.ExtraCommands}, nil
+		ExtraCommands: cfg.Tencent.ExtraCommands, OrderBy: orderBy(cfg)}, nil
 }
 
 // destinations builds the destinations of cfg. A rate limit that a reload leaves as it was
@@ -98,6 +98,7 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 	dd := delivery.Destination{
 		Name: d.Name, URL: d.URL.Value(), URLSecret: d.URL.Whole(), Headers: headers, SigningSecrets: secrets,
 		Timeout: d.Timeout, ForwardQuery: d.ForwardQuery, TIMToken: d.TIMToken.Value(),
+		BlockExhausted: d.Order != nil && d.OnExhausted == config.OnExhaustedBlock,
 		Policy: delivery.Policy{MaxAttempts: r.MaxAttempts, Initial: r.Backoff.Initial, Max: r.Backoff.Max,
 			Multiplier: r.Backoff.Multiplier, Jitter: r.Backoff.Jitter, MaxAge: r.MaxAge},
 	}

@@ -40,6 +40,9 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		g.state(d.Name).slots.SetLimit(d.Concurrency)
 		old := g.workers[d.Name]
 		if old != nil && old.concurrency == d.Concurrency {
+			if err := g.syncLanes(ctx, old.ctx, d); err != nil {
+				return fmt.Errorf("destination %q: starting its lanes: %w", d.Name, err)
+			}
 			continue
 		}
 		w := &worker{concurrency: d.Concurrency}
@@ -61,6 +64,9 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		if old != nil {
 			go old.consumption.Stop()
 		}
+		if err := g.syncLanes(ctx, w.ctx, d); err != nil {
+			return fmt.Errorf("destination %q: starting its lanes: %w", d.Name, err)
+		}
 	}
 	for name, w := range g.workers {
 		if rt.dests[name] != nil {
@@ -68,6 +74,7 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		}
 		w.cancel()
 		w.consumption.Stop()
+		g.stopLanes(name)
 		delete(g.workers, name)
 		g.dropState(name)
 		n, err := g.queue.RemoveDestination(ctx, name, ReasonDestinationRemoved)

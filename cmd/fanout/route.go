@@ -284,6 +284,7 @@ func printRoute(w io.Writer, r routeResult) {
 		default:
 			fmt.Fprintf(w, "     body (original, %d bytes): %s\n", len(d.Body), compact(d.Body))
 		}
+		printLane(w, d)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)

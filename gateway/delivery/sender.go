@@ -33,6 +33,9 @@ type Result struct {
 	// LastFailure is the error of the round's last failed attempt, also when a later
 	// attempt delivered; nil when none failed.
 	LastFailure error
+	// Blocked: a Dead round of an ordered job whose destination blocks the lane instead of
+	// dead-lettering (set by Worker).
+	Blocked bool
 }
 
 // SenderOptions configure NewSender.

@@ -102,6 +102,9 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		// reset the count of failed rounds.
 		w.Breaker.Done(probe, res.Attempts > 0 && res.Reason != ReasonCanceled, endpointFailed(res))
 	}
+	// An ordered destination with on_exhausted: block keeps a delivery that gives up at the
+	// head of its lane, for an operator, instead of dead-lettering it.
+	res.Blocked = res.Outcome == Dead && d.BlockExhausted && m.Ordered()
 	if w.Done != nil {
 		w.Done(res)
 	}
@@ -133,6 +136,9 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		}
 	case Dead:
 		msg := "delivery failed, dead-lettering"
+		if res.Blocked {
+			msg = "delivery failed, blocking its lane until an operator retries or skips it"
+		}
 		if res.Gone {
 			msg = "endpoint is gone (410), dead-lettering: the receiver says this URL was removed"
 		}
@@ -148,6 +154,12 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
+		if res.Blocked {
+			if err := m.Block(dctx, info); err != nil {
+				logger().Error("cannot record the blocked lane; the delivery is handled again", "error", err)
+			}
+			return
+		}
 		if err := w.Queue.DeadLetter(dctx, m, info); err != nil {
 			logger().Error("cannot store the dead letter; the queue redelivers after the ack wait", "error", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/rules"
 )
 
@@ -50,6 +51,10 @@ type Delivery struct {
 	Body        json.RawMessage `json:"body,omitempty"`
 	BodyError   string          `json:"body_error,omitempty"`
 	Transformed bool            `json:"transformed"`
+	// Key is the lane of a destination with order_by; KeyError says why the fallback lane
+	// (the empty key) was taken.
+	Key      *string `json:"key,omitempty"`
+	KeyError string  `json:"key_error,omitempty"`
 }
 
 // Route evaluates one payload exactly as the receiver would after its checks. name labels
@@ -117,6 +122,7 @@ func Evaluate(cfg *config.Config, r Result, ev *rules.Event, q url.Values, body 
 			}
 		}
 		rd.Body = sent
+		rd.Key, rd.KeyError = laneKey(dest, ev)
 		r.Deliveries = append(r.Deliveries, rd)
 	}
 	return r
@@ -143,4 +149,18 @@ func redactedQuery(q url.Values, resign bool) string {
 		s += "&Sign=<re-signed>&RequestTime=<now>"
 	}
 	return s
+}
+
+// laneKey is the lane a callback takes at dest: nil without order_by; the fallback lane,
+// and why, when the key cannot be computed (as the intake decides).
+func laneKey(dest *config.Destination, ev *rules.Event) (*string, string) {
+	if dest.Order == nil {
+		return nil, ""
+	}
+	key, err := dest.Order.Eval(ev)
+	if err != nil {
+		fallback := intake.FallbackKey
+		return &fallback, err.Error()
+	}
+	return &key, ""
 }

@@ -56,6 +56,8 @@ type DestinationInfo struct {
 	HasTIMToken      bool      `json:"has_tim_token"`
 	Headers          []string  `json:"headers"`     // names only
 	MaxBacklog       string    `json:"max_backlog"` // a count, or a size in bytes ("2147483648B"); "none"
+	OrderBy          string    `json:"order_by,omitempty"`
+	OnExhausted      string    `json:"on_exhausted,omitempty"` // with order_by: dead_letter or block
 
 	InFlight         int       `json:"in_flight"` // HTTP requests in flight from this process
 	BacklogFull      bool      `json:"backlog_full"`

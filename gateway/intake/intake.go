@@ -68,6 +68,9 @@ type Config struct {
 	// ExtraCommands are the commands of tencent.extra_commands: counted by name in the
 	// metrics, like those Tencent documents.
 	ExtraCommands []string
+	// OrderBy are the compiled order_by of the ordered destinations, by name: their jobs
+	// carry the callback's key.
+	OrderBy map[string]*rules.Key
 }
 
 // Respond is one respond rule as the intake runs it.
@@ -84,6 +87,7 @@ type Metrics struct {
 	RouteMatches     *prometheus.CounterVec // route
 	RuleErrors       *prometheus.CounterVec // route
 	Respond          *prometheus.CounterVec // destination, outcome
+	OrderKeyErrors   *prometheus.CounterVec // destination: order_by failed, the fallback lane was used
 }
 
 // Options configure New.
@@ -152,7 +156,7 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	if m.Respond != nil {
 		wg.Go(func() { answer = in.respond(ctx, c, c.live.Respond[m.RespondIndex]) })
 	}
-	duplicate, err := in.enqueue(ctx, c, ev.Command, m.Deliveries)
+	duplicate, err := in.enqueue(ctx, c, ev, m.Deliveries)
 	wg.Wait()
 	var tooLarge *queue.TooLargeError
 	switch {
@@ -257,11 +261,11 @@ func (in *Intake) counted(c *call, outcome string) {
 
 // enqueue stores one job per delivery and returns once all are stored, unless the same
 // callback was stored within the dedup window (duplicate).
-func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveries []rules.Delivery) (duplicate bool, err error) {
+func (in *Intake) enqueue(ctx context.Context, c *call, ev *rules.Event, deliveries []rules.Delivery) (duplicate bool, err error) {
 	if len(deliveries) == 0 {
 		return false, nil
 	}
-	eventID := tencentim.EventID(c.query.SdkAppID, command, c.Body)
+	eventID := tencentim.EventID(c.query.SdkAppID, ev.Command, c.Body)
 	if in.dedup.seen(eventID) {
 		return true, nil
 	}
@@ -270,6 +274,9 @@ func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveri
 	for i, d := range deliveries {
 		jobs[i] = queue.Job{EventID: eventID, Destination: d.Destination, Routes: d.Routes,
 			Query: c.RawQuery, Body: c.Body, ReceivedAt: now, RequestID: c.RequestID}
+		if k := c.live.OrderBy[d.Destination]; k != nil {
+			jobs[i].Ordered, jobs[i].Key = true, in.orderKey(c, d.Destination, k, ev)
+		}
 	}
 	// The store goes on when the client goes away: once the writes are sent, waiting for
 	// their acknowledgements is what tells whether the callback was stored, for the log

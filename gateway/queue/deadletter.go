@@ -31,6 +31,9 @@ type deadLetterRecord struct {
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
 	DeadAt       time.Time `json:"dead_at"`
+	// Ordered and Key: the job's lane, which a replay goes back to.
+	Ordered bool   `json:"ordered,omitempty"`
+	Key     string `json:"key,omitempty"`
 }
 
 func newDeadLetterRecord(j *Job, info DeadLetterInfo, deadAt time.Time) deadLetterRecord {
@@ -50,6 +53,8 @@ func newDeadLetterRecord(j *Job, info DeadLetterInfo, deadAt time.Time) deadLett
 		FirstAttempt: info.FirstAttempt,
 		LastAttempt:  info.LastAttempt,
 		DeadAt:       deadAt,
+		Ordered:      j.Ordered,
+		Key:          j.Key,
 	}
 }
 
@@ -64,6 +69,8 @@ func (r *deadLetterRecord) deadLetter(id uint64) DeadLetter {
 			Body:        r.Body,
 			ReceivedAt:  r.ReceivedAt,
 			RequestID:   r.RequestID,
+			Ordered:     r.Ordered,
+			Key:         r.Key,
 		},
 		DeadLetterInfo: DeadLetterInfo{
 			Reason:       r.Reason,
@@ -125,6 +132,9 @@ func (q *Queue) publishDeadLetter(ctx context.Context, j *Job, seq uint64, info 
 func (q *Queue) DeadLetter(ctx context.Context, m *Message, info DeadLetterInfo) error {
 	if m == nil || m.msg == nil {
 		return errNotJetStream
+	}
+	if m.lane != nil {
+		return m.lane.pt.deadLetter(ctx, m.lane, &m.Job, info)
 	}
 	if err := q.publishDeadLetter(ctx, &m.Job, m.seq, info); err != nil {
 		return fmt.Errorf("queue: dead-letter event %s to %q: %w", m.Job.EventID, m.Job.Destination, err)
@@ -297,7 +307,7 @@ func (q *Queue) deleteDeadLetter(ctx context.Context, id uint64) error {
 }
 
 // ReplayDeadLetter queues the job of dead letter id again for its destination, as a new
-// series of attempts,
+// series of attempts (an ordered job at the end of its lane),
 // waits for that write to be acknowledged, then deletes the dead letter. The
 // replayed job gets a new dedup id, derived from id, so replaying the same
 // dead letter twice within the dedup window stores it once.
@@ -312,10 +322,18 @@ func (q *Queue) ReplayDeadLetter(ctx context.Context, id uint64) error {
 	// A replay starts again at attempt 1, and its max_age counts from now: it would
 	// otherwise die again at its first failure.
 	dl.Job.Attempt, dl.Job.Since = 1, time.Now()
+	// An ordered job goes to the end of its lane, if the destination's lanes are consumed
+	// (it still has order_by); otherwise it is delivered as any other.
+	subject := jobsSubjectPrefix + dl.Destination
+	if dl.Ordered && q.consumesLanes(dl.Destination) {
+		subject = laneSubject(dl.Destination, LaneOf(dl.Key))
+	} else {
+		dl.Ordered, dl.Key = false, ""
+	}
 	frame := appendFrame(make([]byte, 0, frameSize(&dl.Job)), &dl.Job)
 	msgID := dl.EventID + "." + dl.Destination + ".replay." + strconv.FormatUint(id, 10)
 	_, err = q.js.PublishMsg(ctx, &nats.Msg{
-		Subject: jobsSubjectPrefix + dl.Destination,
+		Subject: subject,
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{msgID}},
 		Data:    frame,
 	})

@@ -20,6 +20,8 @@ import (
 // one message (or as a dead letter) fails the call with ErrTooLarge before
 // anything is written.
 //
+// An ordered job (Job.Ordered) is stored in its key's lane (see ConsumeLanes).
+//
 // A job whose destination's backlog is full (see SetBacklogLimits) is stored
 // as a dead letter with reason ReasonBacklogFull instead, and
 // Options.BacklogFull is told once the writes are acknowledged.
@@ -95,6 +97,9 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 		msgs[i] = nats.Msg{
 			Subject: all[off : off+subjectLen],
 			Data:    buf[start:len(buf):len(buf)],
+		}
+		if j.Ordered {
+			msgs[i].Subject = laneSubject(j.Destination, LaneOf(j.Key))
 		}
 		if q.dedup {
 			msgs[i].Header = nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1]}
