@@ -1,4 +1,4 @@
-package gateway_test
+package gateway
 
 import (
 	"bufio"
@@ -24,13 +24,14 @@ import (
 const eventsToken = "events-admin-token"
 
 // eventsConfig routes every C2C message to crm; %AUDIT% is the audit destination's
-// line (empty: no audit), %ROUTES% more routes.
+// line (empty: no audit), %ROUTES% more routes. The event log is off by default: it is
+// turned on here.
 const eventsConfig = `
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0", token: events-admin-token}
 tencent:
   apps: [{sdkappid: 1400000000, token: tencent-token}]
-queue: {dir: %QUEUE%}
+queue: {dir: QUEUE_DIR}
 defaults:
   retry: {max_attempts: 5, backoff: {initial: 10ms, max: 5s, multiplier: 2, jitter: 0}}
 destinations:
@@ -46,13 +47,13 @@ func eventsCfg(crm, audit, routes string) string {
 	if audit != "" {
 		audit = fmt.Sprintf("  audit: {url: %q}", audit)
 	}
-	return strings.NewReplacer("%CRM%", crm, "%AUDIT%", audit, "%ROUTES%", routes).Replace(eventsConfig)
+	return strings.NewReplacer("%CRM%", crm, "%AUDIT%", audit, "%ROUTES%", routes).Replace(eventsConfig) + "\nlog: {enabled: true}\n"
 }
 
 // send posts a signed C2C message carrying key, and returns when it is answered OK.
 func (a *adminGateway) send(key string) {
 	a.t.Helper()
-	q := fanouttest.SignedCallbackQuery(adminTestApp, "C2C.CallbackAfterSendMsg", "tencent-token", time.Now())
+	q := fanouttest.SignedCallbackQuery(fanouttest.App, "C2C.CallbackAfterSendMsg", "tencent-token", time.Now())
 	if ans := fanouttest.PostCallback(a.g.CallbackAddr(), q, fanouttest.C2CMessage(key)); !ans.OK() {
 		a.t.Fatalf("callback %s: %d %s", key, ans.Status, ans.Body)
 	}
@@ -70,7 +71,7 @@ func (a *adminGateway) events(query string) httpapi.EventPage {
 func (a *adminGateway) trace(key string, what string, pred func(eventlog.Detail) bool) eventlog.Detail {
 	a.t.Helper()
 	var d eventlog.Detail
-	adminWaitFor(a.t, what, func() bool {
+	fanouttest.WaitFor(a.t, fanouttest.WaitTimeout, what, func() bool {
 		page := a.events("field=MsgKey=" + url.QueryEscape(key))
 		if len(page.Items) != 1 {
 			return false
@@ -99,7 +100,7 @@ func TestEventsTraceTwoDestinations(t *testing.T) {
 	a.send("trace-1")
 
 	d := a.trace("trace-1", "both deliveries in the trace", func(d eventlog.Detail) bool { return d.Outcome == eventlog.OutcomeDelivered })
-	if d.Command != "C2C.CallbackAfterSendMsg" || d.SdkAppID != adminTestApp || !slices.Equal(d.Routes, []string{"c2c", "vip"}) ||
+	if d.Command != "C2C.CallbackAfterSendMsg" || d.SdkAppID != fanouttest.App || !slices.Equal(d.Routes, []string{"c2c", "vip"}) ||
 		d.Fields["MsgKey"] != "trace-1" || d.Fields["From_Account"] != "jared" || d.Fields["To_Account"] != "Jonh" {
 		t.Errorf("callback: %+v", d.Summary)
 	}
@@ -168,11 +169,11 @@ func TestEventsSearch(t *testing.T) {
 		a.send(k)
 	}
 	// An unrouted callback: a command no route takes.
-	q := fanouttest.SignedCallbackQuery(adminTestApp, "State.StateChange", "tencent-token", time.Now())
+	q := fanouttest.SignedCallbackQuery(fanouttest.App, "State.StateChange", "tencent-token", time.Now())
 	if ans := fanouttest.PostCallback(a.g.CallbackAddr(), q, []byte(`{"CallbackCommand":"State.StateChange","Info":{"To_Account":"x"}}`)); !ans.OK() {
 		t.Fatalf("state change: %d %s", ans.Status, ans.Body)
 	}
-	adminWaitFor(t, "a1 and a2 dead at audit", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "a1 and a2 dead at audit", func() bool {
 		return len(a.events("outcome=dead").Items) == 2 && len(a.events("outcome=delivered").Items) == 2
 	})
 	keys := func(p httpapi.EventPage) []string {
@@ -251,13 +252,13 @@ func TestEventsBackfill(t *testing.T) {
 	a := startAdminGateway(t, eventsCfg(crm.URL(), "", ""), eventsToken)
 	a.send("old-1")
 	a.send("old-2")
-	adminWaitFor(t, "the old callbacks delivered", func() bool { return crm.Count() == 2 })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the old callbacks delivered", func() bool { return crm.Count() == 2 })
 	since := time.Now()
 	keys := []string{"new-1", "new-2", "new-3", "new-4", "new-5"}
 	for _, k := range keys {
 		a.send(k)
 	}
-	adminWaitFor(t, "the new callbacks delivered to crm", func() bool { return crm.Count() == 7 })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the new callbacks delivered to crm", func() bool { return crm.Count() == 7 })
 
 	audit := fanouttest.NewReceiver(t, nil)
 	a.rewrite(eventsCfg(crm.URL(), audit.URL(), ""))
@@ -265,7 +266,7 @@ func TestEventsBackfill(t *testing.T) {
 
 	body := fmt.Sprintf(`{"filter": {"since": %q}, "to": "audit", "dry_run": true}`, since.UTC().Format(time.RFC3339Nano))
 	var dry httpapi.EventReplayResult
-	adminWaitFor(t, "the log to have the new callbacks", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the log to have the new callbacks", func() bool {
 		a.call(http.MethodPost, "/api/v1/events/replay", body, &dry)
 		return dry.Matched == len(keys)
 	})
@@ -281,7 +282,7 @@ func TestEventsBackfill(t *testing.T) {
 	if res.DryRun || res.Matched != 5 || res.Deliveries != 5 || res.Destinations["audit"] != 5 || !slices.Equal(res.Events, dry.Events) {
 		t.Errorf("replay: %+v", res)
 	}
-	fanouttest.WaitForNone(t, adminTestTimeout, "the backfill at audit", func() []string {
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "the backfill at audit", func() []string {
 		var missing []string
 		for _, k := range keys {
 			if audit.Delivered()[k] != 1 {
@@ -375,20 +376,20 @@ func TestEventsStream(t *testing.T) {
 	crm := fanouttest.NewReceiver(t, nil)
 	audit := fanouttest.NewReceiver(t, nil)
 	a := startAdminGateway(t, eventsCfg(crm.URL(), audit.URL(), "  - {name: vip, commands: [C2C.*], when: 'MsgKey startsWith \"vip\"', to: [audit]}"), eventsToken)
-	if status, _ := adminRequest(t, http.MethodGet, "http://"+a.g.AdminAddr()+"/api/v1/events/stream", "", ""); status != http.StatusUnauthorized {
+	if status, _ := fanouttest.Do(http.MethodGet, "http://"+a.g.AdminAddr()+"/api/v1/events/stream", "", nil); status != http.StatusUnauthorized {
 		t.Errorf("the stream without a token: %d, want 401", status)
 	}
 	s := a.follow("destination=audit")
 	// The stream starts at the end of the log: send until it shows the first callback.
 	n := 0
-	adminWaitFor(t, "the stream to show a callback", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the stream to show a callback", func() bool {
 		n++
 		a.send(fmt.Sprintf("vip-%d", n))
 		a.send(fmt.Sprintf("plain-%d", n))
 		entries, _ := s.all()
 		return len(entries) > 0
 	})
-	adminWaitFor(t, "the last callback's attempt at audit", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the last callback's attempt at audit", func() bool {
 		entries, _ := s.all()
 		for _, e := range entries {
 			if e.Kind == eventlog.KindAttempt && e.Result == "2xx" && e.Destination == "audit" && e.EventID != "" {
@@ -411,7 +412,7 @@ func TestEventsStream(t *testing.T) {
 	}
 
 	// Stopping the gateway ends the stream: it does not hold the admin port open.
-	ctx, cancel := context.WithTimeout(context.Background(), adminTestTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	start := time.Now()
 	if err := a.g.Stop(ctx); err != nil {
@@ -423,13 +424,13 @@ func TestEventsStream(t *testing.T) {
 // destination that is down: the log stays within its bound, and every delivery stays
 // queued.
 func TestEventsRetentionKeepsDeliveries(t *testing.T) {
-	cfg := eventsCfg("http://127.0.0.1:1/down", "", "") + "log: {max_bytes: 1MiB}\n"
+	cfg := strings.Replace(eventsCfg("http://127.0.0.1:1/down", "", ""), "log: {enabled: true}", "log: {enabled: true, max_bytes: 1MiB}", 1)
 	cfg = strings.Replace(cfg, "max_attempts: 5", "max_attempts: 1000", 1)
 	a := startAdminGateway(t, cfg, eventsToken)
 	const n = 40
 	pad := strings.Repeat("x", 60<<10)
 	for i := range n {
-		q := fanouttest.SignedCallbackQuery(adminTestApp, "C2C.CallbackAfterSendMsg", "tencent-token", time.Now())
+		q := fanouttest.SignedCallbackQuery(fanouttest.App, "C2C.CallbackAfterSendMsg", "tencent-token", time.Now())
 		body := fmt.Sprintf(`{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"a","To_Account":"b","MsgKey":"big-%d","Pad":%q}`, i, pad)
 		if ans := fanouttest.PostCallback(a.g.CallbackAddr(), q, []byte(body)); !ans.OK() {
 			t.Fatalf("callback %d: %d %s", i, ans.Status, ans.Body)
@@ -437,7 +438,7 @@ func TestEventsRetentionKeepsDeliveries(t *testing.T) {
 	}
 	m := fanouttest.ScrapeMetrics(t, "http://"+a.g.AdminAddr()+"/metrics", eventsToken)
 	var ds httpapi.Destinations
-	adminWaitFor(t, "the log to reach its bound", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the log to reach its bound", func() bool {
 		m = fanouttest.ScrapeMetrics(t, "http://"+a.g.AdminAddr()+"/metrics", eventsToken)
 		return len(a.events("field=MsgKey=big-0").Items) == 0 && len(a.events(fmt.Sprintf("field=MsgKey=big-%d", n-1)).Items) == 1
 	})
@@ -453,12 +454,13 @@ func TestEventsRetentionKeepsDeliveries(t *testing.T) {
 	}
 }
 
-// TestEventsOff runs a gateway with log.enabled false: the endpoints say so.
+// TestEventsOff runs a gateway without a log section: the log is off by default, and the
+// endpoints say so.
 func TestEventsOff(t *testing.T) {
 	crm := fanouttest.NewReceiver(t, nil)
-	a := startAdminGateway(t, eventsCfg(crm.URL(), "", "")+"log: {enabled: false}\n", eventsToken)
+	a := startAdminGateway(t, strings.Replace(eventsCfg(crm.URL(), "", ""), "log: {enabled: true}", "", 1), eventsToken)
 	a.send("off-1")
-	adminWaitFor(t, "the delivery", func() bool { return crm.Count() == 1 })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery", func() bool { return crm.Count() == 1 })
 	for _, p := range []string{"/api/v1/events", "/api/v1/events/" + strings.Repeat("a", 32), "/api/v1/events/stream"} {
 		status, b := a.do(http.MethodGet, p, "")
 		if status != http.StatusNotFound || !strings.Contains(string(b), "log.enabled: false") {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/console"
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/eventlog"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
@@ -52,6 +53,7 @@ type Gateway struct {
 
 	mu      sync.Mutex // serialises reloads and worker changes
 	workers map[string]*worker
+	lanes   laneSets // the ordered destinations' lanes (lanes.go)
 
 	statesMu sync.Mutex
 	states   map[string]*destState // by destination name, kept across reloads
@@ -60,6 +62,7 @@ type Gateway struct {
 
 	callbackSrv *httpapi.Server
 	adminSrv    *httpapi.Server
+	console     *console.Sampler // the console's Overview history
 	stopOnce    sync.Once
 	stopErr     error
 }
@@ -92,6 +95,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
+	g.metrics.track(nil, cfg)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -107,12 +111,15 @@ func (g *Gateway) loaded(cfg *config.Config) {
 // servers. It returns once all are listening; serving errors later are logged.
 func (g *Gateway) Start(ctx context.Context) error {
 	cfg := g.live.Load().cfg
-	q, err := queue.Open(ctx, queueOptions(cfg.Queue, g.log))
+	qo := queueOptions(cfg.Queue, g.log)
+	qo.BacklogFull = func(destination string) { g.metrics.backlogFull.WithLabelValues(destination).Inc() }
+	q, err := queue.Open(ctx, qo)
 	if err != nil {
 		return err // says "queue: ..." already
 	}
 	g.queue = q
 	g.openEventLog(ctx, cfg.Log)
+	g.warnBodyLimit(cfg)
 	g.intake = intake.New(intake.Options{
 		Live:        func() *intake.Config { return g.live.Load().intake },
 		Store:       q,
@@ -122,6 +129,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		Events:      g.eventRecorder(),
 	})
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
+	g.startConsole()
 	g.mu.Lock()
 	err = g.syncWorkers(ctx, g.live.Load())
 	g.mu.Unlock()
@@ -154,8 +162,23 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}
 	g.ready.Store(true)
 	g.log.Info("fanout started", "listen", callbackLn.Addr().String(), "path", cfg.Server.Path,
-		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes))
+		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes),
+		"hash", cfg.HashID())
 	return nil
+}
+
+// warnBodyLimit says, at start and on every reload, when server.max_body_bytes is more
+// than the queue stores in one message. check refuses that for the embedded queue; an
+// external JetStream's max_payload is known only once connected. Such bodies are answered
+// 413, as bodies over max_body_bytes are.
+func (g *Gateway) warnBodyLimit(cfg *config.Config) {
+	if g.queue == nil {
+		return
+	}
+	if most := g.queue.MaxBody(); cfg.Server.MaxBodyBytes > most {
+		g.log.Warn("server.max_body_bytes is more than the queue stores in one message: larger bodies are answered 413",
+			"max_body_bytes", cfg.Server.MaxBodyBytes, "queue_max_body_bytes", most, "jetstream_max_payload", g.queue.MaxPayload())
+	}
 }
 
 func queueKind(q config.Queue) string {
@@ -185,7 +208,7 @@ func queueOptions(q config.Queue, log *slog.Logger) queue.Options {
 		Dir: dir, URL: q.URL.Value(), Credentials: q.Credentials,
 		TLS:      queue.TLS{CA: q.TLS.CA, Cert: q.TLS.Cert, Key: q.TLS.Key},
 		Replicas: q.Replicas, SyncAlways: q.SyncAlways, SyncInterval: q.SyncInterval,
-		DedupWindow: window, DeadLetterMaxAge: q.DeadLetterMaxAge, Logger: log,
+		DedupWindow: window, DeadLetterMaxAge: q.DeadLetterMaxAge, MaxBytes: q.MaxBytes, Logger: log,
 	}
 }
 
@@ -215,6 +238,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 			for _, w := range workers {
 				w.consumption.Stop()
 			}
+			g.stopAllLanes()
 			close(stopped)
 		}()
 		select {

@@ -10,6 +10,7 @@ import (
 // DestinationHealth is what the admin API shows of a destination's recent deliveries.
 type DestinationHealth struct {
 	Paused      bool      `json:"paused"`
+	Held        bool      `json:"held,omitempty"` // paused by an operator, until resumed
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -64,7 +65,11 @@ func (g *Gateway) finished(name string, s *destState, end delivery.End) {
 	case delivery.Delivered:
 		g.metrics.deliveries.WithLabelValues(name, "delivered").Inc()
 	case delivery.Dead:
-		g.metrics.deliveries.WithLabelValues(name, "dead").Inc()
+		outcome := "dead"
+		if res.Blocked {
+			outcome = "blocked" // kept at the head of its lane, not finished
+		}
+		g.metrics.deliveries.WithLabelValues(name, outcome).Inc()
 	}
 	if res.Err != nil && res.Reason != delivery.ReasonCanceled {
 		s.mu.Lock()
@@ -83,6 +88,7 @@ func (g *Gateway) destinationHealth(name string) DestinationHealth {
 	}
 	var h DestinationHealth
 	h.Paused, h.PausedUntil = s.breaker.Paused()
+	h.Held = s.breaker.Held()
 	s.mu.Lock()
 	h.LastError, h.LastErrorAt = s.lastError, s.lastErrorAt
 	s.mu.Unlock()

@@ -31,10 +31,18 @@ type worker struct {
 // downstream that is down can last minutes, and its deliveries are dead-lettered anyway.
 // Callers hold g.mu.
 func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
+	limits := map[string]queue.BacklogLimit{}
+	for _, d := range rt.cfg.Destinations {
+		limits[d.Name] = queue.BacklogLimit{Jobs: d.MaxBacklog.Jobs, Bytes: d.MaxBacklog.Bytes}
+	}
+	g.queue.SetBacklogLimits(limits)
 	for _, d := range rt.cfg.Destinations {
 		g.state(d.Name).slots.SetLimit(d.Concurrency)
 		old := g.workers[d.Name]
 		if old != nil && old.concurrency == d.Concurrency {
+			if err := g.syncLanes(ctx, old.ctx, d); err != nil {
+				return fmt.Errorf("destination %q: starting its lanes: %w", d.Name, err)
+			}
 			continue
 		}
 		w := &worker{concurrency: d.Concurrency}
@@ -56,6 +64,9 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		if old != nil {
 			go old.consumption.Stop()
 		}
+		if err := g.syncLanes(ctx, w.ctx, d); err != nil {
+			return fmt.Errorf("destination %q: starting its lanes: %w", d.Name, err)
+		}
 	}
 	for name, w := range g.workers {
 		if rt.dests[name] != nil {
@@ -63,6 +74,7 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 		}
 		w.cancel()
 		w.consumption.Stop()
+		g.stopLanes(name)
 		delete(g.workers, name)
 		g.dropState(name)
 		n, err := g.queue.RemoveDestination(ctx, name, ReasonDestinationRemoved)

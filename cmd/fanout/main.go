@@ -33,6 +33,7 @@ usage:
   fanout replay --since T (--to DEST | --reroute) [filters] [--dry-run]
                                     queue callbacks from the event log again (a backfill)
   fanout tail [filters]             callbacks and attempts as they happen
+  fanout lanes list|retry|skip      the blocked lanes of ordered destinations (--admin URL)
   fanout echo --listen ADDR         print every request received (for trying configs)
   fanout secret                     print a new Standard Webhooks signing secret
   fanout version                    version, commit and Go version
@@ -64,6 +65,7 @@ var commands = map[string]command{
 	"events":  runEvents,
 	"replay":  runReplay,
 	"tail":    runTail,
+	"lanes":   runLanes,
 	"echo":    runEcho,
 	"secret":  runSecret,
 	"version": runVersion,

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/fanout-gw/fanout/gateway"
 )
@@ -44,6 +47,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(log)
 	v, _ := buildInfo()
 	g, err := gateway.New(gateway.Options{ConfigPath: o.config, Logger: log, Version: v})
 	if err != nil {
@@ -78,7 +82,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, usagef("invalid --log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: humanDuration}
 	switch strings.ToLower(format) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -86,4 +90,27 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, usagef("invalid --log-format %q: want json or text", format)
+}
+
+// humanDuration writes a duration as Go does (8.66s, 1m30s) in every log format: slog's
+// JSON handler writes it in nanoseconds.
+func humanDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// setMemoryLimit gives the Go runtime a soft memory limit, so that the heap the garbage
+// collector lets grow follows the memory the process may use, not the size of a burst or a
+// backlog: GOMEMLIMIT when set, otherwise 90% of the container's memory limit (its cgroup).
+// Without either, there is no limit.
+func setMemoryLimit(log *slog.Logger) {
+	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup), memlimit.WithLogger(log))
+	switch {
+	case err != nil:
+		log.Warn("cannot read the container's memory limit; no memory limit set", "error", err)
+	case limit < math.MaxInt64:
+		log.Info("memory limit", "gomemlimit_bytes", limit)
+	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -46,12 +47,12 @@ func TestDefaults(t *testing.T) {
 	if c.Queue != wantQueue || !c.Queue.Embedded() {
 		t.Errorf("queue = %+v, want %+v", c.Queue, wantQueue)
 	}
-	wantLog := EventLog{Enabled: true, MaxAge: 24 * time.Hour, MaxBytes: 1 << 30,
+	wantLog := EventLog{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30,
 		Index: []string{"MsgKey", "From_Account", "To_Account", "GroupId"}}
 	if !reflect.DeepEqual(c.Log, wantLog) {
 		t.Errorf("log = %+v, want %+v", c.Log, wantLog)
 	}
-	wantDefaults := DestinationSettings{Timeout: 10 * time.Second, Concurrency: 16, Retry: Retry{
+	wantDefaults := DestinationSettings{Timeout: 10 * time.Second, Concurrency: 16, MaxBacklog: Backlog{Jobs: 1_000_000}, Retry: Retry{
 		MaxAttempts: 12, MaxAge: 24 * time.Hour,
 		Backoff: Backoff{Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, Jitter: 0.2}}}
 	if !reflect.DeepEqual(c.Defaults, wantDefaults) {
@@ -89,6 +90,7 @@ tencent:
     - sdkappid: "1400000001"
   max_clock_skew: 30s
   allow_ips: [203.0.113.0/24]
+  extra_commands: [Chat.CallbackAfterNewThing]
 queue:
   url: nats://n1:4222,nats://n2:4222
   credentials: config.go
@@ -106,6 +108,7 @@ defaults:
   concurrency: 8
   rate_limit: 100/m
   headers: {X-Env: prod}
+  max_backlog: 2GiB
   retry:
     max_attempts: 5
     max_age: 1h
@@ -143,7 +146,7 @@ respond:
 		t.Errorf("admin = %+v", c.Admin)
 	}
 	wantTencent := Tencent{Apps: []App{{"1400000000", "tim"}, {"1400000001", ""}}, MaxClockSkew: 30 * time.Second,
-		AllowIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+		AllowIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, ExtraCommands: []string{"Chat.CallbackAfterNewThing"}}
 	if !reflect.DeepEqual(c.Tencent, wantTencent) {
 		t.Errorf("tencent = %+v, want %+v", c.Tencent, wantTencent)
 	}
@@ -158,7 +161,7 @@ respond:
 	}
 	a := c.Destination("a")
 	wantSettings := DestinationSettings{Timeout: 3 * time.Second, Concurrency: 8, RateLimit: Rate{100, time.Minute},
-		Headers: map[string]Secret{"X-Env": "prod"},
+		Headers: map[string]Secret{"X-Env": "prod"}, MaxBacklog: Backlog{Bytes: 2 << 30},
 		Retry: Retry{MaxAttempts: 5, MaxAge: time.Hour,
 			Backoff: Backoff{Initial: 500 * time.Millisecond, Max: time.Minute, Multiplier: 1.5, Jitter: 0}}}
 	if !reflect.DeepEqual(a.DestinationSettings, wantSettings) {
@@ -191,9 +194,9 @@ func TestValues(t *testing.T) {
 		want       any
 	}{
 		{"server.max_body_bytes", "1048576", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(1 << 20)},
-		{"server.max_body_bytes", "10MB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(10e6)},
+		{"server.max_body_bytes", "3MB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(3e6)},
 		{"server.max_body_bytes", "2 KiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(2048)},
-		{"server.max_body_bytes", "1GiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(1 << 30)},
+		{"server.max_body_bytes", "4MiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(MaxBodyEmbedded)},
 		{"server.max_body_bytes", "512B", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(512)},
 		{"tencent.max_clock_skew", "2m", func(c *Config) any { return c.Tencent.MaxClockSkew }, 2 * time.Minute},
 		{"queue.dead_letter_max_age", "7d", func(c *Config) any { return c.Queue.DeadLetterMaxAge }, 7 * 24 * time.Hour},
@@ -206,7 +209,10 @@ func TestValues(t *testing.T) {
 		{"log.max_age", "7d", func(c *Config) any { return c.Log.MaxAge }, 7 * 24 * time.Hour},
 		{"log.index", "[]", func(c *Config) any { return c.Log.Index }, []string{}},
 		{"log.index", "MsgKey", func(c *Config) any { return c.Log.Index }, []string{"MsgKey"}},
-		{"log.enabled", "${LOG_ON:-false}", func(c *Config) any { return c.Log.Enabled }, false},
+		{"log.enabled", "${LOG_ON:-true}", func(c *Config) any { return c.Log.Enabled }, true},
+		{"defaults.max_backlog", "100000", func(c *Config) any { return c.Defaults.MaxBacklog }, Backlog{Jobs: 100000}},
+		{"defaults.max_backlog", "512MiB", func(c *Config) any { return c.Defaults.MaxBacklog }, Backlog{Bytes: 512 << 20}},
+		{"queue.max_bytes", "10GiB", func(c *Config) any { return c.Queue.MaxBytes }, int64(10 << 30)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
@@ -225,6 +231,15 @@ func TestValues(t *testing.T) {
 	}
 }
 
+// TestMaxBodyExternalQueue: an external JetStream's max_payload is known only once
+// connected, so check leaves a larger max_body_bytes to the gateway's start.
+func TestMaxBodyExternalQueue(t *testing.T) {
+	c := mustParse(t, minimal+"server: {max_body_bytes: 16MiB}\nqueue: {url: nats://n1:4222}\n", nil)
+	if c.Server.MaxBodyBytes != 16<<20 {
+		t.Errorf("max_body_bytes = %d", c.Server.MaxBodyBytes)
+	}
+}
+
 // TestDefaultsInherited checks that every destination starts from defaults: partial retry
 // overrides keep the rest, headers merge (the destination's win), and a defaults section
 // written after the destinations still applies.
@@ -233,6 +248,7 @@ func TestDefaultsInherited(t *testing.T) {
 destinations:
   only-attempts:
     url: http://a
+    max_backlog: 500
     retry: {max_attempts: 3}
     headers: {X-Env: staging, X-Only: a}
   only-backoff:
@@ -256,14 +272,14 @@ defaults:
 	c := mustParse(t, yaml, nil)
 	backoff := Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 3, Jitter: 0.2}
 	want := map[string]DestinationSettings{
-		"only-attempts": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second},
+		"only-attempts": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second}, MaxBacklog: Backlog{Jobs: 500},
 			Headers: map[string]Secret{"X-Env": "staging", "X-Team": "im", "X-Only": "a"},
 			Retry:   Retry{MaxAttempts: 3, MaxAge: 24 * time.Hour, Backoff: backoff}},
-		"only-backoff": {Timeout: 2 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second},
+		"only-backoff": {Timeout: 2 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second}, MaxBacklog: Backlog{Jobs: 1_000_000},
 			Headers: map[string]Secret{"X-Env": "prod", "X-Team": "im"},
 			Retry: Retry{MaxAttempts: 7, MaxAge: 24 * time.Hour,
 				Backoff: Backoff{Initial: 2 * time.Second, Max: time.Minute, Multiplier: 3, Jitter: 0.2}}},
-		"nothing": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second},
+		"nothing": {Timeout: 5 * time.Second, Concurrency: 4, RateLimit: Rate{10, time.Second}, MaxBacklog: Backlog{Jobs: 1_000_000},
 			Headers: map[string]Secret{"X-Env": "prod", "X-Team": "im"},
 			Retry:   Retry{MaxAttempts: 7, MaxAge: 24 * time.Hour, Backoff: backoff}},
 	}
@@ -376,6 +392,10 @@ func TestHash(t *testing.T) {
 	want := float64(uint64(sum[0])<<40 | uint64(sum[1])<<32 | uint64(sum[2])<<24 | uint64(sum[3])<<16 | uint64(sum[4])<<8 | uint64(sum[5]))
 	if got := c.HashValue(); got != want {
 		t.Errorf("HashValue = %v, want %v (the first 48 bits)", got, want)
+	}
+	// One hash in two forms: HashID is HashValue in hex, and the start of sha256sum's.
+	if id := c.HashID(); id != hex.EncodeToString(sum[:6]) || fmt.Sprintf("%012x", uint64(c.HashValue())) != id {
+		t.Errorf("HashID = %s, want %x, the hex of HashValue", id, sum[:6])
 	}
 	if other := mustParse(t, minimal+"# changed\n", nil); other.Hash == c.Hash {
 		t.Errorf("a changed file kept its hash")

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -19,7 +20,30 @@ type DestinationSettings struct {
 	Retry       Retry
 	RateLimit   Rate
 	Headers     map[string]Secret
+	MaxBacklog  Backlog
 }
+
+// Backlog bounds a destination's pending deliveries, by count or by size: past it, new ones
+// are dead-lettered with reason "backlog full". Written as a count (100000) or a size
+// (2GiB); the zero value is no bound.
+type Backlog struct {
+	Jobs  int
+	Bytes int64
+}
+
+// String formats the bound as written (a count, or a size in bytes).
+func (b Backlog) String() string {
+	switch {
+	case b.Jobs > 0:
+		return strconv.Itoa(b.Jobs)
+	case b.Bytes > 0:
+		return strconv.FormatInt(b.Bytes, 10) + "B"
+	}
+	return "none"
+}
+
+// MarshalText writes the bound as String does.
+func (b Backlog) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
 
 // Retry is a destination's retry policy.
 type Retry struct {
@@ -67,15 +91,32 @@ type Destination struct {
 	Body           string   // expr transform; empty sends the original bytes
 	ForwardQuery   bool
 	TIMToken       Secret
+	SuccessWhen    string // expr over the answer; empty: a 2xx status is a success
+	// OrderBy is an expr over the callback naming its lane: callbacks with the same key are
+	// delivered one after the other, in the order they were accepted. Empty: no order.
+	OrderBy string
+	// OnExhausted is what a lane does with a delivery that gives up: OnExhaustedDeadLetter
+	// (the default: dead-letter it and move on) or OnExhaustedBlock (wait for an operator).
+	OnExhausted string
 
 	// Transform is the compiled Body (nil without one).
 	Transform *rules.Body
+	// Success is the compiled SuccessWhen (nil without one).
+	Success *rules.Answer
+	// Order is the compiled OrderBy (nil without one).
+	Order *rules.Key
 }
+
+// The values of on_exhausted.
+const (
+	OnExhaustedDeadLetter = "dead_letter"
+	OnExhaustedBlock      = "block"
+)
 
 // destNodes is where a destination's keys were written.
 type destNodes struct {
-	self, body, tim *yaml.Node
-	path            string
+	self, body, tim, success, order, exhausted *yaml.Node
+	path                                       string
 }
 
 // settingFields decodes the keys a destination shares with defaults onto s.
@@ -86,6 +127,31 @@ func (d *decoder) settingFields(s *DestinationSettings) map[string]field {
 		"rate_limit":  d.setRate(&s.RateLimit),
 		"headers":     func(n *yaml.Node, p string) { d.headers(n, p, s) },
 		"retry":       func(n *yaml.Node, p string) { d.retry(n, p, &s.Retry) },
+		"max_backlog": d.setBacklog(&s.MaxBacklog),
+	}
+}
+
+// setBacklog accepts a count of deliveries (100000) or a size (2GiB).
+func (d *decoder) setBacklog(dst *Backlog) field {
+	return func(n *yaml.Node, path string) {
+		s, ok := d.str(n, path)
+		if !ok {
+			return
+		}
+		if jobs, err := strconv.Atoi(s); err == nil && jobs > 0 {
+			*dst = Backlog{Jobs: jobs}
+			return
+		}
+		if strings.IndexFunc(s, unicode.IsLetter) < 0 {
+			d.errorf(n, path, "invalid max_backlog %q: want a count of deliveries (100000) or a size (2GiB)", s)
+			return
+		}
+		size, ok := parseSize(s)
+		if !ok {
+			d.errorf(n, path, "invalid max_backlog %q: want a count of deliveries (100000) or a size (2GiB)", s)
+			return
+		}
+		*dst = Backlog{Bytes: size}
 	}
 }
 
@@ -207,7 +273,13 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 	dn := destNodes{path: p}
 	fields := d.settingFields(&dest.DestinationSettings)
 	var urlNode *yaml.Node
+	var urlSecret *bool
 	fields["url"] = func(v *yaml.Node, p string) { urlNode = v; d.setHTTPURL(&dest.URL)(v, p) }
+	fields["url_secret"] = func(v *yaml.Node, p string) {
+		var b bool
+		d.setBool(&b)(v, p)
+		urlSecret = &b
+	}
 	fields["signing_secret"] = func(v *yaml.Node, p string) {
 		d.list(v, p, func(i int, v *yaml.Node, p string) {
 			s, ok := d.str(v, p)
@@ -223,12 +295,34 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 	}
 	fields["body"] = func(v *yaml.Node, p string) { dn.body = v; d.setStr(&dest.Body)(v, p) }
 	fields["forward_query"] = d.setBool(&dest.ForwardQuery)
+	fields["success_when"] = func(v *yaml.Node, p string) { dn.success = v; d.setStr(&dest.SuccessWhen)(v, p) }
 	fields["tim_token"] = func(v *yaml.Node, p string) { dn.tim = v; d.setSecret(&dest.TIMToken)(v, p) }
+	fields["order_by"] = func(v *yaml.Node, p string) { dn.order = v; d.setStr(&dest.OrderBy)(v, p) }
+	fields["on_exhausted"] = func(v *yaml.Node, p string) {
+		dn.exhausted = v
+		s, ok := d.str(v, p)
+		if !ok {
+			return
+		}
+		if s != OnExhaustedDeadLetter && s != OnExhaustedBlock {
+			d.errorf(v, p, "invalid on_exhausted %q: want dead_letter or block", s)
+			return
+		}
+		dest.OnExhausted = s
+	}
+	dest.OnExhausted = OnExhaustedDeadLetter
 	if !d.mapping(n, p, fields) {
 		return dn
 	}
 	if urlNode == nil {
 		d.errorf(n, p, "url is required")
+	}
+	if u := dest.URL.Parsed(); u != nil {
+		// A chat-bot hook's URL is a credential as a whole unless said otherwise.
+		dest.URL.whole = webhook.IsSecretHookHost(u.Host)
+		if urlSecret != nil {
+			dest.URL.whole = *urlSecret
+		}
 	}
 	return dn
 }
@@ -254,6 +348,38 @@ func (c *Config) checkDestinations(d *decoder, used map[string]bool) {
 				d.warnf(dn.body, join(dn.path, "body"), "%s", w.Message)
 			}
 		}
+		if dest.SuccessWhen != "" {
+			a, err := rules.CompileAnswer(dest.SuccessWhen)
+			if err != nil {
+				d.exprProblem(dn.success, join(dn.path, "success_when"), err)
+			}
+			dest.Success = a
+		}
+		c.checkOrder(d, dest, dn)
+	}
+}
+
+// checkOrder compiles a destination's order_by and warns about an on_exhausted that has
+// no lane to act on.
+func (c *Config) checkOrder(d *decoder, dest *Destination, dn destNodes) {
+	if strings.TrimSpace(dest.OrderBy) == "" {
+		if dn.order != nil {
+			d.errorf(dn.order, join(dn.path, "order_by"), "empty: remove it, or give an expression naming the lane (e.g. From_Account)")
+		}
+		if dn.exhausted != nil {
+			d.warnf(dn.exhausted, join(dn.path, "on_exhausted"), "has no effect without order_by: only a lane can wait for an operator")
+		}
+		return
+	}
+	k, err := rules.CompileKey(dest.OrderBy)
+	if err != nil {
+		d.exprProblem(dn.order, join(dn.path, "order_by"), err)
+		return
+	}
+	dest.Order = k
+	// A field no callback carries is nil: every callback would take the fallback lane.
+	for _, w := range rules.LintBody(dest.OrderBy) {
+		d.warnf(dn.order, join(dn.path, "order_by"), "%s", w.Message)
 	}
 }
 
@@ -280,6 +406,6 @@ func (d *Destination) fingerprint() string {
 	for k, v := range d.Headers {
 		headers[k] = v.Value()
 	}
-	return fmt.Sprint(d.URL.Value(), headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
-		d.Retry, d.RateLimit, d.Body, d.ForwardQuery)
+	return fmt.Sprint(d.URL.Value(), d.URL.whole, headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
+		d.Retry, d.RateLimit, d.MaxBacklog, d.Body, d.ForwardQuery, d.SuccessWhen, d.OrderBy, d.OnExhausted)
 }

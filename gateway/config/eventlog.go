@@ -15,8 +15,9 @@ import (
 // and every delivery attempt, kept in the queue's JetStream for tracing (fanout trace) and
 // backfills (fanout replay), bounded by age and by size.
 type EventLog struct {
-	// Enabled turns the log on (the default). Off, nothing is written and the event
-	// endpoints answer that the log is off.
+	// Enabled turns the log on. It is off by default: writing the log costs the callback
+	// path about 1.8 times what the intake costs without it. Off, nothing is written and
+	// the event endpoints answer that the log is off.
 	Enabled bool
 	// MaxAge and MaxBytes bound the log: the oldest records go first when either is
 	// reached. Only history goes: deliveries live in other streams.
@@ -38,7 +39,7 @@ const (
 )
 
 func defaultEventLog() EventLog {
-	return EventLog{Enabled: true, MaxAge: 24 * time.Hour, MaxBytes: 1 << 30, Index: slices.Clone(DefaultLogIndex)}
+	return EventLog{MaxAge: 24 * time.Hour, MaxBytes: 1 << 30, Index: slices.Clone(DefaultLogIndex)}
 }
 
 func (l *EventLog) decode(d *decoder, n *yaml.Node, p string) {

@@ -21,13 +21,14 @@ type Queue struct {
 	SyncInterval     time.Duration
 	DedupWindow      time.Duration
 	DeadLetterMaxAge time.Duration
+	MaxBytes         int64 // embedded store's bound, all streams together; 0: JetStream's default
 }
 
 // Embedded reports whether the queue runs inside the process.
 func (q Queue) Embedded() bool { return q.URL == "" }
 
 func (q *Queue) decode(d *decoder, n *yaml.Node, p string) {
-	var dirSet, replicasSet, syncSet *yaml.Node
+	var dirSet, replicasSet, syncSet, maxBytesSet *yaml.Node
 	d.mapping(n, p, map[string]field{
 		"dir": func(v *yaml.Node, p string) { dirSet = v; d.setStr(&q.Dir)(v, p) },
 		"url": func(v *yaml.Node, p string) {
@@ -61,6 +62,7 @@ func (q *Queue) decode(d *decoder, n *yaml.Node, p string) {
 		},
 		"dedup_window":        d.setDuration(&q.DedupWindow, false),
 		"dead_letter_max_age": d.setDuration(&q.DeadLetterMaxAge, true),
+		"max_bytes":           func(v *yaml.Node, p string) { maxBytesSet = v; d.setSize(&q.MaxBytes)(v, p) },
 	})
 	if q.URL != "" {
 		if dirSet != nil {
@@ -68,6 +70,9 @@ func (q *Queue) decode(d *decoder, n *yaml.Node, p string) {
 		}
 		if syncSet != nil {
 			d.warnf(syncSet, join(p, "sync"), "ignored with queue.url: the JetStream servers' own sync setting applies")
+		}
+		if maxBytesSet != nil {
+			d.warnf(maxBytesSet, join(p, "max_bytes"), "ignored with queue.url: bound the streams on the JetStream servers (account limits)")
 		}
 	} else if replicasSet != nil && q.Replicas > 1 {
 		d.errorf(replicasSet, join(p, "replicas"), "replicas above 1 need an external cluster (queue.url)")
@@ -90,6 +95,7 @@ func (q Queue) restartOnly(old Queue) []string {
 		{"queue.sync", q.SyncAlways != old.SyncAlways || q.SyncInterval != old.SyncInterval},
 		{"queue.dedup_window", q.DedupWindow != old.DedupWindow},
 		{"queue.dead_letter_max_age", q.DeadLetterMaxAge != old.DeadLetterMaxAge},
+		{"queue.max_bytes", q.MaxBytes != old.MaxBytes},
 	} {
 		if k.changed {
 			keys = append(keys, k.key)

@@ -24,7 +24,7 @@ func TestRestartOnly(t *testing.T) {
 			[]string{"queue.dir", "queue.sync", "queue.dedup_window"}},
 		{"every section, server first", base + "queue: {dead_letter_max_age: 1h}\nadmin: {listen: '127.0.0.1:9091'}\nserver: {listen: ':8081'}\n",
 			[]string{"server.listen", "admin.listen", "queue.dead_letter_max_age"}},
-		{"log keys", base + "log: {index: [MsgKey], max_bytes: 64MiB, enabled: false, max_age: 1h}\n",
+		{"log keys", base + "log: {index: [MsgKey], max_bytes: 64MiB, enabled: true, max_age: 1h}\n",
 			[]string{"log.enabled", "log.max_age", "log.max_bytes", "log.index"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,12 @@ type Result struct {
 	LastAttempt time.Time     // when the last attempt started; zero when none was made
 	Gone        bool          // the last answer was 410 Gone: the endpoint was removed
 	Err         error         // the last attempt's failure; nil when Delivered
+	// LastFailure is the error of the round's last failed attempt, also when a later
+	// attempt delivered; nil when none failed.
+	LastFailure error
+	// Blocked: a Dead round of an ordered job whose destination blocks the lane instead of
+	// dead-lettering (set by Worker).
+	Blocked bool
 }
 
 // SenderOptions configure NewSender.
@@ -168,6 +175,7 @@ type round struct {
 	started time.Time     // when it started
 	wait    time.Duration // planned wait before the next attempt
 	res     Result        // as of the last attempt
+	failure error         // of the last failed attempt, for Result.LastFailure
 
 	slots   *Slots // d.Slots, when set
 	holding bool   // a slot is taken for the attempt being made
@@ -299,12 +307,29 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	}
 	v := classify(ctx, status, err)
 	excerpt := ""
-	if resp != nil && v.outcome != Delivered {
+	var judged error // why success_when said no, when it did
+	switch {
+	case resp != nil && r.d.Success != nil:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, AnswerLimit))
+		ok, err := r.d.Success(status, resp.Header, body)
+		switch {
+		case ok:
+			v = verdict{outcome: Delivered, reason: v.reason}
+		case v.outcome == Delivered || err != nil:
+			// A 2xx that the answer says failed (a chat bot's errcode), or an expression
+			// that cannot judge it: retried like any failed attempt.
+			v = verdict{outcome: Retry, reason: ReasonSuccessWhen}
+			judged = err
+		}
+		if v.outcome != Delivered {
+			excerpt = strings.ToValidUTF8(string(body[:min(len(body), ExcerptLimit)]), "\uFFFD")
+		}
+	case resp != nil && v.outcome != Delivered:
 		excerpt = readExcerpt(resp.Body) // retryablehttp drains the rest when it retries
 	}
 	r.releaseSlot() // the answer is read: waiting for the next attempt holds no slot
 	now := time.Now()
-	failure := attemptError(r.d, status, err, v)
+	failure := attemptError(r.d, status, cmp.Or(err, judged), v)
 	if r.sender.observe != nil {
 		r.sender.observe(Attempt{Destination: r.d.Name, EventID: r.job.EventID, Number: r.attempt, Result: v.reason,
 			Status: status, Started: r.started, Took: now.Sub(r.started), Err: failure})
@@ -319,6 +344,10 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		Gone:        v.gone,
 		Err:         failure,
 	}
+	if r.res.Err != nil {
+		r.failure = r.res.Err
+	}
+	r.res.LastFailure = r.failure
 	if v.outcome != Retry || v.reason == ReasonCanceled {
 		return false, nil
 	}

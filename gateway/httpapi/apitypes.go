@@ -54,8 +54,13 @@ type DestinationInfo struct {
 	HasBodyTransform bool      `json:"has_body_transform"`
 	HasSigningSecret bool      `json:"has_signing_secret"`
 	HasTIMToken      bool      `json:"has_tim_token"`
-	Headers          []string  `json:"headers"` // names only
+	Headers          []string  `json:"headers"`     // names only
+	MaxBacklog       string    `json:"max_backlog"` // a count, or a size in bytes ("2147483648B"); "none"
+	OrderBy          string    `json:"order_by,omitempty"`
+	OnExhausted      string    `json:"on_exhausted,omitempty"` // with order_by: dead_letter or block
 
+	InFlight         int       `json:"in_flight"` // HTTP requests in flight from this process
+	BacklogFull      bool      `json:"backlog_full"`
 	Pending          int       `json:"pending"`
 	OldestPendingAt  time.Time `json:"oldest_pending_at,omitzero"`
 	OldestPendingAge float64   `json:"oldest_pending_age_seconds"`
@@ -63,6 +68,7 @@ type DestinationInfo struct {
 	QueueError       string    `json:"queue_error,omitempty"` // why the three above are unknown
 
 	Paused      bool      `json:"paused"`
+	PausedBy    string    `json:"paused_by,omitempty"` // "operator" (until resumed) or "failures"
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -112,6 +118,7 @@ type DeadLetter struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status"`
 	BodyExcerpt  string    `json:"body_excerpt"` // the start of the destination's last answer
+	LastError    string    `json:"last_error"`   // the last attempt's error: connection refused, timeout, status 503...
 	Attempts     int       `json:"attempts"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
