@@ -14,6 +14,7 @@ package intake
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -216,7 +217,13 @@ func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveri
 		return false, nil
 	}
 	eventID := tencentim.EventID(c.query.SdkAppID, command, c.Body)
-	if in.dedup.seen(eventID) {
+	ctx, cancel := context.WithTimeout(ctx, enqueueTimeout)
+	defer cancel()
+	duplicate, done, err := in.dedup.claim(ctx, eventID)
+	if err != nil {
+		return false, fmt.Errorf("waiting for a copy of this callback being stored: %w", err)
+	}
+	if duplicate {
 		return true, nil
 	}
 	jobs := make([]queue.Job, len(deliveries))
@@ -225,13 +232,9 @@ func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveri
 		jobs[i] = queue.Job{EventID: eventID, Destination: d.Destination, Routes: d.Routes,
 			Query: c.RawQuery, Body: c.Body, ReceivedAt: now, RequestID: c.RequestID}
 	}
-	ctx, cancel := context.WithTimeout(ctx, enqueueTimeout)
-	defer cancel()
-	if err := in.store.Enqueue(ctx, jobs); err != nil {
-		return false, err
-	}
-	in.dedup.add(eventID)
-	return false, nil
+	err = in.store.Enqueue(ctx, jobs)
+	done(err == nil)
+	return false, err
 }
 
 // respond asks the respond rule's destination for the answer to a "before" callback,
