@@ -22,15 +22,7 @@ type adminAPI struct{ g *Gateway }
 
 var _ httpapi.Admin = adminAPI{}
 
-func (a adminAPI) Ready() error {
-	switch {
-	case !a.g.ready.Load():
-		return errors.New("starting or stopping")
-	case a.g.queue == nil || !a.g.queue.Connected():
-		return errors.New("queue not connected")
-	}
-	return nil
-}
+func (a adminAPI) Ready() error { return a.g.readiness() }
 
 func (a adminAPI) Reload(ctx context.Context) error { return a.g.Reload(ctx) }
 
@@ -98,7 +90,7 @@ func (a adminAPI) Destinations(ctx context.Context) (httpapi.Destinations, error
 		h := a.g.destinationHealth(d.Name)
 		info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
 		info.InFlight = a.g.state(d.Name).slots.InUse()
-		if q := a.g.queue; q != nil {
+		if q := a.g.queue.Load(); q != nil {
 			info.BacklogFull = q.BacklogFull(d.Name)
 		}
 		out.Destinations = append(out.Destinations, info)
@@ -131,7 +123,7 @@ func destinationInfo(d *config.Destination) httpapi.DestinationInfo {
 }
 
 func (a adminAPI) queueState(ctx context.Context, name string, info *httpapi.DestinationInfo) error {
-	q := a.g.queue
+	q := a.g.queue.Load()
 	if q == nil {
 		return errors.New("queue not open")
 	}

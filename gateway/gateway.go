@@ -12,10 +12,7 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,12 +38,27 @@ type Gateway struct {
 	live    atomic.Pointer[runtime]
 	metrics *metrics
 	sender  *delivery.Sender
-	queue   *queue.Queue
-	ready   atomic.Bool
 	intake  *intake.Intake
+	// queue is the open queue, nil while it is being opened (or reopened after its store
+	// failed): see lifecycle.go.
+	queue atomic.Pointer[queue.Queue]
+	ready atomic.Bool // the queue is open and every destination has its worker
+	// replicaID names this process in the replicas registry.
+	replicaID string
+	// loadedFile is the Hash of the config file as the last load read it, successful or
+	// not: the watcher reloads only a content no load has read yet.
+	loadedFile atomic.Value
 
-	mu      sync.Mutex // serialises reloads and worker changes
+	mu      sync.Mutex // serialises reloads, worker changes and the queue's opening and closing
 	workers map[string]*worker
+	staged  atomic.Pointer[runtime] // a reload's runtime while its new workers start
+	stopped bool                    // Stop began: no reload, no reopening
+	// sweepEvery is how often the registry entry is renewed and removed destinations are
+	// looked for; sweepNow asks for a sweep at once (a reload).
+	sweepEvery   time.Duration
+	sweepNow     chan struct{}
+	stopRegistry context.CancelFunc       // ends keepRegistry
+	removeHook   func(destination string) // tests: runs before a removed destination's backlog moves
 
 	statesMu sync.Mutex
 	states   map[string]*destState // by destination name, kept across reloads
@@ -55,13 +67,19 @@ type Gateway struct {
 
 	callbackSrv *httpapi.Server
 	adminSrv    *httpapi.Server
-	stopOnce    sync.Once
-	stopErr     error
+
+	stopping   chan struct{} // closed when Stop begins
+	supervised chan struct{} // closed when the queue's supervisor has returned
+	fatal      chan error    // a permanent queue error, for Fatal
+	stopOnce   sync.Once
+	stopErr    error
 }
 
 // New loads the config and builds the first runtime. Nothing runs until Start.
 func New(opts Options) (*Gateway, error) {
-	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}, states: map[string]*destState{}}
+	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}, states: map[string]*destState{},
+		replicaID: newReplicaID(), sweepEvery: queue.ReplicaTTL / 3, sweepNow: make(chan struct{}, 1),
+		stopping: make(chan struct{}), supervised: make(chan struct{}), fatal: make(chan error, 1)}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -86,6 +104,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
+	g.loadedFile.Store(cfg.Hash)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -95,61 +114,6 @@ func (g *Gateway) loaded(cfg *config.Config) {
 	g.metrics.configHash.Set(cfg.HashValue())
 	g.metrics.reloadOK.Set(1)
 	g.metrics.reloadTime.SetToCurrentTime()
-}
-
-// Start opens the queue, starts a worker per destination, then the admin and callback
-// servers. It returns once all are listening; serving errors later are logged.
-func (g *Gateway) Start(ctx context.Context) error {
-	cfg := g.live.Load().cfg
-	qo := queueOptions(cfg.Queue, g.log)
-	qo.BacklogFull = func(destination string) { g.metrics.backlogFull.WithLabelValues(destination).Inc() }
-	q, err := queue.Open(ctx, qo)
-	if err != nil {
-		return err // says "queue: ..." already
-	}
-	g.queue = q
-	g.intake = intake.New(intake.Options{
-		Live:        func() *intake.Config { return g.live.Load().intake },
-		Store:       q,
-		DedupWindow: cfg.Queue.DedupWindow,
-		Metrics:     g.metrics.intake(),
-		Logger:      g.log,
-	})
-	g.workCtx, g.stopWork = context.WithCancel(context.Background())
-	g.mu.Lock()
-	err = g.syncWorkers(ctx, g.live.Load())
-	g.mu.Unlock()
-	if err != nil {
-		g.Stop(ctx)
-		return err
-	}
-	if err := g.dropUnknownDestinations(ctx); err != nil {
-		g.log.Error("cannot move the deliveries of removed destinations to the dead-letter queue", "err", err)
-	}
-
-	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		g.Stop(ctx)
-		return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
-	}
-	callbackLn, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		adminLn.Close()
-		g.Stop(ctx)
-		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
-	}
-	g.adminSrv = httpapi.NewAdmin(adminAPI{g}, g.log)
-	g.adminSrv.Serve(adminLn, "", "")
-	g.callbackSrv = httpapi.NewReceiver(g.intake, g.log)
-	if err := g.callbackSrv.Serve(callbackLn, cfg.Server.TLS.Cert, cfg.Server.TLS.Key); err != nil {
-		callbackLn.Close()
-		g.Stop(ctx)
-		return fmt.Errorf("server.tls: %w", err)
-	}
-	g.ready.Store(true)
-	g.log.Info("fanout started", "listen", callbackLn.Addr().String(), "path", cfg.Server.Path,
-		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes))
-	return nil
 }
 
 func queueKind(q config.Queue) string {
@@ -188,45 +152,3 @@ func (g *Gateway) CallbackAddr() string { return g.callbackSrv.Addr() }
 
 // AdminAddr is the admin server's address (after Start).
 func (g *Gateway) AdminAddr() string { return g.adminSrv.Addr() }
-
-// Stop stops taking callbacks and waits for those in flight, stops the workers (a delivery
-// cut short is redelivered later: nothing is acknowledged that was not delivered), closes
-// the queue, then the admin server. It is idempotent and returns when ctx ends at the latest.
-func (g *Gateway) Stop(ctx context.Context) error {
-	g.stopOnce.Do(func() {
-		g.ready.Store(false)
-		var errs []error
-		if g.callbackSrv != nil {
-			errs = append(errs, g.callbackSrv.Shutdown(ctx))
-		}
-		g.mu.Lock()
-		if g.stopWork != nil {
-			g.stopWork()
-		}
-		stopped := make(chan struct{})
-		workers := g.workers
-		go func() {
-			for _, w := range workers {
-				w.consumption.Stop()
-			}
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("workers: %w", ctx.Err()))
-		}
-		g.workers = map[string]*worker{}
-		g.mu.Unlock()
-		if g.queue != nil {
-			errs = append(errs, g.queue.Close())
-		}
-		g.sender.CloseIdleConnections()
-		if g.adminSrv != nil {
-			errs = append(errs, g.adminSrv.Shutdown(ctx))
-		}
-		g.stopErr = errors.Join(errs...)
-		g.log.Info("fanout stopped")
-	})
-	return g.stopErr
-}

@@ -108,6 +108,12 @@ func writeConfig(t testing.TB, text string) string {
 // test, and its log is shown when the test failed.
 func startGateway(t testing.TB, path string) *Gateway {
 	t.Helper()
+	return startTuned(t, path, nil)
+}
+
+// startTuned is startGateway with tune, when set, called between New and Start.
+func startTuned(t testing.TB, path string, tune func(g *Gateway)) *Gateway {
+	t.Helper()
 	logs := &syncBuffer{}
 	g, err := New(Options{
 		ConfigPath: path,
@@ -116,6 +122,9 @@ func startGateway(t testing.TB, path string) *Gateway {
 	})
 	if err != nil {
 		t.Fatalf("New(%s): %v", path, err)
+	}
+	if tune != nil {
+		tune(g)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

@@ -28,6 +28,7 @@ type metrics struct {
 	reloadTime       prometheus.Gauge
 	destinationPause *prometheus.GaugeVec
 	backlogFull      *prometheus.CounterVec
+	removed          *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -84,6 +85,10 @@ func newMetrics(g *Gateway) *metrics {
 		m.backlogFull} {
 		f(c)
 	}
+	m.removed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fanout_removed_deliveries_total", Help: "Deliveries moved to the dead-letter queue because no replica's config names their destination any more.",
+	}, []string{"destination"})
+	f(m.removed)
 	f(&queueCollector{g: g})
 	return m
 }
@@ -112,7 +117,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	q := c.g.queue
+	q := c.g.queue.Load()
 	rt := c.g.live.Load()
 	if q == nil || rt == nil {
 		return

@@ -81,6 +81,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// The first signal asks for a graceful stop; from then on the signals have their
+		// default effect again, so that a second one ends the process at once (what was in
+		// flight is delivered again later, as after a crash).
+		<-ctx.Done()
+		stop()
+	}()
 	err := cmd(ctx, args, stdin, stdout, stderr)
 	var ue usageError
 	switch {

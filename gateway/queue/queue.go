@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,8 @@ type Queue struct {
 	jobs jetstream.Stream
 	dlq  jetstream.Stream
 
+	registry jetstream.KeyValue // the replicas registry (replicas.go)
+
 	closing chan struct{} // closed when Close begins: waits give up
 	dedup   bool          // jobs carry a message id (Options.DedupWindow > 0)
 
@@ -75,12 +78,29 @@ type Queue struct {
 	mu           sync.Mutex
 	closed       bool
 	consumptions map[*consumption]struct{}
+
+	// The embedded store's health (health.go).
+	dir        string      // queue.dir
+	dirInfo    os.FileInfo // queue.dir as opened, to notice it deleted or replaced
+	broken     chan struct{}
+	brokenOnce sync.Once
+	brokenErr  error
+	probeErr   atomic.Pointer[error]
+	probeNow   chan struct{}
 }
 
-// Open connects to (or embeds) JetStream and creates or updates the streams.
+// Open connects to (or embeds) JetStream and creates or updates the streams. An error that
+// trying again cannot fix is marked so (IsPermanent); any other is worth another try, as
+// when a cluster is still electing its leaders or several replicas start at once.
 func Open(ctx context.Context, o Options) (*Queue, error) {
+	q, err := open(ctx, o)
+	return q, classifyOpenError(err)
+}
+
+func open(ctx context.Context, o Options) (*Queue, error) {
 	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{}),
-		dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull, recount: make(chan struct{}, 1)}
+		dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull, recount: make(chan struct{}, 1),
+		dir: o.Dir, broken: make(chan struct{}), probeNow: make(chan struct{}, 1)}
 	if q.log == nil {
 		q.log = slog.Default()
 	}
@@ -90,16 +110,25 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 	var err error
 	switch {
 	case o.URL != "" && o.Dir != "":
-		return nil, errors.New("queue: set either dir (embedded) or url (external), not both")
+		return nil, permanentError{errors.New("queue: set either dir (embedded) or url (external), not both")}
 	case o.URL != "":
 		q.nc, err = connectExternal(o, q.log)
 	case o.Dir != "":
 		if replicas > 1 {
-			return nil, fmt.Errorf("queue: replicas %d needs an external JetStream cluster (url); the embedded store has one replica", replicas)
+			return nil, permanentError{fmt.Errorf("queue: replicas %d needs an external JetStream cluster (url); the embedded store has one replica", replicas)}
 		}
-		q.srv, q.nc, err = startEmbedded(ctx, o, q.log)
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("queue: queue.dir: %w", err)
+		}
+		if err := Writable(o.Dir); err != nil {
+			return nil, err
+		}
+		if q.dirInfo, err = os.Stat(o.Dir); err != nil {
+			return nil, fmt.Errorf("queue: queue.dir: %w", err)
+		}
+		q.srv, q.nc, err = startEmbedded(ctx, o, q.log, q.breakStore)
 	default:
-		return nil, errors.New("queue: neither dir (embedded) nor url (external) is set")
+		return nil, permanentError{errors.New("queue: neither dir (embedded) nor url (external) is set")}
 	}
 	if err != nil {
 		return nil, err
@@ -117,7 +146,14 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 		q.shutdown()
 		return nil, err
 	}
+	if err := q.createRegistry(ctx, replicas); err != nil {
+		q.shutdown()
+		return nil, err
+	}
 	go q.census()
+	if q.srv != nil {
+		go q.watchStore()
+	}
 	return q, nil
 }
 
@@ -166,7 +202,7 @@ func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) erro
 
 // startEmbedded runs a JetStream server inside the process, reachable only
 // through an in-process connection, the way nats-server's own tests embed it.
-func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Server, *nats.Conn, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, writeFailed func(string)) (*server.Server, *nats.Conn, error) {
 	s, err := server.NewServer(&server.Options{
 		ServerName:             "fanout-embedded",
 		JetStream:              true,
@@ -182,7 +218,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Se
 		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: %w", o.Dir, err)
 	}
 	fatal := make(chan string, 1)
-	s.SetLoggerV2(serverLogger{log: log, fatal: fatal}, false, false, false)
+	s.SetLoggerV2(serverLogger{log: log, fatal: fatal, writeFailed: writeFailed}, false, false, false)
 	go s.Start()
 
 	// Recovering a large store can take a while; honour the caller's deadline, and give up
@@ -317,7 +353,8 @@ func (q *Queue) shutdown() {
 	}
 }
 
-// Connected reports whether the queue can take writes now.
+// Connected reports whether the queue is open and connected to JetStream (see Health for
+// whether it can take writes).
 func (q *Queue) Connected() bool {
 	q.mu.Lock()
 	closed := q.closed
@@ -340,8 +377,9 @@ func checkDestination(d string) error {
 // serverLogger sends the embedded server's logs to slog. Its notices (startup
 // details) go to debug so a normal start stays quiet.
 type serverLogger struct {
-	log   *slog.Logger
-	fatal chan string // the first fatal error (the server cannot start), if any
+	log         *slog.Logger
+	fatal       chan string  // the first fatal error (the server cannot start), if any
+	writeFailed func(string) // told of a write error the store does not recover from
 }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
@@ -354,6 +392,12 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	default:
 	}
 }
-func (l serverLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if storeWriteFailure(msg) {
+		l.writeFailed(msg)
+	}
+}
 func (l serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l serverLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,403 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
+)
+
+// Failure modes met in operation: reloads racing callbacks, a queue that is not there yet,
+// replicas that disagree on the config, a store that fails and comes back. Helpers of this
+// file are prefixed fl.
+
+// flHeader is the part of a test config before destinations, with queue as the queue
+// section's flow mapping (`dir: ...` or `url: ...`).
+func flHeader(queue string) string {
+	return fmt.Sprintf(`server: {listen: "127.0.0.1:0", path: /callback}
+admin: {listen: "127.0.0.1:0"}
+tencent:
+  apps: [{sdkappid: %s}]
+queue: {%s}
+defaults:
+  concurrency: 4
+  timeout: 2s
+  retry: {max_attempts: 20, backoff: {initial: 50ms, max: 200ms, multiplier: 2, jitter: 0}}
+`, rlApp, queue)
+}
+
+// flReadyz is the status of g's /readyz.
+func flReadyz(g *Gateway) int {
+	status, _ := fanouttest.Do(http.MethodGet, "http://"+g.AdminAddr()+"/readyz", "", nil)
+	return status
+}
+
+// flEnqueue stores jobs for destination directly, as a callback matched on an older config
+// would have.
+func flEnqueue(t *testing.T, g *Gateway, destination string, keys ...string) {
+	t.Helper()
+	var jobs []queue.Job
+	for _, k := range keys {
+		jobs = append(jobs, queue.Job{EventID: "ev-" + k, Destination: destination, Routes: []string{"all"},
+			Query: "SdkAppid=" + rlApp + "&CallbackCommand=C2C.CallbackAfterSendMsg", Body: rlBody(k), ReceivedAt: time.Now()})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	defer cancel()
+	if err := g.queue.Load().Enqueue(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flCounts are the deliveries queued for destination and its dead letters.
+func flCounts(g *Gateway, destination string) (pending, dead int) {
+	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	defer cancel()
+	q := g.queue.Load()
+	if q == nil {
+		return -1, -1
+	}
+	pending, _, err := q.Pending(ctx, destination)
+	if err != nil {
+		return -1, -1
+	}
+	dead, err = q.DeadLetterCount(ctx, destination)
+	if err != nil {
+		return -1, -1
+	}
+	return pending, dead
+}
+
+// TestStrayDeliveryOfRemovedDestination reproduces a delivery stranded by a reload: a
+// callback matched on the old config stored a job for a destination that the reload had
+// just removed, after its backlog was moved; it then waited with no consumer, in no
+// metric, until a restart. Now a sweep finds it and dead-letters it ("destination
+// removed").
+func TestStrayDeliveryOfRemovedDestination(t *testing.T) {
+	t.Parallel()
+	keep := rlNewReceiver(t, nil)
+	qdir := filepath.Join(t.TempDir(), "queue")
+	dests := fmt.Sprintf("destinations:\n  keep: {url: %q}\n  gone: {url: %q}\n", keep.URL(), "http://"+rlFreeAddr(t)+"/down")
+	path := rlNewConfig(t, flHeader("dir: "+qdir)+dests+rlRoutes("all", "keep", "gone"))
+	g := startTuned(t, path, func(g *Gateway) { g.sweepEvery = 100 * time.Millisecond })
+
+	rlWrite(t, path, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	if err := rlReload(t, g); err != nil {
+		t.Fatal(err)
+	}
+	flEnqueue(t, g, "gone", "stray")
+	rlWaitFor(t, rlTimeout, "the stray delivery in the dead-letter queue", func() bool {
+		pending, dead := flCounts(g, "gone")
+		return pending == 0 && dead == 1
+	})
+	if n := rlMetrics(t, g.AdminAddr())[`fanout_removed_deliveries_total{destination="gone"}`]; n != 1 {
+		t.Errorf("fanout_removed_deliveries_total{destination=\"gone\"} = %g, want 1", n)
+	}
+}
+
+// TestRemovalInBackground reproduces the removal of a destination's backlog run inside
+// Reload, under the reload lock, and inside Start before listening: a large backlog held
+// every reload and the readiness. Here the removal is held up (removeHook), and Start and
+// Reload return, /readyz answers 200, while it waits.
+func TestRemovalInBackground(t *testing.T) {
+	t.Parallel()
+	keep := rlNewReceiver(t, nil)
+	qdir := filepath.Join(t.TempDir(), "queue")
+	keepOnly := flHeader("dir: "+qdir) + fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL()) + rlRoutes("all", "keep")
+	withGone := flHeader("dir: "+qdir) + fmt.Sprintf("destinations:\n  keep: {url: %q}\n  gone: {url: %q}\n", keep.URL(), "http://"+rlFreeAddr(t)+"/down") +
+		rlRoutes("all", "keep", "gone")
+
+	held := make(chan string, 4)
+	release := make(chan struct{})
+	hold := func(g *Gateway) {
+		g.sweepEvery = 100 * time.Millisecond
+		g.removeHook = func(name string) {
+			held <- name
+			<-release
+		}
+	}
+
+	// A reload that removes gone returns while its backlog waits to be moved.
+	path := rlNewConfig(t, withGone)
+	g := startTuned(t, path, hold)
+	flEnqueue(t, g, "gone", "a", "b", "c")
+	rlWrite(t, path, keepOnly)
+	if err := rlReload(t, g); err != nil { // fails the test if Reload waits for the removal
+		t.Fatal(err)
+	}
+	if name := <-held; name != "gone" {
+		t.Fatalf("removal of %q, want gone", name)
+	}
+	rlWrite(t, path, keepOnly+"# another reload, while the removal is held\n")
+	if err := rlReload(t, g); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	rlWaitFor(t, rlTimeout, "gone's backlog in the dead-letter queue", func() bool {
+		pending, dead := flCounts(g, "gone")
+		return pending == 0 && dead == 3
+	})
+	stopGateway(t, g)
+
+	// A start whose queue holds the backlog of a destination no longer configured listens
+	// and is ready while that backlog waits to be moved.
+	path2 := rlNewConfig(t, withGone)
+	g2 := startGateway(t, path2)
+	flEnqueue(t, g2, "gone", "d")
+	stopGateway(t, g2)
+	rlWrite(t, path2, keepOnly)
+	release2 := make(chan struct{})
+	g3 := startTuned(t, path2, func(g *Gateway) {
+		g.removeHook = func(string) { <-release2 }
+	})
+	defer close(release2)
+	rlWaitFor(t, rlTimeout, "/readyz 200 while the removal is held", func() bool { return flReadyz(g3) == http.StatusOK })
+	rlAccept(t, g3, "during-removal")
+}
+
+// TestReloadAfterStop reproduces a reload (the file watcher's, a SIGHUP's) that ran after
+// Stop and swapped in a config with no worker started. Now it is refused.
+func TestReloadAfterStop(t *testing.T) {
+	t.Parallel()
+	keep := rlNewReceiver(t, nil)
+	qdir := filepath.Join(t.TempDir(), "queue")
+	path := rlNewConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	g := startGateway(t, path)
+	hash := g.live.Load().cfg.Hash
+	stopGateway(t, g)
+	rlWrite(t, path, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  other: {url: %q}\n", keep.URL())+rlRoutes("all", "other"))
+	if err := g.Reload(context.Background()); err == nil {
+		t.Error("Reload after Stop succeeded")
+	}
+	if got := g.live.Load().cfg.Hash; got != hash {
+		t.Error("Reload after Stop swapped the config")
+	}
+}
+
+// flNATS starts a nats-server with JetStream for the test and returns it.
+func flNATS(t *testing.T) *fanouttest.NATSServer {
+	t.Helper()
+	return fanouttest.StartNATSServer(t, "fl")
+}
+
+// flJetStream connects to s for the test's own look at the streams.
+func flJetStream(t *testing.T, s *fanouttest.NATSServer) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestReloadFailsWhenAWorkerCannotStart reproduces a reload that answered success (200,
+// last_reload_successful 1) when the consumer of a destination it added could not be
+// created, and skipped the destinations after it. Now the reload fails and the old config
+// stays live, whole.
+func TestReloadFailsWhenAWorkerCannotStart(t *testing.T) {
+	t.Parallel()
+	ns := flNATS(t)
+	keep := rlNewReceiver(t, nil)
+	header := flHeader(fmt.Sprintf("url: %q", ns.URL()))
+	path := rlNewConfig(t, header+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	g := startGateway(t, path)
+	before := g.live.Load().cfg.Hash
+
+	// A consumer named like the new destination that cannot become Fanout's: a push
+	// consumer, which JetStream refuses to turn into a pull one.
+	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	defer cancel()
+	if _, err := flJetStream(t, ns).CreateOrUpdatePushConsumer(ctx, "FANOUT_JOBS", jetstream.ConsumerConfig{
+		Durable: "late", DeliverSubject: "elsewhere.late", FilterSubject: "fanout.jobs.late", AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rlWrite(t, path, header+fmt.Sprintf("destinations:\n  keep: {url: %q}\n  late: {url: %q}\n  zz: {url: %q}\n", keep.URL(), keep.URL(), keep.URL())+
+		rlRoutes("all", "keep", "late", "zz"))
+	err := rlReload(t, g)
+	if err == nil || !strings.Contains(err.Error(), `"late"`) {
+		t.Fatalf("Reload = %v, want the error of destination late", err)
+	}
+	if got := g.live.Load().cfg.Hash; got != before {
+		t.Error("the config of the failed reload is live")
+	}
+	if v := rlMetrics(t, g.AdminAddr())["fanout_config_last_reload_successful"]; v != 0 {
+		t.Errorf("fanout_config_last_reload_successful = %g after a failed reload", v)
+	}
+	g.mu.Lock()
+	workers := len(g.workers)
+	g.mu.Unlock()
+	if workers != 1 {
+		t.Errorf("%d workers after the failed reload, want 1 (keep)", workers)
+	}
+	rlAccept(t, g, "after-failed-reload")
+	rlWaitFor(t, rlTimeout, "keep to get the callback", func() bool { return keep.has("after-failed-reload") })
+}
+
+// TestStartBeforeTheQueue reproduces a gateway that exited when its queue was not reachable
+// at start (replicas started with, or before, their JetStream cluster). Now it listens,
+// answers 503 on /readyz and to callbacks, keeps trying, and serves once the queue is there.
+func TestStartBeforeTheQueue(t *testing.T) {
+	t.Parallel()
+	ns := fanouttest.NewNATSServer(t, "late") // not started yet
+	keep := rlNewReceiver(t, nil)
+	path := rlNewConfig(t, flHeader(fmt.Sprintf("url: %q", ns.URL()))+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	g := startGateway(t, path)
+	if status := flReadyz(g); status != http.StatusServiceUnavailable {
+		t.Errorf("/readyz %d without a queue, want 503", status)
+	}
+	if status, body, err := rlPost(g.CallbackAddr(), "early"); err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, `"FAIL"`) {
+		t.Errorf("callback without a queue: %d %s (%v), want 503 FAIL", status, body, err)
+	}
+	ns.Start(t)
+	rlWaitFor(t, time.Minute, "/readyz 200 once the queue is there", func() bool { return flReadyz(g) == http.StatusOK })
+	rlAccept(t, g, "late")
+	rlWaitFor(t, rlTimeout, "the delivery", func() bool { return keep.has("late") })
+}
+
+// TestConfigSkewBetweenReplicas: two replicas on one JetStream, one of them with an older
+// config that lacks a destination the other serves. It reproduces the older one
+// dead-letter the other's backlog when it started (and on every reload). Now a backlog is
+// dead-lettered only once no replica's config names its destination.
+func TestConfigSkewBetweenReplicas(t *testing.T) {
+	t.Parallel()
+	ns := flNATS(t)
+	header := flHeader(fmt.Sprintf("url: %q", ns.URL()))
+	keep, shared := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+	// shared's receiver is a closed port at first: its deliveries wait in the queue.
+	closedURL := "http://" + rlFreeAddr(t) + "/down"
+	withShared := func(url string) string {
+		return header + fmt.Sprintf("destinations:\n  keep: {url: %q}\n  shared:\n    url: %q\n    retry: {max_attempts: 100, backoff: {initial: 1h, max: 1h}}\n", keep.URL(), url) +
+			rlRoutes("all", "keep", "shared")
+	}
+	older := header + fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL()) + rlRoutes("all", "keep")
+	tune := func(g *Gateway) { g.sweepEvery = 100 * time.Millisecond }
+
+	pathA := rlNewConfig(t, withShared(closedURL))
+	a := startTuned(t, pathA, tune)
+	var keys []string
+	for i := range 4 {
+		k := fmt.Sprintf("skew-%d", i)
+		keys = append(keys, k)
+		rlAccept(t, a, k)
+	}
+	rlWaitFor(t, rlTimeout, "shared's backlog", func() bool { pending, _ := flCounts(a, "shared"); return pending == len(keys) })
+
+	// B starts on the older config, sweeps, and reloads it: shared keeps its backlog.
+	pathB := rlNewConfig(t, older)
+	b := startTuned(t, pathB, tune)
+	rlWrite(t, pathB, older+"# touched\n")
+	if err := rlReload(t, b); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	defer cancel()
+	b.sweep(ctx, b.queue.Load()) // one more, known to have run
+	if pending, dead := flCounts(a, "shared"); pending != len(keys) || dead != 0 {
+		t.Fatalf("shared after the older replica's sweeps: %d pending, %d dead letters; want %d, 0", pending, dead, len(keys))
+	}
+
+	// A serves it: its receiver is back.
+	rlWrite(t, pathA, withShared(shared.URL()))
+	if err := rlReload(t, a); err != nil {
+		t.Fatal(err)
+	}
+	// The waiting deliveries are due in an hour; a new callback shows that A delivers.
+	rlAccept(t, a, "served")
+	rlWaitFor(t, rlTimeout, "A to deliver to shared", func() bool { return shared.has("served") })
+
+	// Once A drops shared too, no replica names it: its backlog goes to the dead-letter queue.
+	rlWrite(t, pathA, older)
+	if err := rlReload(t, a); err != nil {
+		t.Fatal(err)
+	}
+	rlWaitFor(t, rlTimeout, "shared's backlog in the dead-letter queue", func() bool {
+		pending, dead := flCounts(b, "shared")
+		return pending == 0 && dead == len(keys)
+	})
+}
+
+// flMount mounts a small tmpfs for the test, or skips it where mounting is not allowed.
+func flMount(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small file system here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestStoreFullAndBack fills the file system under the embedded queue. It reproduces a
+// gateway that, after one failed write, answered every callback 503 only after 1.5 s, until
+// a restart, while /readyz said ready. Now /readyz says not ready and callbacks get 503
+// while the store cannot write, and once space is back the gateway reopens its queue and
+// serves again, the deliveries stored before the failure included.
+func TestStoreFullAndBack(t *testing.T) {
+	mnt := flMount(t, "16m")
+	keep := rlNewReceiver(t, nil)
+	path := rlNewConfig(t, flHeader("dir: "+filepath.Join(mnt, "queue"))+
+		fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	g := startGateway(t, path)
+	rlAccept(t, g, "before")
+	rlWaitFor(t, rlTimeout, "the first delivery", func() bool { return keep.has("before") })
+
+	// Something else fills the file system.
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, 32<<20)) // stops at ENOSPC
+	f.Close()
+
+	rlWaitFor(t, rlTimeout, "/readyz 503 with the file system full", func() bool { return flReadyz(g) == http.StatusServiceUnavailable })
+	status, body, err := rlPost(g.CallbackAddr(), "full")
+	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, `"FAIL"`) {
+		t.Fatalf("callback with the file system full: %d %s (%v), want 503 FAIL", status, body, err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	rlWaitFor(t, time.Minute, "/readyz 200 once space is back", func() bool { return flReadyz(g) == http.StatusOK })
+	rlAccept(t, g, "after")
+	rlWaitFor(t, rlTimeout, "the delivery after the failure", func() bool { return keep.has("after") })
+}
+
+// TestQueueDirDeleted deletes queue.dir under a running gateway. It reproduces callbacks
+// answered OK and then lost (the store wrote on into the deleted files). Now they are
+// answered 503 and /readyz says why.
+func TestQueueDirDeleted(t *testing.T) {
+	t.Parallel()
+	keep := rlNewReceiver(t, nil)
+	qdir := filepath.Join(t.TempDir(), "queue")
+	path := rlNewConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	g := startGateway(t, path)
+	rlAccept(t, g, "before")
+	if err := os.RemoveAll(qdir); err != nil {
+		t.Fatal(err)
+	}
+	rlWaitFor(t, rlTimeout, "/readyz 503 with queue.dir deleted", func() bool { return flReadyz(g) == http.StatusServiceUnavailable })
+	for i := range 10 {
+		status, body, err := rlPost(g.CallbackAddr(), fmt.Sprint("after-", i))
+		if err != nil || status != http.StatusServiceUnavailable {
+			t.Fatalf("callback %d with queue.dir deleted: %d %s (%v), want 503", i, status, body, err)
+		}
+	}
+}
