@@ -33,6 +33,7 @@ tencent: {apps: [{sdkappid: 1400000000}]}
 queue: {dir: "$work/data"}
 defaults:
   concurrency: 64
+  max_backlog: 100000000       # above N: the whole backlog is kept, none is refused
   retry: {max_attempts: 1000, max_age: 24h, backoff: {initial: 1s, max: 10s}}
 destinations:
   dead: {url: "http://127.0.0.1:18191/a"}
@@ -75,4 +76,5 @@ done
 end=$(date +%s.%N)
 echo "drained $p0 in $(secs "${first:-$start}" "$end") s: $(rate "$p0" "${first:-$start}" "$end") deliveries/s"
 echo "peak RSS overall: $(awk '/VmHWM/ {print $2, $3}' /proc/$fpid/status)"
+echo "dead letters: $(curl -s 127.0.0.1:18195/metrics | awk '/^fanout_dead_letters\{destination="dead"\}/ {printf "%d", $2}')"
 curl -s 127.0.0.1:18191/count; echo

@@ -36,16 +36,18 @@ func (a adminAPI) Token() string { return a.g.live.Load().cfg.Admin.Token.Value(
 func (a adminAPI) Routes(context.Context) (httpapi.Routes, error) {
 	cfg := a.g.live.Load().cfg
 	matches := a.g.routeMatches()
+	// A when may compare with a value from the environment: ${VAR} is expanded in it.
+	red := a.newRedactor(nil)
 	out := httpapi.Routes{ConfigHash: cfg.Hash, Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
 	for _, r := range cfg.Routes {
 		out.Routes = append(out.Routes, httpapi.RouteInfo{
-			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,
+			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: red.text(r.When),
 			To: list(r.To), Stop: r.Stop, Matches: matches[r.Name],
 		})
 	}
 	for _, r := range cfg.Respond {
 		out.Respond = append(out.Respond, httpapi.RespondInfo{
-			Commands: list(r.Commands), Apps: list(r.Apps), When: r.When,
+			Commands: list(r.Commands), Apps: list(r.Apps), When: red.text(r.When),
 			From: r.From, Timeout: r.Timeout.String(), OnFailure: r.OnFailure,
 		})
 	}
@@ -83,19 +85,30 @@ func (a adminAPI) Destinations(ctx context.Context) (httpapi.Destinations, error
 	cfg := a.g.live.Load().cfg
 	out := httpapi.Destinations{Destinations: []httpapi.DestinationInfo{}}
 	for _, d := range cfg.Destinations {
-		info := destinationInfo(d)
-		if err := a.queueState(ctx, d.Name, &info); err != nil {
-			info.QueueError = err.Error()
-		}
-		h := a.g.destinationHealth(d.Name)
-		info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
-		info.InFlight = a.g.state(d.Name).slots.InUse()
-		if q := a.g.queue.Load(); q != nil {
-			info.BacklogFull = q.BacklogFull(d.Name)
-		}
-		out.Destinations = append(out.Destinations, info)
+		out.Destinations = append(out.Destinations, a.destination(ctx, d))
 	}
 	return out, nil
+}
+
+// destination is one destination with its queue state and health.
+func (a adminAPI) destination(ctx context.Context, d *config.Destination) httpapi.DestinationInfo {
+	info := destinationInfo(d)
+	if err := a.queueState(ctx, d.Name, &info); err != nil {
+		info.QueueError = err.Error()
+	}
+	h := a.g.destinationHealth(d.Name)
+	info.Paused, info.PausedUntil, info.LastError, info.LastErrorAt = h.Paused, h.PausedUntil, h.LastError, h.LastErrorAt
+	if h.Paused {
+		info.PausedBy = "failures"
+		if h.Held {
+			info.PausedBy = "operator"
+		}
+	}
+	info.InFlight = a.g.state(d.Name).slots.InUse()
+	if q := a.g.queue.Load(); q != nil {
+		info.BacklogFull = q.BacklogFull(d.Name)
+	}
+	return info
 }
 
 // destinationInfo is what the config says of d, with its secrets reduced to booleans.

@@ -1,141 +1,63 @@
-package gateway_test
+package gateway
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/fanout-gw/fanout/gateway"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
-	"github.com/fanout-gw/fanout/gateway/tencentim"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // The admin API against a real gateway: an embedded JetStream in t.TempDir(), httptest
 // downstreams, and HTTP requests to the admin port.
 
-const (
-	adminTestApp     = "1400000000"
-	adminTestTimeout = 30 * time.Second
-)
-
 // adminGateway is a running gateway and what a test needs to talk to it.
 type adminGateway struct {
 	t       testing.TB
-	g       *gateway.Gateway
+	g       *Gateway
 	cfgPath string
 	token   string // sent as the bearer token ("" sends none)
-	logs    *adminLogBuffer
-}
-
-type adminLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *adminLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *adminLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs    *fanouttest.SyncBuffer
 }
 
 // startAdminGateway writes cfg to a fresh directory and runs a gateway on it until the
-// test ends. %QUEUE% in cfg becomes a queue directory of the test.
+// test ends. QUEUE_DIR in cfg becomes a queue directory of the test.
 func startAdminGateway(t testing.TB, cfg, token string) *adminGateway {
 	t.Helper()
-	dir := t.TempDir()
-	cfg = strings.ReplaceAll(cfg, "%QUEUE%", strconv.Quote(filepath.Join(dir, "queue")))
-	path := filepath.Join(dir, "fanout.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &adminLogBuffer{}
-	g, err := gateway.New(gateway.Options{ConfigPath: path, Version: "admin-test",
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), adminTestTimeout)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatalf("Start: %v\n%s", err, logs)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), adminTestTimeout)
-		defer cancel()
-		if err := g.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", logs)
-		}
-	})
+	path := writeQueueConfig(t, cfg)
+	g, logs := startGatewayWithLog(t, path)
 	return &adminGateway{t: t, g: g, cfgPath: path, token: token, logs: logs}
 }
 
 // rewrite replaces the config file (for a reload).
 func (a *adminGateway) rewrite(cfg string) {
 	a.t.Helper()
-	cfg = strings.ReplaceAll(cfg, "%QUEUE%", strconv.Quote(filepath.Join(filepath.Dir(a.cfgPath), "queue")))
-	if err := os.WriteFile(a.cfgPath, []byte(cfg), 0o600); err != nil {
-		a.t.Fatal(err)
-	}
+	fanouttest.ReplaceFile(a.t, a.cfgPath, withQueueDir(filepath.Dir(a.cfgPath), cfg))
 }
 
 // do sends one request to the admin port with the gateway's token and returns the answer.
 func (a *adminGateway) do(method, path, body string) (int, []byte) {
-	a.t.Helper()
-	return adminRequest(a.t, method, "http://"+a.g.AdminAddr()+path, body, a.token)
+	return a.doAs(a.token, method, path, body)
 }
 
-func adminRequest(t testing.TB, method, target, body, token string) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
+// doAs sends one request to the admin port with token ("" sends none), and a JSON body
+// unless body is "".
+func (a *adminGateway) doAs(token, method, path, body string) (int, []byte) {
+	var b []byte
 	if body != "" {
-		rd = strings.NewReader(body)
+		b = []byte(body)
 	}
-	req, err := http.NewRequest(method, target, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	c := &http.Client{Timeout: adminTestTimeout}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, target, err)
-	}
-	return resp.StatusCode, b
+	return fanouttest.Do(method, "http://"+a.g.AdminAddr()+path, token, b)
 }
 
 // call expects 200 and decodes the answer into out.
@@ -165,78 +87,31 @@ func (a *adminGateway) deadLetters(query string) []httpapi.DeadLetter {
 func (a *adminGateway) waitDeadLetters(query string, n int) []httpapi.DeadLetter {
 	a.t.Helper()
 	var items []httpapi.DeadLetter
-	adminWaitFor(a.t, fmt.Sprintf("%d dead letters (%s)", n, query), func() bool {
+	fanouttest.WaitFor(a.t, fanouttest.WaitTimeout, fmt.Sprintf("%d dead letters (%s)", n, query), func() bool {
 		items = a.deadLetters(query)
 		return len(items) == n
 	})
 	return items
 }
 
-// callback sends a C2C or group callback carrying key and expects the OK answer.
+// callback sends a C2C or group callback carrying key, signed with tencentToken unless it
+// is "", and expects the OK answer.
 func (a *adminGateway) callback(command, key, tencentToken string) {
 	a.t.Helper()
-	q := url.Values{"SdkAppid": {adminTestApp}, "CallbackCommand": {command}, "contenttype": {"json"},
-		"ClientIP": {"203.0.113.9"}, "OptPlatform": {"RESTAPI"}}
+	q := fanouttest.CallbackQuery(fanouttest.App, command)
 	if tencentToken != "" {
-		now := strconv.FormatInt(time.Now().Unix(), 10)
-		q.Set("RequestTime", now)
-		q.Set("Sign", tencentim.Sign(tencentToken, now))
+		q = fanouttest.SignedCallbackQuery(fanouttest.App, command, tencentToken, time.Now())
 	}
-	status, b := adminRequest(a.t, http.MethodPost, "http://"+a.g.CallbackAddr()+"/callback?"+q.Encode(), adminBody(command, key), "")
-	if status != http.StatusOK || !strings.Contains(string(b), `"ActionStatus":"OK"`) {
-		a.t.Fatalf("callback %s %s: %d %s", command, key, status, b)
-	}
+	accept(a.t, a.g, q, []byte(adminBody(command, key)))
 }
 
 func adminBody(command, key string) string {
 	return fmt.Sprintf(`{"CallbackCommand":%q,"From_Account":"alice","To_Account":"bob","GroupId":"g1","MsgKey":%q}`, command, key)
 }
 
-func adminWaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(adminTestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", adminTestTimeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// downstream is a webhook receiver whose answer a test can change; it remembers the
-// MsgKey of every callback it answered 2xx.
-type downstream struct {
-	srv    *httptest.Server
-	status atomic.Int32
-
-	mu        sync.Mutex
-	delivered map[string]int
-}
-
-func newDownstream(t testing.TB, status int) *downstream {
-	d := &downstream{delivered: map[string]int{}}
-	d.status.Store(int32(status))
-	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var m struct{ MsgKey string }
-		_ = json.Unmarshal(body, &m)
-		st := int(d.status.Load())
-		if st < 300 {
-			d.mu.Lock()
-			d.delivered[m.MsgKey]++
-			d.mu.Unlock()
-		}
-		w.WriteHeader(st)
-		fmt.Fprintf(w, "answered %d", st)
-	}))
-	t.Cleanup(d.srv.Close)
-	return d
-}
-
-func (d *downstream) got(key string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.delivered[key]
+// answered is a downstream's answer: status, and a body that says it.
+func answered(status int) fanouttest.AnswerFunc {
+	return fanouttest.Reply(fanouttest.Answer{Status: status, Body: fmt.Sprintf("answered %d", status)})
 }
 
 // dlqConfig has two destinations that both refuse deliveries at first (400 and 422).
@@ -245,7 +120,7 @@ server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0", token: test-admin-token}
 tencent:
   apps: [{sdkappid: 1400000000}]
-queue: {dir: %QUEUE%}
+queue: {dir: QUEUE_DIR}
 defaults:
   concurrency: 1
   retry: {max_attempts: 2, backoff: {initial: 10ms, max: 20ms, multiplier: 2, jitter: 0}}
@@ -261,9 +136,9 @@ routes:
     to: [audit]
 `
 
-func dlqSetup(t *testing.T) (*adminGateway, *downstream, *downstream) {
-	crm, audit := newDownstream(t, http.StatusBadRequest), newDownstream(t, http.StatusUnprocessableEntity)
-	cfg := strings.NewReplacer("%CRM%", crm.srv.URL+"/crm", "%AUDIT%", audit.srv.URL+"/audit").Replace(dlqConfig)
+func dlqSetup(t *testing.T) (*adminGateway, *fanouttest.Receiver, *fanouttest.Receiver) {
+	crm, audit := fanouttest.NewReceiver(t, answered(http.StatusBadRequest)), fanouttest.NewReceiver(t, answered(http.StatusUnprocessableEntity))
+	cfg := strings.NewReplacer("%CRM%", crm.URL()+"/crm", "%AUDIT%", audit.URL()+"/audit").Replace(dlqConfig)
 	return startAdminGateway(t, cfg, "test-admin-token"), crm, audit
 }
 
@@ -295,7 +170,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		}
 		d := all[0]
 		if d.Destination != "crm" || d.Reason != "status 400" || d.LastStatus != 400 || d.Attempts != 1 ||
-			d.Command != c2c || d.SdkAppID != adminTestApp || !slices.Equal(d.Routes, []string{"c2c-to-crm"}) ||
+			d.Command != c2c || d.SdkAppID != fanouttest.App || !slices.Equal(d.Routes, []string{"c2c-to-crm"}) ||
 			d.BodySize != len(adminBody(c2c, "c1")) || d.BodyExcerpt != "answered 400" ||
 			d.EventID == "" || d.RequestID == "" || d.DeadAt.IsZero() || d.ReceivedAt.IsZero() ||
 			d.FirstAttempt.IsZero() || d.LastAttempt.IsZero() {
@@ -378,7 +253,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		}
 		c := ds.Destinations[0]
 		if c.Name != "crm" || c.DeadLetters != 3 || c.Pending != 0 || c.Concurrency != 1 ||
-			c.Retry.MaxAttempts != 2 || c.Retry.Backoff.Initial != "10ms" || c.URL != crm.srv.URL+"/crm" ||
+			c.Retry.MaxAttempts != 2 || c.Retry.Backoff.Initial != "10ms" || c.URL != crm.URL()+"/crm" ||
 			!strings.Contains(c.LastError, "status 400") || c.LastErrorAt.IsZero() || c.Paused || c.QueueError != "" {
 			t.Errorf("crm: %+v", c)
 		}
@@ -417,19 +292,19 @@ func TestAdminDeadLetters(t *testing.T) {
 		if got := ids(a.deadLetters("")); !slices.Equal(got, ids(all)) {
 			t.Errorf("after dry runs: %v, want %v unchanged", got, ids(all))
 		}
-		if crm.got("c1")+audit.got("g1") != 0 {
+		if crm.Delivered()["c1"]+audit.Delivered()["g1"] != 0 {
 			t.Error("a dry run delivered")
 		}
 	})
 
 	t.Run("replay by id", func(t *testing.T) {
-		crm.status.Store(http.StatusOK)
+		crm.SetAnswer(answered(http.StatusOK))
 		var r httpapi.ReplayResult
 		a.call(http.MethodPost, "/api/v1/dlq/replay", fmt.Sprintf(`{"ids":[%d]}`, all[0].ID), &r)
 		if r.DryRun || r.Matched != 1 || !slices.Equal(r.Replayed, []uint64{all[0].ID}) || len(r.Errors) != 0 {
 			t.Errorf("replay: %+v", r)
 		}
-		adminWaitFor(t, "c1 delivered", func() bool { return crm.got("c1") == 1 })
+		fanouttest.WaitFor(t, fanouttest.WaitTimeout, "c1 delivered", func() bool { return crm.Delivered()["c1"] == 1 })
 		if status, _ := a.do(http.MethodGet, fmt.Sprintf("/api/v1/dlq/%d", all[0].ID), ""); status != http.StatusNotFound {
 			t.Errorf("the replayed dead letter answered %d, want 404", status)
 		}
@@ -444,7 +319,9 @@ func TestAdminDeadLetters(t *testing.T) {
 		if r.Matched != 2 || !slices.Equal(r.Replayed, ids(all[1:3])) || len(r.Errors) != 0 {
 			t.Errorf("replay: %+v", r)
 		}
-		adminWaitFor(t, "c2 and c3 delivered", func() bool { return crm.got("c2") == 1 && crm.got("c3") == 1 })
+		fanouttest.WaitFor(t, fanouttest.WaitTimeout, "c2 and c3 delivered", func() bool {
+			return crm.Delivered()["c2"] == 1 && crm.Delivered()["c3"] == 1
+		})
 		if got := ids(a.deadLetters("")); !slices.Equal(got, ids(all[3:])) {
 			t.Errorf("dead letters %v, want %v", got, ids(all[3:]))
 		}
@@ -459,7 +336,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		if status, b := a.do(http.MethodDelete, fmt.Sprintf("/api/v1/dlq/%d", all[3].ID), ""); status != http.StatusNotFound {
 			t.Errorf("purge again: %d %s, want 404", status, b)
 		}
-		crm.status.Store(http.StatusBadRequest)
+		crm.SetAnswer(answered(http.StatusBadRequest))
 		a.callback(c2c, "c4", "")
 		a.callback(c2c, "c5", "")
 		a.callback(group, "g2", "")
@@ -481,12 +358,12 @@ func TestAdminDeadLetters(t *testing.T) {
 	t.Run("replay of a removed destination", func(t *testing.T) {
 		a.callback(group, "g3", "")
 		dead := a.waitDeadLetters("destination=audit", 1)
-		a.rewrite(strings.NewReplacer("%CRM%", crm.srv.URL+"/crm").Replace(`
+		a.rewrite(strings.NewReplacer("%CRM%", crm.URL()+"/crm").Replace(`
 server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0", token: test-admin-token}
 tencent:
   apps: [{sdkappid: 1400000000}]
-queue: {dir: %QUEUE%}
+queue: {dir: QUEUE_DIR}
 defaults:
   concurrency: 1
   retry: {max_attempts: 2, backoff: {initial: 10ms, max: 20ms, multiplier: 2, jitter: 0}}
@@ -571,7 +448,7 @@ func TestAdminAuth(t *testing.T) {
 	base := "http://" + a.g.AdminAddr()
 	for _, p := range protected {
 		for _, token := range []string{"", "wrong-token", "test-admin-token-and-more"} {
-			if status, b := adminRequest(t, p.method, base+p.path, "", token); status != http.StatusUnauthorized {
+			if status, b := a.doAs(token, p.method, p.path, ""); status != http.StatusUnauthorized {
 				t.Errorf("%s %s with token %q: %d %s, want 401", p.method, p.path, token, status, b)
 			}
 		}
@@ -579,7 +456,7 @@ func TestAdminAuth(t *testing.T) {
 	// A token sent as something other than a bearer token is not one.
 	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/routes", nil)
 	req.Header.Set("Authorization", "Basic test-admin-token")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := fanouttest.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -592,14 +469,14 @@ func TestAdminAuth(t *testing.T) {
 		if p.path == "/api/v1/dlq/replay" {
 			body = `{"ids":[1]}`
 		}
-		status, b := adminRequest(t, p.method, base+p.path, body, "test-admin-token")
+		status, b := a.doAs("test-admin-token", p.method, p.path, body)
 		notFound := strings.Contains(p.path, "/dlq/1") || strings.Contains(p.path, "no-such")
 		if want := http.StatusOK; status != want && !(status == http.StatusNotFound && notFound) {
 			t.Errorf("%s %s with the token: %d %s, want %d", p.method, p.path, status, b, want)
 		}
 	}
 	for _, open := range []string{"/healthz", "/readyz"} {
-		if status, b := adminRequest(t, http.MethodGet, base+open, "", ""); status != http.StatusOK {
+		if status, b := a.doAs("", http.MethodGet, open, ""); status != http.StatusOK {
 			t.Errorf("%s without a token: %d %s, want 200", open, status, b)
 		}
 	}
@@ -609,7 +486,7 @@ func TestAdminAuth(t *testing.T) {
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
 tencent: {apps: [{sdkappid: 1400000000}]}
-queue: {dir: %QUEUE%}
+queue: {dir: QUEUE_DIR}
 destinations: {crm: {url: "http://127.0.0.1:1/x"}}
 routes: [{name: all, to: [crm]}]
 `, "")
@@ -634,10 +511,11 @@ func TestAdminLeaksNoSecret(t *testing.T) {
 		"url query":      "query-SECRET-0d1e2f",
 		"tim_token":      "timtoken-SECRET-3a4b5c",
 		"url password":   "password-SECRET-6d7e8f",
+		"url path":       "path-SECRET-9a0b1c",
 	}
-	down := newDownstream(t, http.StatusOK)
-	refusing := newDownstream(t, http.StatusForbidden)
-	host := strings.TrimPrefix(refusing.srv.URL, "http://")
+	down := fanouttest.NewReceiver(t, answered(http.StatusOK))
+	refusing := fanouttest.NewReceiver(t, answered(http.StatusForbidden))
+	host := strings.TrimPrefix(refusing.URL(), "http://")
 	t.Setenv("ADMIN_TEST_HEADER_SECRET", secrets["header value"])
 	cfg := func(extra string) string {
 		return fmt.Sprintf(`
@@ -645,7 +523,7 @@ server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0", token: %q}
 tencent:
   apps: [{sdkappid: 1400000000, token: %q}]
-queue: {dir: %%QUEUE%%}
+queue: {dir: QUEUE_DIR}
 defaults:
   retry: {max_attempts: 1}
 destinations:
@@ -658,20 +536,25 @@ destinations:
     body: '{"who": From_Account}'
   basic:
     url: "http://alice:%s@%s/basic?token=%s"
+  hook:
+    url: "%s/hook/%s"
+    url_secret: true
 routes:
   - name: all
-    to: [signed, basic]
-%s`, secrets["admin token"], secrets["tencent token"], down.srv.URL, secrets["url query"], signing,
-			secrets["tim_token"], secrets["url password"], host, secrets["url query"], extra)
+    to: [signed, basic, hook]
+%s`, secrets["admin token"], secrets["tencent token"], down.URL(), secrets["url query"], signing,
+			secrets["tim_token"], secrets["url password"], host, secrets["url query"], refusing.URL(), secrets["url path"], extra)
 	}
-	a := startAdminGateway(t, cfg(""), secrets["admin token"])
+	// A when that compares with the environment's secret: GET /api/v1/routes shows whens.
+	envRoute := "  - name: env\n    when: From_Account == \"${ADMIN_TEST_HEADER_SECRET}\"\n    to: [signed]\n"
+	a := startAdminGateway(t, cfg(envRoute), secrets["admin token"])
 	a.callback("C2C.CallbackAfterSendMsg", "s1", secrets["tencent token"])
 	a.callback("Group.CallbackAfterSendMsg", "s2", secrets["tencent token"])
 	dead := a.waitDeadLetters("destination=basic", 2)
-	adminWaitFor(t, "deliveries to signed", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "deliveries to signed", func() bool {
 		var ds httpapi.Destinations
 		a.call(http.MethodGet, "/api/v1/destinations", "", &ds)
-		return ds.Destinations[0].Pending == 0 && down.got("") == 2
+		return ds.Destinations[0].Pending == 0 && down.Delivered()[""] == 2
 	})
 
 	answers := map[string][]byte{}
@@ -691,6 +574,34 @@ routes:
 	}
 	get(http.MethodPost, "/api/v1/dlq/replay", fmt.Sprintf(`{"ids":[%d],"dry_run":true}`, dead[0].ID))
 	get(http.MethodDelete, "/api/v1/dlq?destination=basic&dry_run=true", "")
+	// The console's endpoints: the overview; the playground on the live config, on this
+	// file, and on edited files whose lines take the header's secret from the environment
+	// where a message or a rendered body would show it; the check; pause and resume.
+	jsonBody := func(v map[string]string) string { b, _ := json.Marshal(v); return string(b) }
+	leaky := strings.Replace(cfg("  - name: leaky\n    to: [leaky]\n"), "destinations:\n",
+		"destinations:\n  leaky: {url: \"http://127.0.0.1:1/x\", body: '{\"k\": \"${ADMIN_TEST_HEADER_SECRET}\"}'}\n", 1)
+	envBroken := strings.Replace(strings.Replace(cfg(""), "  retry: {max_attempts: 1}\n",
+		"  concurrency: ${ADMIN_TEST_HEADER_SECRET}\n  retry: {max_attempts: 1}\n", 1),
+		"    to: [signed, basic]\n", "    to: [signed, basic]\n    when: From_Account == ${ADMIN_TEST_HEADER_SECRET}\n", 1)
+	get(http.MethodGet, "/api/v1/overview", "")
+	payload := adminBody("C2C.CallbackAfterSendMsg", "s3")
+	get(http.MethodPost, "/api/v1/route", jsonBody(map[string]string{"payload": payload, "query": "OptPlatform=iOS"}))
+	for i, text := range []string{cfg(""), leaky, envBroken} {
+		text = strings.ReplaceAll(text, "QUEUE_DIR", strconv.Quote(filepath.Join(filepath.Dir(a.cfgPath), "queue")))
+		answers[fmt.Sprintf("POST /api/v1/route (config %d)", i)] = a.call(http.MethodPost, "/api/v1/route",
+			jsonBody(map[string]string{"payload": payload, "config": text}), nil)
+		answers[fmt.Sprintf("POST /api/v1/check (config %d)", i)] = a.call(http.MethodPost, "/api/v1/check",
+			jsonBody(map[string]string{"config": text}), nil)
+	}
+	if !bytes.Contains(answers["POST /api/v1/route (config 1)"], []byte(`\"k\":\"<secret>\"`)) {
+		t.Errorf("the leaky transform's body is not shown redacted:\n%s", answers["POST /api/v1/route (config 1)"])
+	}
+	if !bytes.Contains(answers["POST /api/v1/check (config 2)"], []byte("not shown: this line takes ${ADMIN_TEST_HEADER_SECRET}")) {
+		t.Errorf("the check of a line that takes the secret does not withhold its message:\n%s", answers["POST /api/v1/check (config 2)"])
+	}
+	get(http.MethodPost, "/api/v1/destinations/signed/pause", "")
+	get(http.MethodPost, "/api/v1/destinations/signed/resume", "")
+	get(http.MethodGet, "/ui/", "")
 	// Reloads that fail, with the secrets in the broken file: an unknown key, URLs that do
 	// not parse or are not http, and a change that needs a restart.
 	for i, broken := range []string{
@@ -707,18 +618,24 @@ routes:
 		answers[fmt.Sprintf("POST /-/reload (broken %d)", i)] = b
 	}
 
+	if !bytes.Contains(answers["GET /api/v1/routes"], []byte(`From_Account == \"<secret>\"`)) {
+		t.Errorf("the env route's when is not shown redacted:\n%s", answers["GET /api/v1/routes"])
+	}
 	var d httpapi.Destinations
-	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 2 {
+	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 3 {
 		t.Fatalf("destinations: %v %s", err, answers["GET /api/v1/destinations"])
 	}
 	s := d.Destinations[0]
 	if !s.HasSigningSecret || !s.HasTIMToken || !s.HasBodyTransform || !s.ForwardQuery ||
 		!slices.Equal(s.Headers, []string{"Authorization", "X-Team"}) ||
-		s.URL != down.srv.URL+"/hook?access_token=<secret>&team=<secret>" {
+		s.URL != down.URL()+"/hook?access_token=<secret>&team=<secret>" {
 		t.Errorf("signed: %+v", s)
 	}
 	if b := d.Destinations[1]; b.HasSigningSecret || b.HasTIMToken || b.URL != "http://alice:<secret>@"+host+"/basic?token=<secret>" {
 		t.Errorf("basic: %+v", b)
+	}
+	if h := d.Destinations[2]; h.URL != "http://"+host+"/<secret>" {
+		t.Errorf("hook (url_secret): URL %q, want http://%s/<secret>", h.URL, host)
 	}
 	// The log too: it holds the failed deliveries (with their URLs) and the failed reloads.
 	log := a.logs.String()

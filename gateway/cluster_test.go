@@ -68,7 +68,7 @@ func TestClusterQueueOptions(t *testing.T) {
 			DeadLetterMaxAge: 336 * time.Hour},
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
-			text := "tencent: {apps: [{sdkappid: " + testApp + "}]}\nqueue:\n" + tt.queue
+			text := "tencent: {apps: [{sdkappid: " + fanouttest.App + "}]}\nqueue:\n" + tt.queue
 			cfg, probs := config.Parse("fanout.yaml", []byte(text), func(string) (string, bool) { return "", false })
 			if cfg == nil || len(probs) > 0 {
 				t.Fatalf("config problems:\n%v", probs)
@@ -118,7 +118,7 @@ resolver_preload: {
 	srv.Start(t)
 
 	sink := fanouttest.NewReceiver(t, nil)
-	path := writeConfig(t, fmt.Sprintf(`server: {listen: "127.0.0.1:0", path: /callback}
+	path := fanouttest.WriteConfig(t, fmt.Sprintf(`server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
   apps: [{sdkappid: %s}]
@@ -131,11 +131,11 @@ destinations:
   sink: {url: %q}
 routes:
   - {name: all, to: [sink]}
-`, testApp, fanouttest.FreePort(t), srv.Port, creds, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"),
+`, fanouttest.App, fanouttest.FreePort(t), srv.Port, creds, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"),
 		filepath.Join(dir, "client-key.pem"), sink.URL()))
 	g := startGateway(t, path)
-	accept(t, g, tencentQuery(testApp, "C2C.CallbackAfterSendMsg"), c2cMessage("secure-1"))
-	fanouttest.WaitFor(t, waitTimeout, "the delivery", func() bool { return sink.Delivered()["secure-1"] == 1 })
+	acceptMessage(t, g, "secure-1")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery", func() bool { return sink.Delivered()["secure-1"] == 1 })
 	if s := send(t, http.MethodGet, "http://"+g.AdminAddr()+"/readyz", nil, nil).Status; s != http.StatusOK {
 		t.Errorf("/readyz: %d, want 200", s)
 	}
@@ -147,7 +147,7 @@ routes:
 	noCreds.Credentials = ""
 	noCert.TLS.Cert, noCert.TLS.Key = "", ""
 	for name, o := range map[string]queue.Options{"without credentials": noCreds, "without a client certificate": noCert} {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 		q, err := queue.Open(ctx, o)
 		cancel()
 		if err == nil {

@@ -34,7 +34,7 @@ defaults:
   concurrency: 4
   timeout: 2s
   retry: {max_attempts: 20, backoff: {initial: 50ms, max: 200ms, multiplier: 2, jitter: 0}}
-`, rlApp, queue)
+`, fanouttest.App, queue)
 }
 
 // flReadyz is the status of g's /readyz.
@@ -50,9 +50,9 @@ func flEnqueue(t *testing.T, g *Gateway, destination string, keys ...string) {
 	var jobs []queue.Job
 	for _, k := range keys {
 		jobs = append(jobs, queue.Job{EventID: "ev-" + k, Destination: destination, Routes: []string{"all"},
-			Query: "SdkAppid=" + rlApp + "&CallbackCommand=C2C.CallbackAfterSendMsg", Body: rlBody(k), ReceivedAt: time.Now()})
+			Query: "SdkAppid=" + fanouttest.App + "&CallbackCommand=C2C.CallbackAfterSendMsg", Body: fanouttest.C2CMessage(k), ReceivedAt: time.Now()})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	if err := g.queue.Load().Enqueue(ctx, jobs); err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func flEnqueue(t *testing.T, g *Gateway, destination string, keys ...string) {
 
 // flCounts are the deliveries queued for destination and its dead letters.
 func flCounts(g *Gateway, destination string) (pending, dead int) {
-	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	q := g.queue.Load()
 	if q == nil {
@@ -85,22 +85,22 @@ func flCounts(g *Gateway, destination string) (pending, dead int) {
 // removed").
 func TestStrayDeliveryOfRemovedDestination(t *testing.T) {
 	t.Parallel()
-	keep := rlNewReceiver(t, nil)
+	keep := fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
-	dests := fmt.Sprintf("destinations:\n  keep: {url: %q}\n  gone: {url: %q}\n", keep.URL(), "http://"+rlFreeAddr(t)+"/down")
-	path := rlNewConfig(t, flHeader("dir: "+qdir)+dests+rlRoutes("all", "keep", "gone"))
-	g := startTuned(t, path, func(g *Gateway) { g.sweepEvery = 100 * time.Millisecond })
+	dests := fmt.Sprintf("destinations:\n  keep: {url: %q}\n  gone: {url: %q}\n", keep.URL(), "http://"+fanouttest.FreeAddr(t)+"/down")
+	path := fanouttest.WriteConfig(t, flHeader("dir: "+qdir)+dests+rlRoutes("all", "keep", "gone"))
+	g, _ := startTuned(t, path, func(g *Gateway) { g.sweepEvery = 100 * time.Millisecond })
 
-	rlWrite(t, path, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	fanouttest.ReplaceFile(t, path, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
 	if err := rlReload(t, g); err != nil {
 		t.Fatal(err)
 	}
 	flEnqueue(t, g, "gone", "stray")
-	rlWaitFor(t, rlTimeout, "the stray delivery in the dead-letter queue", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the stray delivery in the dead-letter queue", func() bool {
 		pending, dead := flCounts(g, "gone")
 		return pending == 0 && dead == 1
 	})
-	if n := rlMetrics(t, g.AdminAddr())[`fanout_removed_deliveries_total{destination="gone"}`]; n != 1 {
+	if n := scrapeMetrics(t, g).Sum("fanout_removed_deliveries_total", map[string]string{"destination": "gone"}); n != 1 {
 		t.Errorf("fanout_removed_deliveries_total{destination=\"gone\"} = %g, want 1", n)
 	}
 }
@@ -111,10 +111,10 @@ func TestStrayDeliveryOfRemovedDestination(t *testing.T) {
 // Reload return, /readyz answers 200, while it waits.
 func TestRemovalInBackground(t *testing.T) {
 	t.Parallel()
-	keep := rlNewReceiver(t, nil)
+	keep := fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
 	keepOnly := flHeader("dir: "+qdir) + fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL()) + rlRoutes("all", "keep")
-	withGone := flHeader("dir: "+qdir) + fmt.Sprintf("destinations:\n  keep: {url: %q}\n  gone: {url: %q}\n", keep.URL(), "http://"+rlFreeAddr(t)+"/down") +
+	withGone := flHeader("dir: "+qdir) + fmt.Sprintf("destinations:\n  keep: {url: %q}\n  gone: {url: %q}\n", keep.URL(), "http://"+fanouttest.FreeAddr(t)+"/down") +
 		rlRoutes("all", "keep", "gone")
 
 	held := make(chan string, 4)
@@ -128,22 +128,22 @@ func TestRemovalInBackground(t *testing.T) {
 	}
 
 	// A reload that removes gone returns while its backlog waits to be moved.
-	path := rlNewConfig(t, withGone)
-	g := startTuned(t, path, hold)
+	path := fanouttest.WriteConfig(t, withGone)
+	g, _ := startTuned(t, path, hold)
 	flEnqueue(t, g, "gone", "a", "b", "c")
-	rlWrite(t, path, keepOnly)
+	fanouttest.ReplaceFile(t, path, keepOnly)
 	if err := rlReload(t, g); err != nil { // fails the test if Reload waits for the removal
 		t.Fatal(err)
 	}
 	if name := <-held; name != "gone" {
 		t.Fatalf("removal of %q, want gone", name)
 	}
-	rlWrite(t, path, keepOnly+"# another reload, while the removal is held\n")
+	fanouttest.ReplaceFile(t, path, keepOnly+"# another reload, while the removal is held\n")
 	if err := rlReload(t, g); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	rlWaitFor(t, rlTimeout, "gone's backlog in the dead-letter queue", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "gone's backlog in the dead-letter queue", func() bool {
 		pending, dead := flCounts(g, "gone")
 		return pending == 0 && dead == 3
 	})
@@ -151,31 +151,31 @@ func TestRemovalInBackground(t *testing.T) {
 
 	// A start whose queue holds the backlog of a destination no longer configured listens
 	// and is ready while that backlog waits to be moved.
-	path2 := rlNewConfig(t, withGone)
+	path2 := fanouttest.WriteConfig(t, withGone)
 	g2 := startGateway(t, path2)
 	flEnqueue(t, g2, "gone", "d")
 	stopGateway(t, g2)
-	rlWrite(t, path2, keepOnly)
+	fanouttest.ReplaceFile(t, path2, keepOnly)
 	release2 := make(chan struct{})
-	g3 := startTuned(t, path2, func(g *Gateway) {
+	g3, _ := startTuned(t, path2, func(g *Gateway) {
 		g.removeHook = func(string) { <-release2 }
 	})
 	defer close(release2)
-	rlWaitFor(t, rlTimeout, "/readyz 200 while the removal is held", func() bool { return flReadyz(g3) == http.StatusOK })
-	rlAccept(t, g3, "during-removal")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "/readyz 200 while the removal is held", func() bool { return flReadyz(g3) == http.StatusOK })
+	acceptMessage(t, g3, "during-removal")
 }
 
 // TestReloadAfterStop reproduces a reload (the file watcher's, a SIGHUP's) that ran after
 // Stop and swapped in a config with no worker started. Now it is refused.
 func TestReloadAfterStop(t *testing.T) {
 	t.Parallel()
-	keep := rlNewReceiver(t, nil)
+	keep := fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
-	path := rlNewConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	path := fanouttest.WriteConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
 	g := startGateway(t, path)
 	hash := g.live.Load().cfg.Hash
 	stopGateway(t, g)
-	rlWrite(t, path, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  other: {url: %q}\n", keep.URL())+rlRoutes("all", "other"))
+	fanouttest.ReplaceFile(t, path, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  other: {url: %q}\n", keep.URL())+rlRoutes("all", "other"))
 	if err := g.Reload(context.Background()); err == nil {
 		t.Error("Reload after Stop succeeded")
 	}
@@ -212,22 +212,22 @@ func flJetStream(t *testing.T, s *fanouttest.NATSServer) jetstream.JetStream {
 func TestReloadFailsWhenAWorkerCannotStart(t *testing.T) {
 	t.Parallel()
 	ns := flNATS(t)
-	keep := rlNewReceiver(t, nil)
+	keep := fanouttest.NewReceiver(t, nil)
 	header := flHeader(fmt.Sprintf("url: %q", ns.URL()))
-	path := rlNewConfig(t, header+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	path := fanouttest.WriteConfig(t, header+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
 	g := startGateway(t, path)
 	before := g.live.Load().cfg.Hash
 
 	// A consumer named like the new destination that cannot become Fanout's: a push
 	// consumer, which JetStream refuses to turn into a pull one.
-	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	if _, err := flJetStream(t, ns).CreateOrUpdatePushConsumer(ctx, "FANOUT_JOBS", jetstream.ConsumerConfig{
 		Durable: "late", DeliverSubject: "elsewhere.late", FilterSubject: "fanout.jobs.late", AckPolicy: jetstream.AckExplicitPolicy,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	rlWrite(t, path, header+fmt.Sprintf("destinations:\n  keep: {url: %q}\n  late: {url: %q}\n  zz: {url: %q}\n", keep.URL(), keep.URL(), keep.URL())+
+	fanouttest.ReplaceFile(t, path, header+fmt.Sprintf("destinations:\n  keep: {url: %q}\n  late: {url: %q}\n  zz: {url: %q}\n", keep.URL(), keep.URL(), keep.URL())+
 		rlRoutes("all", "keep", "late", "zz"))
 	err := rlReload(t, g)
 	if err == nil || !strings.Contains(err.Error(), `"late"`) {
@@ -236,7 +236,7 @@ func TestReloadFailsWhenAWorkerCannotStart(t *testing.T) {
 	if got := g.live.Load().cfg.Hash; got != before {
 		t.Error("the config of the failed reload is live")
 	}
-	if v := rlMetrics(t, g.AdminAddr())["fanout_config_last_reload_successful"]; v != 0 {
+	if v := scrapeMetrics(t, g).Sum("fanout_config_last_reload_successful", nil); v != 0 {
 		t.Errorf("fanout_config_last_reload_successful = %g after a failed reload", v)
 	}
 	g.mu.Lock()
@@ -245,8 +245,8 @@ func TestReloadFailsWhenAWorkerCannotStart(t *testing.T) {
 	if workers != 1 {
 		t.Errorf("%d workers after the failed reload, want 1 (keep)", workers)
 	}
-	rlAccept(t, g, "after-failed-reload")
-	rlWaitFor(t, rlTimeout, "keep to get the callback", func() bool { return keep.has("after-failed-reload") })
+	acceptMessage(t, g, "after-failed-reload")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "keep to get the callback", func() bool { return len(keep.ByKey("after-failed-reload")) > 0 })
 }
 
 // TestStartBeforeTheQueue reproduces a gateway that exited when its queue was not reachable
@@ -255,19 +255,19 @@ func TestReloadFailsWhenAWorkerCannotStart(t *testing.T) {
 func TestStartBeforeTheQueue(t *testing.T) {
 	t.Parallel()
 	ns := fanouttest.NewNATSServer(t, "late") // not started yet
-	keep := rlNewReceiver(t, nil)
-	path := rlNewConfig(t, flHeader(fmt.Sprintf("url: %q", ns.URL()))+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	keep := fanouttest.NewReceiver(t, nil)
+	path := fanouttest.WriteConfig(t, flHeader(fmt.Sprintf("url: %q", ns.URL()))+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
 	g := startGateway(t, path)
 	if status := flReadyz(g); status != http.StatusServiceUnavailable {
 		t.Errorf("/readyz %d without a queue, want 503", status)
 	}
-	if status, body, err := rlPost(g.CallbackAddr(), "early"); err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, `"FAIL"`) {
-		t.Errorf("callback without a queue: %d %s (%v), want 503 FAIL", status, body, err)
+	if a := callback(t, g, c2cQuery, fanouttest.C2CMessage("early")); a.Status != http.StatusServiceUnavailable || !strings.Contains(string(a.Body), `"FAIL"`) {
+		t.Errorf("callback without a queue: %d %s, want 503 FAIL", a.Status, a.Body)
 	}
 	ns.Start(t)
-	rlWaitFor(t, time.Minute, "/readyz 200 once the queue is there", func() bool { return flReadyz(g) == http.StatusOK })
-	rlAccept(t, g, "late")
-	rlWaitFor(t, rlTimeout, "the delivery", func() bool { return keep.has("late") })
+	fanouttest.WaitFor(t, time.Minute, "/readyz 200 once the queue is there", func() bool { return flReadyz(g) == http.StatusOK })
+	acceptMessage(t, g, "late")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery", func() bool { return len(keep.ByKey("late")) > 0 })
 }
 
 // TestConfigSkewBetweenReplicas: two replicas on one JetStream, one of them with an older
@@ -278,9 +278,9 @@ func TestConfigSkewBetweenReplicas(t *testing.T) {
 	t.Parallel()
 	ns := flNATS(t)
 	header := flHeader(fmt.Sprintf("url: %q", ns.URL()))
-	keep, shared := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+	keep, shared := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
 	// shared's receiver is a closed port at first: its deliveries wait in the queue.
-	closedURL := "http://" + rlFreeAddr(t) + "/down"
+	closedURL := "http://" + fanouttest.FreeAddr(t) + "/down"
 	withShared := func(url string) string {
 		return header + fmt.Sprintf("destinations:\n  keep: {url: %q}\n  shared:\n    url: %q\n    retry: {max_attempts: 100, backoff: {initial: 1h, max: 1h}}\n", keep.URL(), url) +
 			rlRoutes("all", "keep", "shared")
@@ -288,24 +288,24 @@ func TestConfigSkewBetweenReplicas(t *testing.T) {
 	older := header + fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL()) + rlRoutes("all", "keep")
 	tune := func(g *Gateway) { g.sweepEvery = 100 * time.Millisecond }
 
-	pathA := rlNewConfig(t, withShared(closedURL))
-	a := startTuned(t, pathA, tune)
+	pathA := fanouttest.WriteConfig(t, withShared(closedURL))
+	a, _ := startTuned(t, pathA, tune)
 	var keys []string
 	for i := range 4 {
 		k := fmt.Sprintf("skew-%d", i)
 		keys = append(keys, k)
-		rlAccept(t, a, k)
+		acceptMessage(t, a, k)
 	}
-	rlWaitFor(t, rlTimeout, "shared's backlog", func() bool { pending, _ := flCounts(a, "shared"); return pending == len(keys) })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "shared's backlog", func() bool { pending, _ := flCounts(a, "shared"); return pending == len(keys) })
 
 	// B starts on the older config, sweeps, and reloads it: shared keeps its backlog.
-	pathB := rlNewConfig(t, older)
-	b := startTuned(t, pathB, tune)
-	rlWrite(t, pathB, older+"# touched\n")
+	pathB := fanouttest.WriteConfig(t, older)
+	b, _ := startTuned(t, pathB, tune)
+	fanouttest.ReplaceFile(t, pathB, older+"# touched\n")
 	if err := rlReload(t, b); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	b.sweep(ctx, b.queue.Load()) // one more, known to have run
 	if pending, dead := flCounts(a, "shared"); pending != len(keys) || dead != 0 {
@@ -313,20 +313,20 @@ func TestConfigSkewBetweenReplicas(t *testing.T) {
 	}
 
 	// A serves it: its receiver is back.
-	rlWrite(t, pathA, withShared(shared.URL()))
+	fanouttest.ReplaceFile(t, pathA, withShared(shared.URL()))
 	if err := rlReload(t, a); err != nil {
 		t.Fatal(err)
 	}
 	// The waiting deliveries are due in an hour; a new callback shows that A delivers.
-	rlAccept(t, a, "served")
-	rlWaitFor(t, rlTimeout, "A to deliver to shared", func() bool { return shared.has("served") })
+	acceptMessage(t, a, "served")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "A to deliver to shared", func() bool { return len(shared.ByKey("served")) > 0 })
 
 	// Once A drops shared too, no replica names it: its backlog goes to the dead-letter queue.
-	rlWrite(t, pathA, older)
+	fanouttest.ReplaceFile(t, pathA, older)
 	if err := rlReload(t, a); err != nil {
 		t.Fatal(err)
 	}
-	rlWaitFor(t, rlTimeout, "shared's backlog in the dead-letter queue", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "shared's backlog in the dead-letter queue", func() bool {
 		pending, dead := flCounts(b, "shared")
 		return pending == 0 && dead == len(keys)
 	})
@@ -350,12 +350,12 @@ func flMount(t *testing.T, size string) string {
 // serves again, the deliveries stored before the failure included.
 func TestStoreFullAndBack(t *testing.T) {
 	mnt := flMount(t, "16m")
-	keep := rlNewReceiver(t, nil)
-	path := rlNewConfig(t, flHeader("dir: "+filepath.Join(mnt, "queue"))+
+	keep := fanouttest.NewReceiver(t, nil)
+	path := fanouttest.WriteConfig(t, flHeader("dir: "+filepath.Join(mnt, "queue"))+
 		fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
 	g := startGateway(t, path)
-	rlAccept(t, g, "before")
-	rlWaitFor(t, rlTimeout, "the first delivery", func() bool { return keep.has("before") })
+	acceptMessage(t, g, "before")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the first delivery", func() bool { return len(keep.ByKey("before")) > 0 })
 
 	// Something else fills the file system.
 	filler := filepath.Join(mnt, "filler")
@@ -366,18 +366,17 @@ func TestStoreFullAndBack(t *testing.T) {
 	f.Write(make([]byte, 32<<20)) // stops at ENOSPC
 	f.Close()
 
-	rlWaitFor(t, rlTimeout, "/readyz 503 with the file system full", func() bool { return flReadyz(g) == http.StatusServiceUnavailable })
-	status, body, err := rlPost(g.CallbackAddr(), "full")
-	if err != nil || status != http.StatusServiceUnavailable || !strings.Contains(body, `"FAIL"`) {
-		t.Fatalf("callback with the file system full: %d %s (%v), want 503 FAIL", status, body, err)
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "/readyz 503 with the file system full", func() bool { return flReadyz(g) == http.StatusServiceUnavailable })
+	if a := callback(t, g, c2cQuery, fanouttest.C2CMessage("full")); a.Status != http.StatusServiceUnavailable || !strings.Contains(string(a.Body), `"FAIL"`) {
+		t.Fatalf("callback with the file system full: %d %s, want 503 FAIL", a.Status, a.Body)
 	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	rlWaitFor(t, time.Minute, "/readyz 200 once space is back", func() bool { return flReadyz(g) == http.StatusOK })
-	rlAccept(t, g, "after")
-	rlWaitFor(t, rlTimeout, "the delivery after the failure", func() bool { return keep.has("after") })
+	fanouttest.WaitFor(t, time.Minute, "/readyz 200 once space is back", func() bool { return flReadyz(g) == http.StatusOK })
+	acceptMessage(t, g, "after")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery after the failure", func() bool { return len(keep.ByKey("after")) > 0 })
 }
 
 // TestQueueDirDeleted deletes queue.dir under a running gateway. It reproduces callbacks
@@ -385,19 +384,18 @@ func TestStoreFullAndBack(t *testing.T) {
 // answered 503 and /readyz says why.
 func TestQueueDirDeleted(t *testing.T) {
 	t.Parallel()
-	keep := rlNewReceiver(t, nil)
+	keep := fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
-	path := rlNewConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	path := fanouttest.WriteConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
 	g := startGateway(t, path)
-	rlAccept(t, g, "before")
+	acceptMessage(t, g, "before")
 	if err := os.RemoveAll(qdir); err != nil {
 		t.Fatal(err)
 	}
-	rlWaitFor(t, rlTimeout, "/readyz 503 with queue.dir deleted", func() bool { return flReadyz(g) == http.StatusServiceUnavailable })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "/readyz 503 with queue.dir deleted", func() bool { return flReadyz(g) == http.StatusServiceUnavailable })
 	for i := range 10 {
-		status, body, err := rlPost(g.CallbackAddr(), fmt.Sprint("after-", i))
-		if err != nil || status != http.StatusServiceUnavailable {
-			t.Fatalf("callback %d with queue.dir deleted: %d %s (%v), want 503", i, status, body, err)
+		if a := callback(t, g, c2cQuery, fanouttest.C2CMessage(fmt.Sprint("after-", i))); a.Status != http.StatusServiceUnavailable {
+			t.Fatalf("callback %d with queue.dir deleted: %d %s, want 503", i, a.Status, a.Body)
 		}
 	}
 }

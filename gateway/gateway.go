@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/console"
 	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
 	"github.com/fanout-gw/fanout/gateway/intake"
@@ -67,6 +68,7 @@ type Gateway struct {
 
 	callbackSrv *httpapi.Server
 	adminSrv    *httpapi.Server
+	console     *console.Sampler // the console's Overview history
 
 	stopping   chan struct{} // closed when Stop begins
 	supervised chan struct{} // closed when the queue's supervisor has returned

@@ -10,6 +10,7 @@ import (
 // DestinationHealth is what the admin API shows of a destination's recent deliveries.
 type DestinationHealth struct {
 	Paused      bool      `json:"paused"`
+	Held        bool      `json:"held,omitempty"` // paused by an operator, until resumed
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -81,6 +82,7 @@ func (g *Gateway) destinationHealth(name string) DestinationHealth {
 	}
 	var h DestinationHealth
 	h.Paused, h.PausedUntil = s.breaker.Paused()
+	h.Held = s.breaker.Held()
 	s.mu.Lock()
 	h.LastError, h.LastErrorAt = s.lastError, s.lastErrorAt
 	s.mu.Unlock()

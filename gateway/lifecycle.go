@@ -55,6 +55,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		Logger:      g.log,
 	})
 	g.workCtx, g.stopWork = context.WithCancel(context.Background())
+	g.startConsole()
 
 	// Until the supervisor runs, Stop must not wait for it.
 	failed := func(err error) error {

@@ -75,7 +75,7 @@ func newMetrics(g *Gateway) *metrics {
 		Name: "fanout_config_last_reload_success_timestamp_seconds", Help: "When the config last loaded successfully.",
 	})
 	m.destinationPause = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "fanout_destination_paused", Help: "1 while a failing destination is paused.",
+		Name: "fanout_destination_paused", Help: "1 while a destination is paused: failing, or by an operator.",
 	}, []string{"destination"})
 	m.backlogFull = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fanout_backlog_full_total", Help: "Deliveries dead-lettered at once because their destination's backlog was at max_backlog.",

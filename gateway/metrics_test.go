@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // mtConfig sends C2C.CallbackAfterSendMsg to three destinations, one route each, plus a
@@ -45,12 +47,12 @@ func TestMetricsAfterScriptedMix(t *testing.T) {
 	const n = 5
 	const cmd = "C2C.CallbackAfterSendMsg"
 
-	okRc := newReceiver(t, nil)
+	okRc := fanouttest.NewReceiver(t, nil)
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	// flaky fails the first attempt of each delivery: webhook-id is stable per event and
 	// destination, so a retry carries the same one.
-	flaky := newReceiver(t, func(w http.ResponseWriter, r *http.Request, _ int) int {
+	flaky := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
 		id := r.Header.Get("webhook-id")
 		mu.Lock()
 		first := id == "" || !seen[id]
@@ -60,22 +62,18 @@ func TestMetricsAfterScriptedMix(t *testing.T) {
 		if first {
 			status = http.StatusServiceUnavailable
 		}
-		w.WriteHeader(status)
-		return status
+		return fanouttest.Answer{Status: status}
 	})
-	bad := newReceiver(t, func(w http.ResponseWriter, _ *http.Request, _ int) int {
-		w.WriteHeader(http.StatusBadRequest)
-		return http.StatusBadRequest
-	})
+	bad := fanouttest.NewReceiver(t, fanouttest.Statuses(http.StatusBadRequest))
 
-	cfg := fmt.Sprintf(mtConfig, testApp, filepath.Join(t.TempDir(), "queue"),
+	cfg := fmt.Sprintf(mtConfig, fanouttest.App, filepath.Join(t.TempDir(), "queue"),
 		okRc.URL()+"/ok", flaky.URL()+"/flaky", bad.URL()+"/bad")
-	g := startGateway(t, writeConfig(t, cfg))
+	g := startGateway(t, fanouttest.WriteConfig(t, cfg))
 
-	q := tencentQuery(testApp, cmd)
+	q := fanouttest.CallbackQuery(fanouttest.App, cmd)
 	var first []byte
 	for i := range n {
-		body := c2cMessage(fmt.Sprintf("mt-key-%d", i))
+		body := fanouttest.C2CMessage(fmt.Sprintf("mt-key-%d", i))
 		if i == 0 {
 			first = body
 		}
@@ -83,7 +81,7 @@ func TestMetricsAfterScriptedMix(t *testing.T) {
 	}
 	accept(t, g, q, first) // a duplicate is answered OK too
 	for range 2 {
-		if a := callback(t, g, tencentQuery("1400000999", cmd), c2cMessage("mt-unknown")); a.Status == http.StatusOK {
+		if a := callback(t, g, fanouttest.CallbackQuery("1400000999", cmd), fanouttest.C2CMessage("mt-unknown")); a.Status == http.StatusOK {
 			t.Fatalf("unknown SdkAppid answered %d %s", a.Status, a.Body)
 		}
 	}
@@ -102,7 +100,7 @@ func TestMetricsAfterScriptedMix(t *testing.T) {
 
 	check := func(name string, labels map[string]string, want float64) {
 		t.Helper()
-		if got := metricSum(t, g, name, labels); got != want {
+		if got := scrapeMetrics(t, g).Sum(name, labels); got != want {
 			t.Errorf("%s%v = %g, want %g", name, labels, got, want)
 		}
 	}
@@ -115,10 +113,10 @@ func TestMetricsAfterScriptedMix(t *testing.T) {
 	}
 
 	// Callbacks: every outcome, and no other series (the totals add up).
-	check("fanout_callbacks_total", l("app", testApp, "command", cmd, "outcome", "ok"), n)
-	check("fanout_callbacks_total", l("app", testApp, "command", cmd, "outcome", "duplicate"), 1)
+	check("fanout_callbacks_total", l("app", fanouttest.App, "command", cmd, "outcome", "ok"), n)
+	check("fanout_callbacks_total", l("app", fanouttest.App, "command", cmd, "outcome", "duplicate"), 1)
 	check("fanout_callbacks_total", l("app", "other", "command", cmd, "outcome", "unknown_app"), 2)
-	check("fanout_callbacks_total", l("app", testApp, "command", cmd, "outcome", "bad_json"), 1)
+	check("fanout_callbacks_total", l("app", fanouttest.App, "command", cmd, "outcome", "bad_json"), 1)
 	check("fanout_callbacks_total", nil, n+1+2+1)
 	// Every answered callback is timed, rejected ones included.
 	check("fanout_callback_duration_seconds_count", nil, n+1+2+1)
@@ -156,21 +154,21 @@ func TestMetricsAfterScriptedMix(t *testing.T) {
 	check("fanout_dead_letters", l("destination", "bad"), n)
 
 	check("fanout_config_last_reload_successful", nil, 1)
-	if h := metricSum(t, g, "fanout_config_hash", nil); h == 0 {
+	if h := scrapeMetrics(t, g).Sum("fanout_config_hash", nil); h == 0 {
 		t.Error("fanout_config_hash = 0, want the hash of the config")
 	}
-	if ts := metricSum(t, g, "fanout_config_last_reload_success_timestamp_seconds", nil); ts <= 0 {
+	if ts := scrapeMetrics(t, g).Sum("fanout_config_last_reload_success_timestamp_seconds", nil); ts <= 0 {
 		t.Errorf("fanout_config_last_reload_success_timestamp_seconds = %g, want a time", ts)
 	}
 
 	// The receivers agree: nothing more was sent than the metrics say.
-	if c := okRc.count(); c != n {
+	if c := okRc.Count(); c != n {
 		t.Errorf("ok received %d requests, want %d", c, n)
 	}
-	if c := flaky.count(); c != 2*n {
+	if c := flaky.Count(); c != 2*n {
 		t.Errorf("flaky received %d requests, want %d", c, 2*n)
 	}
-	if c := bad.count(); c != n {
+	if c := bad.Count(); c != n {
 		t.Errorf("bad received %d requests, want %d", c, n)
 	}
 }

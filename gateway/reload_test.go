@@ -1,21 +1,11 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,34 +13,15 @@ import (
 	"time"
 
 	"github.com/fanout-gw/fanout/gateway/queue"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
 // Tests of reloading the config while Fanout runs (docs/operating.md). Each test runs a real
 // Gateway on an embedded JetStream in t.TempDir() and real HTTP downstreams; the helpers
 // of this file are prefixed rl.
 
-const (
-	rlApp = "1400000000"
-	rlOK  = `{"ActionStatus":"OK","ErrorInfo":"","ErrorCode":0}`
-
-	// rlTimeout bounds a wait for something that should happen within a moment.
-	rlTimeout = 30 * time.Second
-
-	// rlPickup is how soon a changed config file must be live (issue 4).
-	rlPickup = 5 * time.Second
-)
-
-// rlWaitFor polls cond until it holds, and fails the test when timeout passes first.
-func rlWaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// rlPickup is how soon a changed config file must be live.
+const rlPickup = 5 * time.Second
 
 // rlWatch runs g.WatchConfig until the end of the test; it ends before the gateway stops.
 func rlWatch(t testing.TB, g *Gateway) {
@@ -66,8 +37,8 @@ func rlWatch(t testing.TB, g *Gateway) {
 	})
 }
 
-// rlReload runs g.Reload, failing the test when it does not return within rlTimeout (a
-// reload must never wait for deliveries).
+// rlReload runs g.Reload, failing the test when it does not return within
+// fanouttest.WaitTimeout (a reload must never wait for deliveries).
 func rlReload(t testing.TB, g *Gateway) error {
 	t.Helper()
 	done := make(chan error, 1)
@@ -75,33 +46,10 @@ func rlReload(t testing.TB, g *Gateway) error {
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(rlTimeout):
-		t.Fatalf("Reload did not return within %s", rlTimeout)
+	case <-time.After(fanouttest.WaitTimeout):
+		t.Fatalf("Reload did not return within %s", fanouttest.WaitTimeout)
 		return nil
 	}
-}
-
-// rlWrite replaces the file at path with text the way most editors do: a new file renamed
-// over the old one, so that a reader never sees half of it.
-func rlWrite(t testing.TB, path, text string) {
-	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// rlNewConfig writes text to a fresh directory and returns the file's path.
-func rlNewConfig(t testing.TB, text string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "fanout.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // rlHeader is the part of a test config before destinations: loopback listeners on free
@@ -120,7 +68,7 @@ defaults:
   concurrency: 4
   timeout: 10s
   retry: {max_attempts: 20, backoff: {initial: 50ms, max: 200ms, multiplier: 2, jitter: 0}}
-`, listen, admin, rlApp, queueDir)
+`, listen, admin, fanouttest.App, queueDir)
 }
 
 // rlRoutes is a routes section with one route, name, sending every callback to dests.
@@ -128,176 +76,14 @@ func rlRoutes(name string, dests ...string) string {
 	return fmt.Sprintf("routes:\n  - name: %s\n    to: [%s]\n", name, strings.Join(dests, ", "))
 }
 
-// rlHashValue is the fanout_config_hash of a file holding text: the first 48 bits of its
-// SHA-256, worked out here rather than with the config package.
-func rlHashValue(text string) float64 {
-	sum := sha256.Sum256([]byte(text))
-	return float64(binary.BigEndian.Uint64(sum[:8]) >> 16)
-}
-
-// rlFreeAddr is a loopback address nothing listens on (listened on, then closed).
-func rlFreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-var rlClient = &http.Client{Timeout: rlTimeout}
-
-// rlBody is a C2C.CallbackAfterSendMsg body whose MsgKey is key.
-func rlBody(key string) []byte {
-	return fmt.Appendf(nil, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"jared","To_Account":"Jonh",`+
-		`"MsgKey":%q,"SendMsgResult":0,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}]}`, key)
-}
-
-// rlPost sends the callback whose MsgKey is key to the gateway at addr and returns the answer.
-func rlPost(addr, key string) (int, string, error) {
-	url := "http://" + addr + "/callback?SdkAppid=" + rlApp +
-		"&CallbackCommand=C2C.CallbackAfterSendMsg&contenttype=json&ClientIP=203.0.113.9&OptPlatform=RESTAPI"
-	resp, err := rlClient.Post(url, "application/json", bytes.NewReader(rlBody(key)))
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
-// rlAccept sends a callback and fails the test unless it is answered 200 OK.
-func rlAccept(t testing.TB, g *Gateway, key string) {
-	t.Helper()
-	status, body, err := rlPost(g.CallbackAddr(), key)
-	if err != nil || status != http.StatusOK || body != rlOK {
-		t.Fatalf("callback %s answered %d %s (%v), want 200 %s", key, status, body, err, rlOK)
-	}
-}
-
-// rlMetrics scrapes the admin /metrics at adminAddr: each series, as written in the text
-// format (`name` or `name{a="x",b="y"}`), with its value.
-func rlMetrics(t testing.TB, adminAddr string) map[string]float64 {
-	t.Helper()
-	resp, err := rlClient.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
-	}
-	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		m[line[:i]] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	return m
-}
-
-// rlHit is one request a downstream answered.
-type rlHit struct {
-	Key     string // the body's MsgKey
-	Route   string // Fanout-Route
-	Attempt string // Fanout-Attempt
-}
-
-// rlReceiver is a downstream webhook that records every request and how many it had in
-// flight at most.
-type rlReceiver struct {
-	srv *httptest.Server
-	// hold, when set, runs before the answer with the number of requests in flight, this
-	// one included; it may block to make the request slow.
-	hold func(inFlight int)
-
-	mu          sync.Mutex
-	hits        []rlHit
-	inFlight    int
-	maxInFlight int
-}
-
-// rlNewReceiver starts a downstream that answers 200, closed at the end of the test.
-func rlNewReceiver(t testing.TB, hold func(int)) *rlReceiver {
-	rc := &rlReceiver{hold: hold}
-	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *rlReceiver) serve(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	var m struct{ MsgKey string }
-	_ = json.Unmarshal(body, &m)
-	rc.mu.Lock()
-	rc.inFlight++
-	n := rc.inFlight
-	rc.maxInFlight = max(rc.maxInFlight, n)
-	rc.mu.Unlock()
-	if rc.hold != nil {
-		rc.hold(n)
-	}
-	rc.mu.Lock()
-	rc.inFlight--
-	rc.hits = append(rc.hits, rlHit{Key: m.MsgKey, Route: r.Header.Get("Fanout-Route"), Attempt: r.Header.Get("Fanout-Attempt")})
-	rc.mu.Unlock()
-	io.WriteString(w, "ok")
-}
-
-func (rc *rlReceiver) URL() string { return rc.srv.URL }
-
-func (rc *rlReceiver) all() []rlHit {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return slices.Clone(rc.hits)
-}
-
-func (rc *rlReceiver) max() int {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.maxInFlight
-}
-
-// has reports whether every key was received.
-func (rc *rlReceiver) has(keys ...string) bool {
-	got := map[string]bool{}
-	for _, h := range rc.all() {
-		got[h.Key] = true
-	}
-	for _, k := range keys {
-		if !got[k] {
-			return false
-		}
-	}
-	return true
-}
-
 // rlExpectAt sends a callback and waits until dest receives it with the Fanout-Route route.
-func rlExpectAt(t testing.TB, g *Gateway, key string, dest *rlReceiver, route string) {
+func rlExpectAt(t testing.TB, g *Gateway, key string, dest *fanouttest.Receiver, route string) {
 	t.Helper()
-	rlAccept(t, g, key)
-	rlWaitFor(t, rlTimeout, "delivery of "+key, func() bool { return dest.has(key) })
-	for _, h := range dest.all() {
-		if h.Key == key && h.Route != route {
-			t.Fatalf("%s arrived with Fanout-Route %q, want %q", key, h.Route, route)
+	acceptMessage(t, g, key)
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "delivery of "+key, func() bool { return dest.Delivered()[key] > 0 })
+	for _, r := range dest.ByKey(key) {
+		if got := r.Header.Get("Fanout-Route"); got != route {
+			t.Fatalf("%s arrived with Fanout-Route %q, want %q", key, got, route)
 		}
 	}
 }
@@ -316,7 +102,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		steps          = 60   // every sixth is invalid: 50 valid swaps, 10 invalid files
 		perStepAtLeast = 3    // callbacks answered between two reloads
 	)
-	x, y := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+	x, y := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
 	head := rlHeader(filepath.Join(t.TempDir(), "queue")) +
 		fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 	configs := map[string]string{"x": head + rlRoutes("a-all", "x"), "y": head + rlRoutes("b-all", "y")}
@@ -326,7 +112,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		{"undefined destination", head + rlRoutes("undefined", "z"), `sends to undefined destination "z"`},
 		{"bad expression", head + "routes:\n  - name: bad-expr\n    when: From_Account ==\n    to: [y]\n", "routes[0].when:"},
 	}
-	path := rlNewConfig(t, configs["x"])
+	path := fanouttest.WriteConfig(t, configs["x"])
 	g := startGateway(t, path)
 
 	// gen is odd while a reload runs; gen/2 reloads have returned. liveAfter[k] is the
@@ -356,11 +142,11 @@ func TestReloadUnderLoad(t *testing.T) {
 				}
 				key := fmt.Sprintf("load-%d-%05d", s, i)
 				before := gen.Load()
-				status, body, err := rlPost(g.CallbackAddr(), key)
+				a := fanouttest.PostCallback(g.CallbackAddr(), c2cQuery, fanouttest.C2CMessage(key))
 				after := gen.Load()
 				mu.Lock()
-				if err != nil || status != http.StatusOK || body != rlOK {
-					failures = append(failures, fmt.Sprintf("%s: %d %s %v", key, status, body, err))
+				if !a.OK() {
+					failures = append(failures, fmt.Sprintf("%s: %d %s", key, a.Status, a.Body))
 				} else {
 					accepted = append(accepted, sent{key, before, after})
 				}
@@ -375,10 +161,10 @@ func TestReloadUnderLoad(t *testing.T) {
 	began := time.Now()
 	applied, refused := 0, 0
 	next := "y"
-	hash := rlHashValue(configs["x"])
+	hash := fanouttest.ConfigHash(configs["x"])
 	for step := range steps {
 		floor := answered.Load() + perStepAtLeast
-		rlWaitFor(t, rlTimeout, fmt.Sprintf("%d callbacks answered before reload %d", perStepAtLeast, step+1),
+		fanouttest.WaitFor(t, fanouttest.WaitTimeout, fmt.Sprintf("%d callbacks answered before reload %d", perStepAtLeast, step+1),
 			func() bool { return answered.Load() >= floor })
 
 		text, want, name := configs[next], "", "config "+next
@@ -386,7 +172,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			bad := invalid[(step/6)%len(invalid)]
 			text, want, name = bad.text, bad.want, bad.name
 		}
-		rlWrite(t, path, text)
+		fanouttest.ReplaceFile(t, path, text)
 		gen.Add(1)
 		err := g.Reload(context.Background())
 		live := liveAfter[len(liveAfter)-1]
@@ -396,14 +182,14 @@ func TestReloadUnderLoad(t *testing.T) {
 		liveAfter = append(liveAfter, live)
 		gen.Add(1)
 
-		m := rlMetrics(t, g.AdminAddr())
-		ok := m["fanout_config_last_reload_successful"]
+		m := scrapeMetrics(t, g)
+		ok := m.Sum("fanout_config_last_reload_successful", nil)
 		if want == "" {
 			if err != nil {
 				t.Fatalf("reload %d (%s): %v", step+1, name, err)
 			}
 			applied++
-			hash = rlHashValue(text)
+			hash = fanouttest.ConfigHash(text)
 			next = map[string]string{"x": "y", "y": "x"}[next]
 			if ok != 1 {
 				t.Errorf("reload %d (%s): fanout_config_last_reload_successful = %g, want 1", step+1, name, ok)
@@ -417,7 +203,7 @@ func TestReloadUnderLoad(t *testing.T) {
 				t.Errorf("reload %d (%s): fanout_config_last_reload_successful = %g, want 0", step+1, name, ok)
 			}
 		}
-		if got := m["fanout_config_hash"]; got != hash {
+		if got := m.Sum("fanout_config_hash", nil); got != hash {
 			t.Errorf("after reload %d (%s): fanout_config_hash = %g, want %g (the live config's)", step+1, name, got, hash)
 		}
 		if got := g.live.Load().cfg.Routes[0].Name; got != routeOf[live] {
@@ -437,9 +223,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	waitKeys := func() []string {
 		got := map[string]bool{}
-		for _, rc := range []*rlReceiver{x, y} {
-			for _, h := range rc.all() {
-				got[h.Key] = true
+		for _, rc := range []*fanouttest.Receiver{x, y} {
+			for key := range rc.Keys() {
+				got[key] = true
 			}
 		}
 		var missing []string
@@ -450,7 +236,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		return missing
 	}
-	rlWaitFor(t, rlTimeout, fmt.Sprintf("the delivery of %d callbacks", len(accepted)), func() bool { return len(waitKeys()) == 0 })
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, fmt.Sprintf("the delivery of %d callbacks", len(accepted)), waitKeys)
 	draining := time.Since(began) - swapping
 
 	// Every callback went to exactly one destination, once, with that destination's route.
@@ -459,9 +245,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		route string
 	}
 	byKey := map[string][]got{}
-	for name, rc := range map[string]*rlReceiver{"x": x, "y": y} {
-		for _, h := range rc.all() {
-			byKey[h.Key] = append(byKey[h.Key], got{name, h.Route})
+	for name, rc := range map[string]*fanouttest.Receiver{"x": x, "y": y} {
+		for _, r := range rc.Requests() {
+			key := fanouttest.MsgKey(r.Body)
+			byKey[key] = append(byKey[key], got{name, r.Header.Get("Fanout-Route")})
 		}
 	}
 	counts := map[string]int{}
@@ -559,11 +346,11 @@ func TestReloadOnFileChange(t *testing.T) {
 		setup func(t *testing.T, text string) (string, func(text string))
 	}{
 		{"replaced by rename", func(t *testing.T, text string) (string, func(string)) {
-			path := rlNewConfig(t, text)
-			return path, func(text string) { rlWrite(t, path, text) }
+			path := fanouttest.WriteConfig(t, text)
+			return path, func(text string) { fanouttest.ReplaceFile(t, path, text) }
 		}},
 		{"edited in place", func(t *testing.T, text string) (string, func(string)) {
-			path := rlNewConfig(t, text)
+			path := fanouttest.WriteConfig(t, text)
 			return path, func(text string) {
 				f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 				if err != nil {
@@ -585,7 +372,7 @@ func TestReloadOnFileChange(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			x, y := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+			x, y := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
 			head := rlHeader(filepath.Join(t.TempDir(), "queue")) +
 				fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 			a, b := head+rlRoutes("a-all", "x"), head+rlRoutes("b-all", "y")
@@ -596,19 +383,13 @@ func TestReloadOnFileChange(t *testing.T) {
 
 			for i, step := range []struct {
 				text, route string
-				dest        *rlReceiver
+				dest        *fanouttest.Receiver
 			}{{b, "b-all", y}, {a, "a-all", x}, {b, "b-all", y}} {
 				change(step.text)
-				deadline := time.Now().Add(rlPickup)
-				want := rlHashValue(step.text)
-				for rlMetrics(t, g.AdminAddr())["fanout_config_hash"] != want {
-					if time.Now().After(deadline) {
-						t.Fatalf("change %d (to %s) not picked up within %s: fanout_config_hash is not the new file's",
-							i+1, step.route, rlPickup)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				if ok := rlMetrics(t, g.AdminAddr())["fanout_config_last_reload_successful"]; ok != 1 {
+				want := fanouttest.ConfigHash(step.text)
+				fanouttest.WaitFor(t, rlPickup, fmt.Sprintf("change %d (to %s) to be picked up: fanout_config_hash of the new file", i+1, step.route),
+					func() bool { return scrapeMetrics(t, g).Sum("fanout_config_hash", nil) == want })
+				if ok := scrapeMetrics(t, g).Sum("fanout_config_last_reload_successful", nil); ok != 1 {
 					t.Errorf("change %d: fanout_config_last_reload_successful = %g, want 1", i+1, ok)
 				}
 				rlExpectAt(t, g, fmt.Sprintf("after-change-%d", i+1), step.dest, step.route)
@@ -622,21 +403,17 @@ func TestReloadOnFileChange(t *testing.T) {
 // the watcher must compare with what is live, not with the file as it first sees it.
 func TestReloadWatchSeesChangeBeforeItStarted(t *testing.T) {
 	t.Parallel()
-	x, y := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+	x, y := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
 	head := rlHeader(filepath.Join(t.TempDir(), "queue")) +
 		fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 	a, b := head+rlRoutes("a-all", "x"), head+rlRoutes("b-all", "y")
-	path := rlNewConfig(t, a)
+	path := fanouttest.WriteConfig(t, a)
 	g := startGateway(t, path)
-	rlWrite(t, path, b)
+	fanouttest.ReplaceFile(t, path, b)
 	rlWatch(t, g)
-	deadline := time.Now().Add(rlPickup)
-	for rlMetrics(t, g.AdminAddr())["fanout_config_hash"] != rlHashValue(b) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a change made before the watch started was not picked up within %s", rlPickup)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fanouttest.WaitFor(t, rlPickup, "a change made before the watch started to be picked up", func() bool {
+		return scrapeMetrics(t, g).Sum("fanout_config_hash", nil) == fanouttest.ConfigHash(b)
+	})
 	rlExpectAt(t, g, "after-change", y, "b-all")
 }
 
@@ -645,13 +422,13 @@ func TestReloadWatchSeesChangeBeforeItStarted(t *testing.T) {
 // exactly the changed keys, and the old config, routes included, stays live.
 func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 	t.Parallel()
-	x, y := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+	x, y := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
 	dests := fmt.Sprintf("destinations:\n  x: {url: %q}\n  y: {url: %q}\n", x.URL(), y.URL())
 	a := rlHeader(qdir) + dests + rlRoutes("a-all", "x")
-	path := rlNewConfig(t, a)
+	path := fanouttest.WriteConfig(t, a)
 	g := startGateway(t, path)
-	otherListen, otherAdmin, otherDir := rlFreeAddr(t), rlFreeAddr(t), filepath.Join(t.TempDir(), "other-queue")
+	otherListen, otherAdmin, otherDir := fanouttest.FreeAddr(t), fanouttest.FreeAddr(t), filepath.Join(t.TempDir(), "other-queue")
 
 	for i, tc := range []struct {
 		name                string
@@ -664,7 +441,7 @@ func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 		{"all three", otherListen, otherAdmin, otherDir, []string{"server.listen", "admin.listen", "queue.dir"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rlWrite(t, path, rlHeaderAt(tc.listen, tc.admin, tc.qdir)+dests+rlRoutes("b-all", "y"))
+			fanouttest.ReplaceFile(t, path, rlHeaderAt(tc.listen, tc.admin, tc.qdir)+dests+rlRoutes("b-all", "y"))
 			err := rlReload(t, g)
 			if err == nil {
 				t.Fatal("reload accepted, want it refused")
@@ -678,11 +455,11 @@ func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 			if !strings.Contains(msg, "restart") {
 				t.Errorf("error %q does not say that a restart is needed", msg)
 			}
-			m := rlMetrics(t, g.AdminAddr())
-			if m["fanout_config_last_reload_successful"] != 0 {
-				t.Errorf("fanout_config_last_reload_successful = %g, want 0", m["fanout_config_last_reload_successful"])
+			m := scrapeMetrics(t, g)
+			if ok := m.Sum("fanout_config_last_reload_successful", nil); ok != 0 {
+				t.Errorf("fanout_config_last_reload_successful = %g, want 0", ok)
 			}
-			if m["fanout_config_hash"] != rlHashValue(a) {
+			if m.Sum("fanout_config_hash", nil) != fanouttest.ConfigHash(a) {
 				t.Errorf("fanout_config_hash changed on a refused reload")
 			}
 			rlExpectAt(t, g, fmt.Sprintf("refused-%d", i), x, "a-all")
@@ -690,7 +467,7 @@ func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 	}
 
 	// The same change without the restart-only keys is applied.
-	rlWrite(t, path, rlHeader(qdir)+dests+rlRoutes("b-all", "y"))
+	fanouttest.ReplaceFile(t, path, rlHeader(qdir)+dests+rlRoutes("b-all", "y"))
 	if err := rlReload(t, g); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -705,7 +482,7 @@ func TestReloadRefusesRestartOnlyKeys(t *testing.T) {
 func TestReloadRemovesDestinationWithPendingDeliveries(t *testing.T) {
 	t.Parallel()
 	const n = 6
-	stay, back := rlNewReceiver(t, nil), rlNewReceiver(t, nil)
+	stay, back := fanouttest.NewReceiver(t, nil), fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
 	// Quick retries for a long time: the round of each delivery in flight outlasts the test
 	// unless the reload stops it.
@@ -714,29 +491,29 @@ func TestReloadRemovesDestinationWithPendingDeliveries(t *testing.T) {
 			"    retry: {max_attempts: 1000, backoff: {initial: 100ms, max: 100ms, multiplier: 1, jitter: 0}}\n", url)
 	}
 	stayDest := fmt.Sprintf("  stay: {url: %q}\n", stay.URL())
-	a := rlHeader(qdir) + "destinations:\n" + gone("http://"+rlFreeAddr(t)+"/down") + stayDest + rlRoutes("all", "gone", "stay")
-	path := rlNewConfig(t, a)
+	a := rlHeader(qdir) + "destinations:\n" + gone("http://"+fanouttest.FreeAddr(t)+"/down") + stayDest + rlRoutes("all", "gone", "stay")
+	path := fanouttest.WriteConfig(t, a)
 	g := startGateway(t, path)
 
 	var keys []string
 	for i := range n {
 		key := fmt.Sprintf("pending-%d", i)
 		keys = append(keys, key)
-		rlAccept(t, g, key)
+		acceptMessage(t, g, key)
 	}
-	rlWaitFor(t, rlTimeout, "the deliveries to stay", func() bool { return stay.has(keys...) })
-	rlWaitFor(t, rlTimeout, "failed attempts to gone", func() bool {
-		return rlMetrics(t, g.AdminAddr())[`fanout_delivery_attempts_total{destination="gone",result="connection"}`] >= 4
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "the deliveries to stay", func() []string { return stay.Missing(keys) })
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "failed attempts to gone", func() bool {
+		return scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "gone", "result": "connection"}) >= 4
 	})
 
-	rlWrite(t, path, rlHeader(qdir)+"destinations:\n"+stayDest+rlRoutes("all", "stay"))
+	fanouttest.ReplaceFile(t, path, rlHeader(qdir)+"destinations:\n"+stayDest+rlRoutes("all", "stay"))
 	if err := rlReload(t, g); err != nil {
 		t.Fatalf("reload without gone: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rlTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	// The backlog moves in the background, after the reload returned.
-	rlWaitFor(t, rlTimeout, "the deliveries of gone in the dead-letter queue", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the deliveries of gone in the dead-letter queue", func() bool {
 		count, err := g.queue.Load().DeadLetterCount(ctx, "gone")
 		pending, _, perr := g.queue.Load().Pending(ctx, "gone")
 		return err == nil && perr == nil && count == n && pending == 0
@@ -747,11 +524,10 @@ func TestReloadRemovesDestinationWithPendingDeliveries(t *testing.T) {
 	}
 	var deadKeys []string
 	for _, dl := range dead {
-		var m struct{ MsgKey string }
-		_ = json.Unmarshal(dl.Body, &m)
-		deadKeys = append(deadKeys, m.MsgKey)
+		key := fanouttest.MsgKey(dl.Body)
+		deadKeys = append(deadKeys, key)
 		if dl.Reason != ReasonDestinationRemoved {
-			t.Errorf("dead letter of %s: reason %q, want %q", m.MsgKey, dl.Reason, ReasonDestinationRemoved)
+			t.Errorf("dead letter of %s: reason %q, want %q", key, dl.Reason, ReasonDestinationRemoved)
 		}
 	}
 	slices.Sort(deadKeys)
@@ -760,7 +536,7 @@ func TestReloadRemovesDestinationWithPendingDeliveries(t *testing.T) {
 	}
 
 	// gone again, now up.
-	rlWrite(t, path, rlHeader(qdir)+"destinations:\n"+gone(back.URL())+stayDest+rlRoutes("all", "gone", "stay"))
+	fanouttest.ReplaceFile(t, path, rlHeader(qdir)+"destinations:\n"+gone(back.URL())+stayDest+rlRoutes("all", "gone", "stay"))
 	if err := rlReload(t, g); err != nil {
 		t.Fatalf("reload with gone again: %v", err)
 	}
@@ -768,12 +544,12 @@ func TestReloadRemovesDestinationWithPendingDeliveries(t *testing.T) {
 	for i := range 3 {
 		key := fmt.Sprintf("re-added-%d", i)
 		fresh = append(fresh, key)
-		rlAccept(t, g, key)
+		acceptMessage(t, g, key)
 	}
-	rlWaitFor(t, rlTimeout, "the deliveries to the re-added gone", func() bool { return back.has(fresh...) })
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "the deliveries to the re-added gone", func() []string { return back.Missing(fresh) })
 	var got []string
-	for _, h := range back.all() {
-		got = append(got, h.Key)
+	for _, r := range back.Requests() {
+		got = append(got, fanouttest.MsgKey(r.Body))
 	}
 	slices.Sort(got)
 	if !slices.Equal(got, fresh) {
@@ -792,41 +568,38 @@ func TestReloadChangesConcurrency(t *testing.T) {
 	var phase atomic.Int32
 	four := make(chan struct{})
 	fourOnce := sync.OnceFunc(func() { close(four) })
-	slow := rlNewReceiver(t, func(inFlight int) {
+	slow := fanouttest.NewReceiver(t, nil)
+	slow.SetAnswer(func(fanouttest.Request) fanouttest.Answer {
 		if phase.Load() == 1 {
 			// A slow downstream: a second request would arrive meanwhile if one were sent.
-			time.Sleep(50 * time.Millisecond)
-			return
+			return fanouttest.Answer{Delay: 50 * time.Millisecond}
 		}
 		// Hold every request until four are in flight at once (then let them all go).
-		if inFlight >= 4 {
+		if slow.InFlight() >= 4 {
 			fourOnce()
 		}
-		select {
-		case <-four:
-		case <-time.After(rlTimeout):
-		}
+		return fanouttest.Answer{Hold: four}
 	})
 	phase.Store(1)
 	qdir := filepath.Join(t.TempDir(), "queue")
 	dest := func(concurrency int) string {
 		return fmt.Sprintf("destinations:\n  slow: {url: %q, concurrency: %d}\n", slow.URL(), concurrency)
 	}
-	path := rlNewConfig(t, rlHeader(qdir)+dest(1)+rlRoutes("all", "slow"))
+	path := fanouttest.WriteConfig(t, rlHeader(qdir)+dest(1)+rlRoutes("all", "slow"))
 	g := startGateway(t, path)
 
 	var before []string
 	for i := range 6 {
 		key := fmt.Sprintf("one-at-a-time-%d", i)
 		before = append(before, key)
-		rlAccept(t, g, key)
+		acceptMessage(t, g, key)
 	}
-	rlWaitFor(t, rlTimeout, "the deliveries at concurrency 1", func() bool { return slow.has(before...) })
-	if got := slow.max(); got != 1 {
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "the deliveries at concurrency 1", func() []string { return slow.Missing(before) })
+	if got := slow.MaxInFlight(); got != 1 {
 		t.Fatalf("at concurrency 1 the downstream had %d requests in flight at once", got)
 	}
 
-	rlWrite(t, path, rlHeader(qdir)+dest(4)+rlRoutes("all", "slow"))
+	fanouttest.ReplaceFile(t, path, rlHeader(qdir)+dest(4)+rlRoutes("all", "slow"))
 	if err := rlReload(t, g); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -835,9 +608,9 @@ func TestReloadChangesConcurrency(t *testing.T) {
 	for i := range 8 {
 		key := fmt.Sprintf("four-at-a-time-%d", i)
 		after = append(after, key)
-		rlAccept(t, g, key)
+		acceptMessage(t, g, key)
 	}
-	rlWaitFor(t, rlTimeout, "four requests in flight at once", func() bool {
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "four requests in flight at once", func() bool {
 		select {
 		case <-four:
 			return true
@@ -848,11 +621,11 @@ func TestReloadChangesConcurrency(t *testing.T) {
 	defer func() {
 		if t.Failed() {
 			n, _, err := g.queue.Load().Pending(context.Background(), "slow")
-			t.Logf("the downstream received (MsgKey, Fanout-Route, Fanout-Attempt) %v; still queued: %d %v", slow.all(), n, err)
+			t.Logf("the downstream received (requests by MsgKey) %v; still queued: %d %v", slow.Keys(), n, err)
 		}
 	}()
-	rlWaitFor(t, rlTimeout, "the deliveries at concurrency 4", func() bool { return slow.has(after...) })
-	if got := slow.max(); got != 4 {
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "the deliveries at concurrency 4", func() []string { return slow.Missing(after) })
+	if got := slow.MaxInFlight(); got != 4 {
 		t.Errorf("at concurrency 4 the downstream had at most %d requests in flight at once, want 4", got)
 	}
 }
@@ -863,7 +636,7 @@ func TestReloadChangesConcurrency(t *testing.T) {
 func TestReloadChangesURLOfPendingDeliveries(t *testing.T) {
 	t.Parallel()
 	const n = 3
-	up := rlNewReceiver(t, nil)
+	up := fanouttest.NewReceiver(t, nil)
 	qdir := filepath.Join(t.TempDir(), "queue")
 	// The wait after a failure is longer than the quick retries (delivery.QuickRetryMax):
 	// each failed attempt goes back to the queue, and the next one reads the live URL.
@@ -871,26 +644,26 @@ func TestReloadChangesURLOfPendingDeliveries(t *testing.T) {
 		return fmt.Sprintf("destinations:\n  moved:\n    url: %q\n    concurrency: %d\n"+
 			"    retry: {max_attempts: 5, backoff: {initial: 5100ms, max: 6s, multiplier: 1, jitter: 0}}\n", url, n)
 	}
-	path := rlNewConfig(t, rlHeader(qdir)+dest("http://"+rlFreeAddr(t)+"/old")+rlRoutes("all", "moved"))
+	path := fanouttest.WriteConfig(t, rlHeader(qdir)+dest("http://"+fanouttest.FreeAddr(t)+"/old")+rlRoutes("all", "moved"))
 	g := startGateway(t, path)
 	var keys []string
 	for i := range n {
 		key := fmt.Sprintf("moved-%d", i)
 		keys = append(keys, key)
-		rlAccept(t, g, key)
+		acceptMessage(t, g, key)
 	}
-	rlWaitFor(t, rlTimeout, "a failed first attempt of each delivery", func() bool {
-		return rlMetrics(t, g.AdminAddr())[`fanout_delivery_attempts_total{destination="moved",result="connection"}`] >= n
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "a failed first attempt of each delivery", func() bool {
+		return scrapeMetrics(t, g).Sum("fanout_delivery_attempts_total", map[string]string{"destination": "moved", "result": "connection"}) >= n
 	})
 
-	rlWrite(t, path, rlHeader(qdir)+dest(up.URL()+"/new")+rlRoutes("all", "moved"))
+	fanouttest.ReplaceFile(t, path, rlHeader(qdir)+dest(up.URL()+"/new")+rlRoutes("all", "moved"))
 	if err := rlReload(t, g); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	rlWaitFor(t, rlTimeout, "the pending deliveries at the new URL", func() bool { return up.has(keys...) })
-	for _, h := range up.all() {
-		if h.Attempt != "2" {
-			t.Errorf("%s arrived at the new URL as attempt %s, want 2 (its next attempt)", h.Key, h.Attempt)
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "the pending deliveries at the new URL", func() []string { return up.Missing(keys) })
+	for _, r := range up.Requests() {
+		if attempt := r.Header.Get("Fanout-Attempt"); attempt != "2" {
+			t.Errorf("%s arrived at the new URL as attempt %s, want 2 (its next attempt)", fanouttest.MsgKey(r.Body), attempt)
 		}
 	}
 }

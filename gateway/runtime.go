@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 
@@ -83,7 +84,7 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 	}
 	r := d.Retry
 	dd := delivery.Destination{
-		Name: d.Name, URL: d.URL.Value(), Headers: headers, SigningSecrets: secrets,
+		Name: d.Name, URL: d.URL.Value(), URLSecret: d.URL.Whole(), Headers: headers, SigningSecrets: secrets,
 		Timeout: d.Timeout, ForwardQuery: d.ForwardQuery, TIMToken: d.TIMToken.Value(),
 		Policy: delivery.Policy{MaxAttempts: r.MaxAttempts, Initial: r.Backoff.Initial, Max: r.Backoff.Max,
 			Multiplier: r.Backoff.Multiplier, Jitter: r.Backoff.Jitter, MaxAge: r.MaxAge},
@@ -98,6 +99,17 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 				return nil, err
 			}
 			return t.Transform(q.SdkAppID, q.CallbackCommand, q.Values(), body)
+		}
+	}
+	if a := d.Success; a != nil {
+		dd.Success = func(status int, header http.Header, body []byte) (bool, error) {
+			headers := make(map[string]string, len(header))
+			for k, v := range header {
+				if len(v) > 0 {
+					headers[k] = v[0]
+				}
+			}
+			return a.Success(status, headers, body)
 		}
 	}
 	return delivery.NewDestination(dd)

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/fanout-gw/fanout/gateway/dryrun"
 	"github.com/fanout-gw/fanout/internal/fanouttest"
 )
 
@@ -236,7 +237,7 @@ func checkRoute(t *testing.T, cfg, dir string, c expectation) {
 	}
 
 	var dests []string
-	byName := map[string]routeDelivery{}
+	byName := map[string]dryrun.Delivery{}
 	for _, d := range r.Deliveries {
 		dests = append(dests, d.Destination)
 		byName[d.Destination] = d

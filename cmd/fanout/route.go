@@ -14,35 +14,12 @@ import (
 	"strings"
 
 	"github.com/fanout-gw/fanout/gateway/config"
-	"github.com/fanout-gw/fanout/rules"
+	"github.com/fanout-gw/fanout/gateway/dryrun"
 )
 
-// routeResult is what `fanout route` says about one payload.
-type routeResult struct {
-	Payload    string          `json:"payload"`
-	App        string          `json:"sdkappid"`
-	Command    string          `json:"command"`
-	Routes     []string        `json:"routes"`
-	Respond    *routeRespond   `json:"respond,omitempty"`
-	Deliveries []routeDelivery `json:"deliveries"`
-	RuleErrors []string        `json:"rule_errors,omitempty"`
-	Error      string          `json:"error,omitempty"`
-}
-
-type routeRespond struct {
-	From      string `json:"from"`
-	Timeout   string `json:"timeout"`
-	OnFailure string `json:"on_failure"`
-}
-
-type routeDelivery struct {
-	Destination string          `json:"destination"`
-	Routes      []string        `json:"routes"`
-	URL         string          `json:"url"`
-	Body        json.RawMessage `json:"body,omitempty"`
-	BodyError   string          `json:"body_error,omitempty"`
-	Transformed bool            `json:"transformed"`
-}
+// routeResult is what `fanout route` says about one payload: the dry run the admin port's
+// rules playground makes too.
+type routeResult = dryrun.Result
 
 // runRoute is a dry run of the rules serve evaluates: which routes match a payload, which
 // destinations get it and the exact body each receives.
@@ -172,79 +149,7 @@ func readPayloads(p string, stdin io.Reader) ([]payloadInput, error) {
 
 // explain evaluates one payload exactly as the receiver would after its checks.
 func explain(cfg *config.Config, in payloadInput, extra url.Values) routeResult {
-	r := routeResult{Payload: in.name, Routes: []string{}, Deliveries: []routeDelivery{}}
-	fields, err := rules.ParseBody(in.body)
-	if err != nil {
-		r.Error = fmt.Sprintf("%s: %v", in.name, err)
-		return r
-	}
-	q := url.Values{}
-	if len(cfg.Tencent.Apps) > 0 {
-		q.Set("SdkAppid", cfg.Tencent.Apps[0].SdkAppID)
-	}
-	if cmd, ok := fields["CallbackCommand"].(string); ok {
-		q.Set("CallbackCommand", cmd)
-	}
-	q.Set("contenttype", "json")
-	for k, v := range extra {
-		q[k] = v
-	}
-	query := map[string]string{}
-	for k, v := range q {
-		query[k] = v[0]
-	}
-	ev := rules.NewEvent(q.Get("SdkAppid"), q.Get("CallbackCommand"), query, fields)
-	r.App, r.Command = ev.AppID, ev.Command
-	m := cfg.Rules.Match(ev, func(kind, name string, err error) {
-		r.RuleErrors = append(r.RuleErrors, fmt.Sprintf("%s %s: %v (counts as no match)", kind, name, err))
-	})
-	r.Routes = append(r.Routes, m.Routes...)
-	if m.Respond != nil {
-		rr := cfg.Respond[m.RespondIndex]
-		r.Respond = &routeRespond{From: rr.From, Timeout: rr.Timeout.String(), OnFailure: rr.OnFailure}
-	}
-	for _, d := range m.Deliveries {
-		dest := cfg.Destination(d.Destination)
-		rd := routeDelivery{Destination: d.Destination, Routes: d.Routes, URL: dest.URL.String()}
-		if dest.ForwardQuery {
-			rd.URL += sep(rd.URL) + redactedQuery(q, dest.TIMToken != "")
-		}
-		body := in.body
-		if dest.Transform != nil {
-			rd.Transformed = true
-			body, err = dest.Transform.Render(ev)
-			if err != nil {
-				rd.BodyError = err.Error()
-				body = nil
-			}
-		}
-		rd.Body = body
-		r.Deliveries = append(r.Deliveries, rd)
-	}
-	return r
-}
-
-func sep(u string) string {
-	if strings.Contains(u, "?") {
-		return "&"
-	}
-	return "?"
-}
-
-// redactedQuery shows the forwarded query: Sign and RequestTime are re-signed (shown as
-// placeholders) with tim_token, removed without.
-func redactedQuery(q url.Values, resign bool) string {
-	c := url.Values{}
-	for k, v := range q {
-		if k != "Sign" && k != "RequestTime" {
-			c[k] = v
-		}
-	}
-	s := c.Encode()
-	if resign {
-		s += "&Sign=<re-signed>&RequestTime=<now>"
-	}
-	return s
+	return dryrun.Route(cfg, in.name, in.body, extra)
 }
 
 func sorted(s []string) []string {

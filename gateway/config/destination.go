@@ -91,15 +91,18 @@ type Destination struct {
 	Body           string   // expr transform; empty sends the original bytes
 	ForwardQuery   bool
 	TIMToken       Secret
+	SuccessWhen    string // expr over the answer; empty: a 2xx status is a success
 
 	// Transform is the compiled Body (nil without one).
 	Transform *rules.Body
+	// Success is the compiled SuccessWhen (nil without one).
+	Success *rules.Answer
 }
 
 // destNodes is where a destination's keys were written.
 type destNodes struct {
-	self, body, tim *yaml.Node
-	path            string
+	self, body, tim, success *yaml.Node
+	path                     string
 }
 
 // settingFields decodes the keys a destination shares with defaults onto s.
@@ -256,7 +259,13 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 	dn := destNodes{path: p}
 	fields := d.settingFields(&dest.DestinationSettings)
 	var urlNode *yaml.Node
+	var urlSecret *bool
 	fields["url"] = func(v *yaml.Node, p string) { urlNode = v; d.setHTTPURL(&dest.URL)(v, p) }
+	fields["url_secret"] = func(v *yaml.Node, p string) {
+		var b bool
+		d.setBool(&b)(v, p)
+		urlSecret = &b
+	}
 	fields["signing_secret"] = func(v *yaml.Node, p string) {
 		d.list(v, p, func(i int, v *yaml.Node, p string) {
 			s, ok := d.str(v, p)
@@ -272,12 +281,20 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 	}
 	fields["body"] = func(v *yaml.Node, p string) { dn.body = v; d.setStr(&dest.Body)(v, p) }
 	fields["forward_query"] = d.setBool(&dest.ForwardQuery)
+	fields["success_when"] = func(v *yaml.Node, p string) { dn.success = v; d.setStr(&dest.SuccessWhen)(v, p) }
 	fields["tim_token"] = func(v *yaml.Node, p string) { dn.tim = v; d.setSecret(&dest.TIMToken)(v, p) }
 	if !d.mapping(n, p, fields) {
 		return dn
 	}
 	if urlNode == nil {
 		d.errorf(n, p, "url is required")
+	}
+	if u := dest.URL.Parsed(); u != nil {
+		// A chat-bot hook's URL is a credential as a whole unless said otherwise.
+		dest.URL.whole = webhook.IsSecretHookHost(u.Host)
+		if urlSecret != nil {
+			dest.URL.whole = *urlSecret
+		}
 	}
 	return dn
 }
@@ -302,6 +319,13 @@ func (c *Config) checkDestinations(d *decoder, used map[string]bool) {
 			for _, w := range rules.LintBody(dest.Body) {
 				d.warnf(dn.body, join(dn.path, "body"), "%s", w.Message)
 			}
+		}
+		if dest.SuccessWhen != "" {
+			a, err := rules.CompileAnswer(dest.SuccessWhen)
+			if err != nil {
+				d.exprProblem(dn.success, join(dn.path, "success_when"), err)
+			}
+			dest.Success = a
 		}
 	}
 }
@@ -329,6 +353,6 @@ func (d *Destination) fingerprint() string {
 	for k, v := range d.Headers {
 		headers[k] = v.Value()
 	}
-	return fmt.Sprint(d.URL.Value(), headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
-		d.Retry, d.RateLimit, d.MaxBacklog, d.Body, d.ForwardQuery)
+	return fmt.Sprint(d.URL.Value(), d.URL.whole, headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
+		d.Retry, d.RateLimit, d.MaxBacklog, d.Body, d.ForwardQuery, d.SuccessWhen)
 }

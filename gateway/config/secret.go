@@ -46,7 +46,13 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 type URL struct {
 	raw string
 	u   *url.URL
+	// whole: the URL is a credential as a whole (a chat-bot hook): it prints as its scheme
+	// and host only (url_secret).
+	whole bool
 }
+
+// Whole reports whether the URL prints as its scheme and host only (url_secret).
+func (u URL) Whole() bool { return u.whole }
 
 // Value returns the URL itself.
 func (u URL) Value() string { return u.raw }
@@ -58,6 +64,9 @@ func (u URL) Parsed() *url.URL { return u.u }
 func (u URL) String() string {
 	if u.u == nil {
 		return u.raw
+	}
+	if u.whole {
+		return webhook.RedactWhole(u.u)
 	}
 	return webhook.Redact(u.u)
 }

@@ -119,9 +119,14 @@ destinations:
     signing_secret: [whsec_` + plumKey + `]
     forward_query: true
     tim_token: ${APP_TIM_TOKEN}
+  slack:
+    url: https://hooks.slack.com/services/T0/B0/` + plum + `
+  custom:
+    url: https://hooks.example.com/hook/` + plum + `
+    url_secret: true
 defaults:
   headers: {X-Api-Key: ` + plum + `}
-routes: [{name: r, to: [a]}]
+routes: [{name: r, to: [a, slack, custom]}]
 `
 	c := mustParse(t, yaml, map[string]string{"TIM_TOKEN": plum, "APP_TIM_TOKEN": plum})
 	d := c.Destination("a")
@@ -133,6 +138,14 @@ routes: [{name: r, to: [a]}]
 		if !strings.Contains(v, plum) && !strings.Contains(v, plumKey) {
 			t.Fatalf("secret %d not loaded: %q", i, v)
 		}
+	}
+	for _, name := range []string{"slack", "custom"} {
+		if u := c.Destination(name).URL; !u.Whole() || !strings.Contains(u.Value(), plum) {
+			t.Errorf("%s: url_secret %v, url %q: want the whole URL secret, and held", name, u.Whole(), u.Value())
+		}
+	}
+	if c.Destination("a").URL.Whole() {
+		t.Error("a: a URL on an unknown host is not a secret as a whole unless url_secret says so")
 	}
 	values := map[string]any{"*Config": c, "Config": *c, "*Destination": d, "Destination": *d,
 		"Admin": c.Admin, "Tencent": c.Tencent, "Queue": c.Queue, "Defaults": c.Defaults,

@@ -30,6 +30,7 @@ type Breaker struct {
 	until    time.Time // paused until; zero when running
 	cooldown time.Duration
 	probing  bool
+	held     bool          // paused by an operator: no round starts until Resume
 	wake     chan struct{} // closed and replaced when the state changes
 }
 
@@ -40,25 +41,31 @@ func NewBreaker(onChange func(paused bool, until time.Time)) *Breaker {
 	return &Breaker{onChange: onChange, wake: make(chan struct{})}
 }
 
-// Paused reports whether the destination is paused, and until when.
+// Paused reports whether the destination is paused, and until when (zero when an operator
+// paused it: until Resume).
 func (b *Breaker) Paused() (bool, time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.held {
+		return true, time.Time{}
+	}
 	return !b.until.IsZero(), b.until
 }
 
 // Acquire returns when a round may start: at once while running; while paused, after the
-// cool-down, and then to one caller at a time (probe is true for it). ctx ending returns
-// its error.
+// cool-down, and then to one caller at a time (probe is true for it); while an operator
+// holds it, after Resume. ctx ending returns its error.
 func (b *Breaker) Acquire(ctx context.Context) (probe bool, err error) {
 	for {
 		b.mu.Lock()
-		if b.until.IsZero() {
+		if b.until.IsZero() && !b.held {
 			b.mu.Unlock()
 			return false, nil
 		}
 		wait := time.Until(b.until)
-		if wait <= 0 && !b.probing {
+		if b.held {
+			wait = 0 // no timer: only Resume wakes it
+		} else if wait <= 0 && !b.probing {
 			b.probing = true
 			b.mu.Unlock()
 			return true, nil
@@ -108,7 +115,7 @@ func (b *Breaker) Done(probe, ran, failed bool) {
 			b.cooldown = min(max(2*b.cooldown, PauseMinCooldown), PauseMaxCooldown)
 			b.until = time.Now().Add(b.cooldown)
 			b.notify()
-			if b.onChange != nil {
+			if b.onChange != nil && !b.held {
 				b.onChange(true, b.until)
 			}
 		}
@@ -117,7 +124,7 @@ func (b *Breaker) Done(probe, ran, failed bool) {
 		if !b.until.IsZero() {
 			b.until, b.cooldown = time.Time{}, 0
 			b.notify()
-			if b.onChange != nil {
+			if b.onChange != nil && !b.held {
 				b.onChange(false, time.Time{})
 			}
 		}
@@ -127,4 +134,38 @@ func (b *Breaker) Done(probe, ran, failed bool) {
 func (b *Breaker) notify() {
 	close(b.wake)
 	b.wake = make(chan struct{})
+}
+
+// Pause holds the destination until Resume, whatever its rounds say: no round starts (the
+// rounds running finish), and onChange is not called meanwhile, since the destination
+// stays paused. It reports whether an operator had not paused it already.
+func (b *Breaker) Pause() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held {
+		return false
+	}
+	b.held = true
+	b.notify()
+	return true
+}
+
+// Resume ends a pause, an operator's or the pause policy's: rounds start at once, and the
+// count of failed rounds starts again. It reports whether the destination was paused.
+func (b *Breaker) Resume() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.held && b.until.IsZero() {
+		return false
+	}
+	b.held, b.until, b.cooldown, b.failures = false, time.Time{}, 0, 0
+	b.notify()
+	return true
+}
+
+// Held reports whether an operator paused the destination.
+func (b *Breaker) Held() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.held
 }

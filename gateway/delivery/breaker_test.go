@@ -324,3 +324,82 @@ func TestWorkerPausedProbeWithoutAttempt(t *testing.T) {
 		t.Errorf("onChange calls %q, want %q", got, "pause pause")
 	}
 }
+
+func TestBreakerHeldUntilResume(t *testing.T) {
+	ch := &rsChanges{}
+	b := NewBreaker(ch.onChange)
+	ctx := testContext(t)
+
+	if !b.Pause() || b.Pause() {
+		t.Fatal("Pause should report true the first time only")
+	}
+	if paused, until := b.Paused(); !paused || !until.IsZero() || !b.Held() {
+		t.Fatalf("Paused() = %v, %v, Held() = %v; want true, zero time, true", paused, until, b.Held())
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if probe, err := b.Acquire(short); !errors.Is(err, context.DeadlineExceeded) || probe {
+		t.Fatalf("Acquire while held = %v, %v; want it to wait until its context ended", probe, err)
+	}
+	waiters := []<-chan rsAcquired{rsAcquireAsync(ctx, b), rsAcquireAsync(ctx, b)}
+
+	// Rounds that were running end: failures pause nothing more, a success resumes nothing,
+	// and a cool-down running out makes no probe.
+	rsFail(b, PauseAfter)
+	rsExpire(b)
+	b.Done(false, true, false)
+	rsFail(b, PauseAfter)
+	rsExpire(b)
+	short2, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	if probe, err := b.Acquire(short2); !errors.Is(err, context.DeadlineExceeded) || probe {
+		t.Fatalf("Acquire while held after the cool-down = %v, %v; want it to wait", probe, err)
+	}
+	if paused, _ := b.Paused(); !paused {
+		t.Fatal("not paused any more while held")
+	}
+	if got := ch.String(); got != "" {
+		t.Fatalf("onChange calls %q while held, want none", got)
+	}
+
+	if !b.Resume() || b.Resume() {
+		t.Fatal("Resume should report true the first time only")
+	}
+	for i, w := range waiters {
+		if a := rsReceive(t, w, "a waiter to go after Resume"); a.err != nil || a.probe {
+			t.Errorf("waiter %d: Acquire = %v, %v; want false, nil", i, a.probe, a.err)
+		}
+	}
+	if paused, _ := b.Paused(); paused || b.Held() {
+		t.Fatal("still paused after Resume")
+	}
+	// The failures counted while held are forgotten.
+	rsFail(b, PauseAfter-1)
+	if paused, _ := b.Paused(); paused {
+		t.Fatal("paused again before PauseAfter new failures")
+	}
+}
+
+func TestBreakerResumeEndsAnAutomaticPause(t *testing.T) {
+	b := NewBreaker(nil)
+	ctx := testContext(t)
+	rsFail(b, PauseAfter)
+	b.Done(true, true, true) // a failed probe doubles the cool-down
+	if got := rsCooldown(b); got != 2*PauseMinCooldown {
+		t.Fatalf("cool-down %s, want %s", got, 2*PauseMinCooldown)
+	}
+	if !b.Resume() {
+		t.Fatal("Resume of a paused destination reported false")
+	}
+	if probe, err := b.Acquire(ctx); probe || err != nil {
+		t.Fatalf("Acquire after Resume = %v, %v; want false, nil", probe, err)
+	}
+	// The next pause starts again from the shortest cool-down.
+	rsFail(b, PauseAfter-1)
+	if paused, _ := b.Paused(); paused {
+		t.Fatal("paused again before PauseAfter new failures")
+	}
+	before := time.Now()
+	rsFail(b, 1)
+	rsCheckPausedFor(t, b, before, PauseMinCooldown)
+}

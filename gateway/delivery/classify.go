@@ -53,6 +53,7 @@ const (
 	ReasonTransform   = "transform"
 	ReasonMaxAttempts = "max attempts"
 	ReasonMaxAge      = "max age"
+	ReasonSuccessWhen = "success_when" // the answer's status was fine, its content said the delivery failed
 )
 
 // verdict is classify's answer for one attempt.
@@ -116,6 +117,9 @@ func attemptError(d *Destination, status int, err error, v verdict) error {
 	if v.outcome == Delivered {
 		return nil
 	}
+	if v.reason == ReasonSuccessWhen {
+		return fmt.Errorf("destination %q: POST: status %d, but success_when is false", d.Name, status)
+	}
 	return fmt.Errorf("destination %q: POST: status %d", d.Name, status)
 }
 
@@ -136,6 +140,9 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// AnswerLimit bounds what is read of an answer that success_when judges.
+const AnswerLimit = 64 << 10
 
 // ExcerptLimit is how much of a failed answer's body is kept for the logs and the dead letter.
 const ExcerptLimit = 512

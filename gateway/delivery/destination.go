@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -30,6 +31,7 @@ type Limiter interface {
 type Destination struct {
 	Name           string
 	URL            string            // absolute http(s) URL; its userinfo and query are secrets
+	URLSecret      bool              // the whole URL is a secret (a chat-bot hook): shown as scheme://host/<secret>
 	Headers        map[string]string // sent as is; the values are secrets and are never logged
 	SigningSecrets []string          // Standard Webhooks secrets, "whsec_" + base64 key; several allow rotation
 	Timeout        time.Duration     // of one HTTP attempt, reading the answer included
@@ -40,6 +42,10 @@ type Destination struct {
 	// original bytes.
 	// Its error dead-letters the job (reason "transform"): the same input fails every time.
 	Transform func(rawQuery string, body []byte) ([]byte, error)
+	// Success, when set, decides from the answer whether an attempt delivered
+	// (success_when): false, or an error, makes the attempt a failure that is retried
+	// (reason "success_when"), whatever its status. nil: a 2xx status is a success.
+	Success   func(status int, header http.Header, body []byte) (bool, error)
 	RateLimit Limiter // nil = unlimited
 	// Slots bound the requests in flight (concurrency); nil = unbounded. Like RateLimit they
 	// belong to the destination's name, kept across reloads.
@@ -104,6 +110,9 @@ func NewDestination(d Destination) (*Destination, error) {
 
 	d.target = u
 	d.redacted = webhook.Redact(u)
+	if d.URLSecret {
+		d.redacted = webhook.RedactWhole(u)
+	}
 	d.keys = keys
 	d.replaced = new(atomic.Bool)
 	return &d, nil

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -290,7 +291,24 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 	}
 	v := classify(ctx, status, err)
 	excerpt := ""
-	if resp != nil && v.outcome != Delivered {
+	var judged error // why success_when said no, when it did
+	switch {
+	case resp != nil && r.d.Success != nil:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, AnswerLimit))
+		ok, err := r.d.Success(status, resp.Header, body)
+		switch {
+		case ok:
+			v = verdict{outcome: Delivered, reason: v.reason}
+		case v.outcome == Delivered || err != nil:
+			// A 2xx that the answer says failed (a chat bot's errcode), or an expression
+			// that cannot judge it: retried like any failed attempt.
+			v = verdict{outcome: Retry, reason: ReasonSuccessWhen}
+			judged = err
+		}
+		if v.outcome != Delivered {
+			excerpt = strings.ToValidUTF8(string(body[:min(len(body), ExcerptLimit)]), "\uFFFD")
+		}
+	case resp != nil && v.outcome != Delivered:
 		excerpt = readExcerpt(resp.Body) // retryablehttp drains the rest when it retries
 	}
 	r.releaseSlot() // the answer is read: waiting for the next attempt holds no slot
@@ -306,7 +324,7 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		Attempts:    r.res.Attempts + 1,
 		LastAttempt: r.started,
 		Gone:        v.gone,
-		Err:         attemptError(r.d, status, err, v),
+		Err:         attemptError(r.d, status, cmp.Or(err, judged), v),
 	}
 	if v.outcome != Retry || v.reason == ReasonCanceled {
 		return false, nil

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"maps"
 	"net/http"
@@ -524,5 +525,55 @@ func TestSendErrorsHideSecrets(t *testing.T) {
 				t.Errorf("Err %q shows %q", res.Err, secret)
 			}
 		}
+	}
+}
+
+// TestSuccessWhen: a receiver that answers 200 with an error code in the body (a chat bot's
+// rate limit) is retried when success_when says so, with the reason and an excerpt, and
+// delivered once the code is 0; a 500 that success_when accepts is delivered.
+func TestSuccessWhen(t *testing.T) {
+	bot := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if r.N < 3 {
+			return fanouttest.Answer{Body: `{"errcode":130101,"errmsg":"send too fast"}`}
+		}
+		return fanouttest.Answer{Body: `{"errcode":0,"errmsg":"ok"}`}
+	})
+	success := func(status int, _ http.Header, body []byte) (bool, error) {
+		var b struct{ Errcode *int }
+		if err := json.Unmarshal(body, &b); err != nil || b.Errcode == nil {
+			return false, errors.New("no errcode")
+		}
+		return status == 200 && *b.Errcode == 0, nil
+	}
+	d := testDestination(t, bot.URL(), func(d *Destination) {
+		d.Success = success
+		d.Policy = Policy{MaxAttempts: 5, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}
+	})
+	var seen attempts
+	res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), false)
+	if res.Outcome != Delivered || res.Attempts != 3 {
+		t.Fatalf("Send = %+v, want delivered at the third attempt", res)
+	}
+	if got, want := seen.get(), "audit:success_when audit:success_when audit:2xx"; got != want {
+		t.Errorf("attempts observed: %q, want %q", got, want)
+	}
+
+	// Every answer says no: dead after max_attempts, with the reason and the body.
+	d = testDestination(t, fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Body: `{"errcode":310000,"errmsg":"keywords not in content"}`})).URL(), func(d *Destination) {
+		d.Success = success
+		d.Policy = Policy{MaxAttempts: 2, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}
+	})
+	res = NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+	if res.Outcome != Dead || res.Reason != ReasonMaxAttempts || res.Status != 200 ||
+		!strings.Contains(res.BodyExcerpt, "keywords not in content") || !strings.Contains(res.Err.Error(), "success_when is false") {
+		t.Errorf("Send = %+v, %v; want dead after 2 attempts, status 200, the errmsg in the excerpt", res, res.Err)
+	}
+
+	// success_when decides alone: a 500 it accepts is delivered.
+	d = testDestination(t, fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Status: 500, Body: `{"errcode":0}`})).URL(), func(d *Destination) {
+		d.Success = func(int, http.Header, []byte) (bool, error) { return true, nil }
+	})
+	if res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false); res.Outcome != Delivered {
+		t.Errorf("Send = %+v, want delivered", res)
 	}
 }

@@ -37,6 +37,8 @@ type Admin interface {
 	ReplayDeadLetters(ctx context.Context, s Selection, dryRun bool) (ReplayResult, error)
 	// PurgeDeadLetters deletes the selected dead letters (or only counts them, with dryRun).
 	PurgeDeadLetters(ctx context.Context, s Selection, dryRun bool) (PurgeResult, error)
+
+	ConsoleAdmin
 }
 
 // ErrNotFound is what Admin returns for a dead letter that does not exist: 404.
@@ -68,6 +70,7 @@ const (
 // a redacted value reads <secret> to whoever curls it, not \u003csecret\u003e.
 func NewAdmin(a Admin, log *slog.Logger) *Server {
 	e := gin.New()
+	e.Use(browserGuard(a))
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c *gin.Context) {
 		if err := a.Ready(); err != nil {
@@ -117,6 +120,7 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 	api.POST("/dlq/replay", func(c *gin.Context) { replayDeadLetters(c, a) })
 	api.DELETE("/dlq/:id", func(c *gin.Context) { purgeDeadLetter(c, a) })
 	api.DELETE("/dlq", func(c *gin.Context) { purgeDeadLetters(c, a) })
+	mountConsole(e, api, a)
 	return newServer(e, log)
 }
 

@@ -66,6 +66,7 @@ type DestinationInfo struct {
 	QueueError       string    `json:"queue_error,omitempty"` // why the three above are unknown
 
 	Paused      bool      `json:"paused"`
+	PausedBy    string    `json:"paused_by,omitempty"` // "operator" (until resumed) or "failures"
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`

@@ -54,6 +54,42 @@ func Redact(u *url.URL) string {
 	return s
 }
 
+// RedactWhole shows only the scheme and host of u: for a URL whose path is itself a
+// credential (a chat-bot hook: https://hooks.slack.com/services/T0/B0/XXXX), as in
+// https://hooks.slack.com/<secret>.
+func RedactWhole(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + "/" + Redacted
+}
+
+// secretPathHosts are the hosts of chat-bot webhooks whose URL path (or query) is the
+// credential: whoever has the URL can post to the channel.
+var secretPathHosts = []string{
+	"hooks.slack.com",     // Slack incoming webhooks: /services/T.../B.../token
+	"open.feishu.cn",      // Feishu custom bots: /open-apis/bot/v2/hook/<token>
+	"open.larksuite.com",  // Lark custom bots: the same
+	"oapi.dingtalk.com",   // DingTalk robots: ?access_token=
+	"qyapi.weixin.qq.com", // WeCom group robots: ?key=
+	"discord.com",         // Discord: /api/webhooks/<id>/<token>
+	"discordapp.com",
+	"chat.googleapis.com", // Google Chat: ?key=&token=
+}
+
+// IsSecretHookHost reports whether host (a URL's host, with or without port) is a known
+// chat-bot webhook host whose URL is a credential as a whole, or a subdomain of
+// webhook.office.com (Microsoft Teams incoming webhooks).
+func IsSecretHookHost(host string) bool {
+	if h, _, found := strings.Cut(host, ":"); found {
+		host = h
+	}
+	host = strings.ToLower(host)
+	for _, s := range secretPathHosts {
+		if host == s {
+			return true
+		}
+	}
+	return strings.HasSuffix(host, ".webhook.office.com")
+}
+
 // redactUserinfo replaces what s has before its last @, back to the previous /, with
 // <secret>.
 func redactUserinfo(s string) string {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -113,5 +114,22 @@ func TestDecodeSecret(t *testing.T) {
 		if got != tt.want || len(key) != tt.keyLen {
 			t.Errorf("DecodeSecret(%q) = %d bytes, %q; want %d bytes, %q", tt.secret, len(key), got, tt.keyLen, tt.want)
 		}
+	}
+}
+
+func TestSecretHookURLs(t *testing.T) {
+	for host, want := range map[string]bool{
+		"hooks.slack.com": true, "open.feishu.cn": true, "open.larksuite.com": true, "oapi.dingtalk.com": true,
+		"qyapi.weixin.qq.com": true, "discord.com:443": true, "OAPI.DingTalk.com": true,
+		"acme.webhook.office.com": true, "chat.googleapis.com": true,
+		"hooks.example.com": false, "slack.com": false, "evilhooks.slack.com.example": false, "webhook.office.com": false,
+	} {
+		if got := IsSecretHookHost(host); got != want {
+			t.Errorf("IsSecretHookHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+	u, _ := url.Parse("https://user:pw@hooks.slack.com/services/T0/B0/XXXX?x=1")
+	if got, want := RedactWhole(u), "https://hooks.slack.com/<secret>"; got != want {
+		t.Errorf("RedactWhole = %q, want %q", got, want)
 	}
 }

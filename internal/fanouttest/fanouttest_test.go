@@ -1,8 +1,11 @@
 package fanouttest
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +56,13 @@ weird{path="a\"b\\c\nd",x="}"} 2
 		if _, err := ParseMetrics(bad); err == nil {
 			t.Errorf("ParseMetrics(%q): no error", bad)
 		}
+	}
+}
+
+func TestConfigHash(t *testing.T) {
+	// The first 6 bytes of SHA-256("") are e3b0c44298fc.
+	if got, want := ConfigHash(""), float64(0xe3b0c44298fc); got != want {
+		t.Errorf("ConfigHash(\"\") = %g, want %g", got, want)
 	}
 }
 
@@ -108,6 +118,52 @@ func TestReceiver(t *testing.T) {
 		r := rc.Requests()
 		return len(r) == 7 && r[6].Status == 0 && rc.MaxInFlight() == 3
 	})
+}
+
+// TestReceiverHold: a held request is answered once the test releases it, or left
+// unanswered when its client gives up first; Keys and Missing count what came.
+func TestReceiverHold(t *testing.T) {
+	release := make(chan struct{})
+	rc := NewReceiver(t, Reply(Answer{Status: http.StatusAccepted, Hold: release}))
+	addr, query := rc.URL()[len("http://"):], CallbackQuery(App, "C2C.CallbackAfterSendMsg")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/callback?"+query, bytes.NewReader(C2CMessage("gone")))
+		resp, err := Client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		gaveUp <- err
+	}()
+	WaitFor(t, WaitTimeout, "the request its client gives up on", func() bool { return rc.InFlight() == 1 })
+	cancel()
+	if err := <-gaveUp; err == nil {
+		t.Error("a held request was answered before its release")
+	}
+	WaitFor(t, WaitTimeout, "the receiver to see its client leave", func() bool { return rc.InFlight() == 0 })
+
+	held := make(chan CallbackAnswer, 1)
+	go func() { held <- PostCallback(addr, query, C2CMessage("held")) }()
+	WaitFor(t, WaitTimeout, "the held request", func() bool { return rc.InFlight() == 1 })
+	keys := []string{"gone", "held", "never"}
+	if got := rc.Missing(keys); !slices.Equal(got, keys) {
+		t.Errorf("Missing while held = %v, want %v", got, keys)
+	}
+	close(release)
+	if a := <-held; a.Status != http.StatusAccepted {
+		t.Errorf("released request answered %d, want 202", a.Status)
+	}
+	if got, want := rc.Missing(keys), []string{"gone", "never"}; !slices.Equal(got, want) {
+		t.Errorf("Missing after the release = %v, want %v", got, want)
+	}
+	if got := rc.Keys(); len(got) != 2 || got["gone"] != 1 || got["held"] != 1 {
+		t.Errorf("Keys = %v, want gone and held once each", got)
+	}
+	if r := rc.Requests(); r[0].Status != 0 || r[1].Status != http.StatusAccepted {
+		t.Errorf("statuses %d and %d, want 0 (left unanswered) and 202", r[0].Status, r[1].Status)
+	}
 }
 
 func TestMostWithin(t *testing.T) {

@@ -1,6 +1,8 @@
 package fanouttest
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -37,6 +39,14 @@ func hasLabels(got, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// ConfigHash is the value of fanout_config_hash for a config file holding text: the first
+// 48 bits of its SHA-256 (exact in a float64), worked out here rather than with Fanout's
+// config package.
+func ConfigHash(text string) float64 {
+	sum := sha256.Sum256([]byte(text))
+	return float64(binary.BigEndian.Uint64(sum[:8]) >> 16)
 }
 
 // ScrapeMetrics GETs a /metrics page (with a bearer token when token is set) and parses it;

@@ -31,6 +31,10 @@ type Answer struct {
 	Header http.Header   // set before the status is written (Retry-After, Location, ...)
 	Body   string        // written after the status
 	Delay  time.Duration // waited before answering; the client going away ends the wait, unanswered
+	// Hold, when not nil, is waited for (after Delay) until it is closed: a test releases
+	// the requests it held at the moment it chooses. The client going away ends the wait,
+	// unanswered, as a downstream that hangs until its client gives up.
+	Hold <-chan struct{}
 }
 
 // AnswerFunc chooses the answer to a request; it runs on the request's goroutine, so that
@@ -119,12 +123,11 @@ func (rc *Receiver) reply(w http.ResponseWriter, r *http.Request, req Request, a
 	if answer != nil {
 		a = answer(req)
 	}
-	if a.Delay > 0 {
-		select {
-		case <-time.After(a.Delay):
-		case <-r.Context().Done():
-			return 0
-		}
+	if a.Delay > 0 && !waitOrLeave(r, time.After(a.Delay)) {
+		return 0
+	}
+	if a.Hold != nil && !waitOrLeave(r, a.Hold) {
+		return 0
 	}
 	if a.Status == 0 {
 		a.Status = http.StatusOK
@@ -133,6 +136,16 @@ func (rc *Receiver) reply(w http.ResponseWriter, r *http.Request, req Request, a
 	w.WriteHeader(a.Status)
 	io.WriteString(w, a.Body)
 	return a.Status
+}
+
+// waitOrLeave waits for ch, and reports false when the client of r went away first.
+func waitOrLeave[T any](r *http.Request, ch <-chan T) bool {
+	select {
+	case <-ch:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // SetAnswer replaces the AnswerFunc for the requests that come next.
@@ -159,6 +172,14 @@ func (rc *Receiver) Count() int {
 	return len(rc.requests)
 }
 
+// InFlight is the number of requests the receiver has read and not yet answered (nor seen
+// their client leave).
+func (rc *Receiver) InFlight() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.inFlight
+}
+
 // MaxInFlight is the most requests the receiver had read and not yet answered at once.
 func (rc *Receiver) MaxInFlight() int {
 	rc.mu.Lock()
@@ -183,6 +204,32 @@ func (rc *Receiver) Delivered() map[string]int {
 		}
 	}
 	return got
+}
+
+// Keys counts every request by the MsgKey of its body, whatever the receiver answered.
+func (rc *Receiver) Keys() map[string]int {
+	got := map[string]int{}
+	for _, r := range rc.Requests() {
+		got[MsgKey(r.Body)]++
+	}
+	return got
+}
+
+// Missing lists, in order, the keys the receiver has not answered 2xx (see Delivered): at
+// most 10 of them, so that a wait that fails says which without flooding the log. A
+// condition for WaitForNone.
+func (rc *Receiver) Missing(keys []string) []string {
+	got := rc.Delivered()
+	var out []string
+	for _, k := range keys {
+		if got[k] == 0 {
+			out = append(out, k)
+			if len(out) == 10 {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // ByKey returns the requests whose body has the MsgKey key.

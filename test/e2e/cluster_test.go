@@ -300,21 +300,6 @@ func clLongestPause(at []time.Time, from, to time.Time) time.Duration {
 	return longest
 }
 
-// clMissing lists the keys (at most 10) that rc has not answered 2xx.
-func clMissing(rc *fanouttest.Receiver, keys []string) []string {
-	got := rc.Delivered()
-	var out []string
-	for _, k := range keys {
-		if got[k] == 0 {
-			out = append(out, k)
-			if len(out) == 10 {
-				break
-			}
-		}
-	}
-	return out
-}
-
 // clEnv is the cluster that TestCluster's steps share: each step leaves it as the next
 // one expects.
 type clEnv struct {
@@ -414,7 +399,7 @@ func clStepStreams(t *testing.T, e *clEnv) {
 func clStepRateLimit(t *testing.T, e *clEnv) {
 	const n = 60
 	keys := clSendAll(t, []*clReplica{e.a, e.b}, "limited", n)
-	fanouttest.WaitForNone(t, clClusterWait, "the rate-limited deliveries", func() []string { return clMissing(e.limited, keys) })
+	fanouttest.WaitForNone(t, clClusterWait, "the rate-limited deliveries", func() []string { return e.limited.Missing(keys) })
 	var byA, byB float64
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, fmt.Sprintf("the replicas to count %d deliveries", n), func() bool {
 		byA, byB = e.a.delivered(t, "limited"), e.b.delivered(t, "limited")
@@ -429,7 +414,7 @@ func clStepRateLimit(t *testing.T, e *clEnv) {
 func clStepConcurrency(t *testing.T, e *clEnv) {
 	const n = 40
 	keys := clSendAll(t, []*clReplica{e.a, e.b}, "slow", n)
-	fanouttest.WaitForNone(t, clClusterWait, "the slow deliveries", func() []string { return clMissing(e.slow, keys) })
+	fanouttest.WaitForNone(t, clClusterWait, "the slow deliveries", func() []string { return e.slow.Missing(keys) })
 	if most := e.slow.MaxInFlight(); most > 2*4 {
 		t.Errorf("slow had %d requests in flight at once, want at most its concurrency 4 from each of the two replicas", most)
 	}
@@ -591,7 +576,7 @@ func clStepFailover(t *testing.T, e *clEnv) {
 	for _, o := range outcomes {
 		keys = append(keys, o.key)
 	}
-	fanouttest.WaitForNone(t, clClusterWait, "every acknowledged callback at the sink", func() []string { return clMissing(e.sink, keys) })
+	fanouttest.WaitForNone(t, clClusterWait, "every acknowledged callback at the sink", func() []string { return e.sink.Missing(keys) })
 	// The deliveries that a had in flight stay in the queue until b makes them again.
 	fanouttest.WaitFor(t, clClusterWait, "the sink's queue to be empty", func() bool { return e.b.pending(t, "sink") == 0 })
 
@@ -749,7 +734,7 @@ func clStepUnreachable(t *testing.T, e *clEnv) {
 		}
 		refused += no
 	}
-	fanouttest.WaitForNone(t, clClusterWait, "the callbacks acknowledged after the restart", func() []string { return clMissing(e.sink, keys) })
+	fanouttest.WaitForNone(t, clClusterWait, "the callbacks acknowledged after the restart", func() []string { return e.sink.Missing(keys) })
 	t.Logf("unreachable: answers with 2 of 3 nodes down %v, with all down %v; ready %s after the restart; "+
 		"%d callbacks then delivered (%d answers not OK before the streams were back)",
 		quorumLost, disconnected, ready.Round(time.Millisecond), n, refused)
@@ -826,7 +811,7 @@ routes:
 				accepted += len(stored)
 				refused += burst - len(stored)
 				answers = append(answers, lat...)
-				fanouttest.WaitForNone(b, clClusterWait, "the burst at the sink", func() []string { return clMissing(sink, stored) })
+				fanouttest.WaitForNone(b, clClusterWait, "the burst at the sink", func() []string { return sink.Missing(stored) })
 				delivering += time.Since(start)
 			}
 			p50, p99, _ := clQuantiles(answers)
@@ -845,7 +830,7 @@ routes:
 		for b.Loop() {
 			before := limited.Count()
 			keys := clSendAll(b, replicas, "limited", n)
-			fanouttest.WaitForNone(b, clClusterWait, "the rate-limited deliveries", func() []string { return clMissing(limited, keys) })
+			fanouttest.WaitForNone(b, clClusterWait, "the rate-limited deliveries", func() []string { return limited.Missing(keys) })
 			var at []time.Time
 			for _, h := range limited.Requests()[before:] {
 				at = append(at, h.At)

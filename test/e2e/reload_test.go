@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -43,13 +41,6 @@ func rlReload(t testing.TB, p *fanouttest.Fanout) (int, map[string]string) {
 		t.Fatalf("POST /-/reload: %d: answer %q is not a JSON object of strings: %v", status, body, err)
 	}
 	return status, answer
-}
-
-// rlHashValue is the fanout_config_hash of a file holding text: the first 48 bits of its
-// SHA-256.
-func rlHashValue(text string) float64 {
-	sum := sha256.Sum256([]byte(text))
-	return float64(binary.BigEndian.Uint64(sum[:8]) >> 16)
 }
 
 // rlExpectAt sends a callback with MsgKey key and waits until dest receives it with the
@@ -125,7 +116,7 @@ func TestReloadBinary(t *testing.T) {
 		s := rlStartSetup(t, bin)
 		p := s.p
 		before := rlState(t, p)
-		if before.OK != 1 || before.Hash != rlHashValue(s.a) || before.At == 0 {
+		if before.OK != 1 || before.Hash != fanouttest.ConfigHash(s.a) || before.At == 0 {
 			t.Fatalf("at start: %+v, want successful with the hash of the file", before)
 		}
 
@@ -161,9 +152,9 @@ func TestReloadBinary(t *testing.T) {
 			t.Errorf("reload of a valid file: %d %v, want 200 with status ok", status, answer)
 		}
 		after := rlState(t, p)
-		if after.OK != 1 || after.Hash != rlHashValue(s.b) || !(after.At > before.At) {
+		if after.OK != 1 || after.Hash != fanouttest.ConfigHash(s.b) || !(after.At > before.At) {
 			t.Errorf("after a valid file: %+v, want successful, the new file's hash %g and a timestamp after %g",
-				after, rlHashValue(s.b), before.At)
+				after, fanouttest.ConfigHash(s.b), before.At)
 		}
 		rlExpectAt(t, p, "after-valid", s.y, "b-all")
 	})
@@ -182,7 +173,7 @@ func TestReloadBinary(t *testing.T) {
 			before = rlState(t, p)
 			return before.At > start.At
 		})
-		if before.OK != 1 || before.Hash != rlHashValue(s.a) {
+		if before.OK != 1 || before.Hash != fanouttest.ConfigHash(s.a) {
 			t.Errorf("after SIGHUP on the same file: %+v, want successful with its hash", before)
 		}
 
@@ -210,9 +201,9 @@ func TestReloadBinary(t *testing.T) {
 			after = rlState(t, p)
 			return after.OK == 1
 		})
-		if after.Hash != rlHashValue(s.b) || !(after.At > before.At) {
+		if after.Hash != fanouttest.ConfigHash(s.b) || !(after.At > before.At) {
 			t.Errorf("after a valid file: %+v, want the new file's hash %g and a timestamp after %g",
-				after, rlHashValue(s.b), before.At)
+				after, fanouttest.ConfigHash(s.b), before.At)
 		}
 		rlExpectAt(t, p, "after-valid", s.y, "b-all")
 		if p.Logged("SIGHUP: reloading the config", "msg") == "" {

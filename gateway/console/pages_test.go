@@ -1,0 +1,243 @@
+package console_test
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/dryrun"
+	"github.com/fanout-gw/fanout/internal/fanouttest"
+)
+
+// TestConsolePages sends Tencent's payloads through a gateway whose audit refuses them,
+// then loads every page and checks that it shows the gateway's state: the token prompt,
+// the Overview's tiles and charts, a card per destination, the dead letters, the routes.
+func TestConsolePages(t *testing.T) {
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 400), newDownstream(t, 200)
+	gw := startGateway(t, app, audit, bot)
+	for _, f := range fanouttest.PayloadFiles(t) {
+		name := strings.TrimSuffix(f[strings.LastIndex(f, "/")+1:], ".json")
+		gw.callback(withKey(t, name, "pages-"+name))
+	}
+	waitUntil(t, "the group callbacks to be dead-lettered at audit", func() bool { return gw.destination("audit").DeadLetters >= 6 })
+
+	tb := openConsole(t, gw)
+	tb.login()
+	if got := eval[string](tb, `sessionStorage.getItem('fanout.admin-token')`); got != consoleToken {
+		t.Errorf("sessionStorage holds %q, want the token", got)
+	}
+	if n := eval[int](tb, `localStorage.length`); n != 0 {
+		t.Errorf("localStorage has %d items: the token must stay in the tab", n)
+	}
+
+	// Overview: four charts, the callbacks' outcome in the legend, the dead letters counted.
+	tb.waitFor("four charts", `document.querySelectorAll('#overview-charts svg').length === 4`)
+	tb.waitText(`[data-series="callbacks"] .legend`, "ok")
+	tb.waitText(`[data-series="deliveries"] .legend`, "app-backend")
+	tb.waitText("#overview-tiles", "Dead letters")
+	tb.waitText("#config-tile", "last reload ok")
+	tb.waitText("#overview-errors", "audit")
+
+	// Destinations: a card each, the URL's secret redacted.
+	tb.show("#/destinations", "Destinations")
+	tb.waitFor("three cards", `document.querySelectorAll('#destination-cards .card').length === 3`)
+	tb.waitText(`[data-destination="audit"] .url`, "token=<secret>")
+	tb.waitText(`[data-destination="audit"]`, "Dead letters")
+	tb.waitText(`[data-destination="oncall-bot"]`, "body transform")
+
+	// Dead letters: the list, and one opened.
+	tb.show("#/dead-letters", "Dead letters")
+	tb.waitFor("dead letters listed", `document.querySelectorAll('#dlq-table tbody tr[data-id]').length >= 6`)
+	tb.do("opening the first dead letter", chromedp.Click(chromedp.CSS("#dlq-table tbody tr[data-id] td:nth-child(4)")))
+	tb.waitText("#dlq-detail", "status 400")
+	tb.waitText("#dlq-body", "CallbackCommand")
+
+	// Rules: the live routes with their match counts.
+	tb.show("#/rules", "Rules")
+	tb.waitFor("three routes", `document.querySelectorAll('#routes-table tbody tr').length === 3`)
+	tb.waitText(`#routes-table tr[data-route="all-to-app"]`, "17")
+
+	// The page holds no secret of the config.
+	if html := eval[string](tb, `document.documentElement.outerHTML`); strings.Contains(html, "audit-SECRET-123456") || strings.Contains(html, consoleToken) {
+		t.Error("the page shows a secret")
+	}
+
+	// Readable on a phone: nothing wider than the screen.
+	tb.do("a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+	for _, page := range []struct{ hash, title string }{{"#/overview", "Overview"}, {"#/destinations", "Destinations"},
+		{"#/dead-letters", "Dead letters"}, {"#/rules", "Rules"}} {
+		tb.show(page.hash, page.title)
+		tb.waitFor(page.title+" without sideways scrolling", `document.documentElement.scrollWidth <= window.innerWidth`)
+	}
+}
+
+// TestConsoleReplayDeadLetter dead-letters a callback, fixes the receiver, and replays the
+// dead letter from the Dead letters page: the dry run's count is shown before confirming,
+// and the callback reaches the receiver.
+func TestConsoleReplayDeadLetter(t *testing.T) {
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 503), newDownstream(t, 200)
+	gw := startGateway(t, app, audit, bot)
+	gw.callback(withKey(t, "Group.CallbackAfterSendMsg", "replay-me"))
+	waitUntil(t, "the dead letter", func() bool { return gw.destination("audit").DeadLetters == 1 })
+	audit.status.Store(200)
+
+	tb := openConsole(t, gw)
+	tb.login()
+	tb.show("#/dead-letters?destination=audit", "Dead letters")
+	tb.waitFor("the dead letter listed", `document.querySelectorAll('#dlq-table tbody tr[data-id]').length === 1`)
+	tb.do("selecting it", chromedp.Click(chromedp.CSS(`#dlq-table tbody tr[data-id] input[type=checkbox]`)))
+	tb.waitText("#replay-selected", "Replay selected (1)")
+	tb.do("replaying the selection", chromedp.Click(chromedp.ID("replay-selected")))
+	tb.confirm("1 would be queued again")
+	waitUntil(t, "the replayed callback at audit", func() bool { return audit.got("replay-me") == 1 })
+	tb.waitText("#dlq-table", "No dead letter matches")
+
+	// Replay by filter: the dry run counts what the filter selects.
+	audit.status.Store(400)
+	gw.callback(withKey(t, "Group.CallbackAfterSendMsg", "replay-by-filter"))
+	waitUntil(t, "the second dead letter", func() bool { return gw.destination("audit").DeadLetters == 1 })
+	audit.status.Store(200)
+	tb.do("refreshing", chromedp.Click(chromedp.ID("dlq-refresh")))
+	tb.waitFor("it listed", `document.querySelectorAll('#dlq-table tbody tr[data-id]').length === 1`)
+	tb.do("replaying what the filter selects", chromedp.Click(chromedp.ID("replay-matching")))
+	tb.confirm("destination = audit")
+	waitUntil(t, "the callback replayed by filter", func() bool { return audit.got("replay-by-filter") == 1 })
+}
+
+// TestConsolePlayground runs Tencent's payloads through the Rules page's playground and
+// compares what it shows with dryrun.Route, the code of `fanout route`, on the same config;
+// then checks an edited config and routes with it.
+func TestConsolePlayground(t *testing.T) {
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 200), newDownstream(t, 200)
+	gw := startGateway(t, app, audit, bot)
+	cfg, probs := config.Load(gwConfigPath(t, gw))
+	if cfg == nil {
+		t.Fatal(probs)
+	}
+	failed := strings.Replace(string(fanouttest.Payload(t, "C2C.CallbackAfterSendMsg")), `"SendMsgResult": 0`, `"SendMsgResult": 20006`, 1)
+
+	tb := openConsole(t, gw)
+	tb.login()
+	tb.show("#/rules", "Rules")
+	for _, payload := range []string{failed, string(fanouttest.Payload(t, "Group.CallbackAfterSendMsg")), string(fanouttest.Payload(t, "State.StateChange"))} {
+		want := dryrun.Route(cfg, "payload", []byte(payload), url.Values{"OptPlatform": {"iOS"}})
+		tb.do("pasting a payload",
+			chromedp.SetValue(chromedp.ID("payload"), payload),
+			chromedp.SetValue(chromedp.ID("query"), "OptPlatform=iOS"),
+			chromedp.Click(chromedp.ID("route-run")))
+		tb.waitText("#route-result", want.Command)
+		tb.waitFor("the deliveries", fmt.Sprintf(`document.querySelectorAll('#route-result .delivery').length === %d`, len(want.Deliveries)))
+		if got := eval[[]string](tb, `[...document.querySelectorAll('#matched-routes .pill')].map(e => e.textContent)`); strings.Join(got, ",") != strings.Join(want.Routes, ",") {
+			t.Errorf("%s: the page shows routes %v, fanout route %v", want.Command, got, want.Routes)
+		}
+		for _, d := range want.Deliveries {
+			sel := fmt.Sprintf(`#route-result .delivery[data-destination=%q]`, d.Destination)
+			if got := eval[string](tb, `document.querySelector('`+sel+` .url').textContent`); got != "POST "+d.URL {
+				t.Errorf("%s to %s: the page shows %q, fanout route %q", want.Command, d.Destination, got, "POST "+d.URL)
+			}
+			if got := eval[string](tb, `document.querySelector('`+sel+` pre.body').textContent`); got != string(d.Body) {
+				t.Errorf("%s to %s: the page shows the body\n%s\nfanout route\n%s", want.Command, d.Destination, got, d.Body)
+			}
+		}
+	}
+	if got := eval[string](tb, `document.querySelector('#route-result .delivery[data-destination="oncall-bot"]')?.textContent ?? ''`); got != "" {
+		t.Errorf("the last payload should not reach oncall-bot: %s", got)
+	}
+
+	// A sample from the picker.
+	tb.do("picking a sample", chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById('sample-pick');
+		s.value = [...s.options].find(o => o.textContent === 'Group.CallbackAfterSendMsg').value; s.dispatchEvent(new Event('change')); })()`))
+	tb.waitFor("the sample in the payload box", `document.getElementById('payload').value.includes('@TGS#2J4SZEAEL')`)
+
+	// Check an edited config: a misspelled key and a bad expression, with their positions.
+	broken := strings.Replace(gwConfigText(t, gw), "    when: SendMsgResult != 0", "    when: SendMsgResult !=\n    tos: [audit]", 1)
+	tb.do("checking a broken config", chromedp.SetValue(chromedp.ID("config-text"), broken), chromedp.Click(chromedp.ID("check-run")))
+	tb.waitText("#check-status", "invalid")
+	_, wantProbs := config.Parse(cfg.File, []byte(broken), func(string) (string, bool) { return "", false })
+	for _, p := range wantProbs {
+		tb.waitText("#check-result", fmt.Sprintf("%d:%d: ", p.Line, p.Column))
+	}
+	tb.waitText("#check-result", `unknown key "tos"`)
+
+	// Route with an edited config that sends State.StateChange to audit as well.
+	edited := gwConfigText(t, gw) + "  - name: presence\n    commands: [State.StateChange]\n    to: [audit]\n"
+	tb.do("checking the edited config", chromedp.SetValue(chromedp.ID("config-text"), edited), chromedp.Click(chromedp.ID("check-run")))
+	tb.waitText("#check-status", "valid")
+	tb.do("routing with it",
+		chromedp.SetValue(chromedp.ID("payload"), string(fanouttest.Payload(t, "State.StateChange"))),
+		chromedp.Click(chromedp.ID("use-edited")),
+		chromedp.Click(chromedp.ID("route-run")))
+	tb.waitText("#matched-routes", "presence")
+	tb.waitText("#route-result", "Edited config")
+}
+
+// TestConsolePauseResume pauses a destination from its card: callbacks wait in the queue
+// until it is resumed, then arrive.
+func TestConsolePauseResume(t *testing.T) {
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 200), newDownstream(t, 200)
+	gw := startGateway(t, app, audit, bot)
+	tb := openConsole(t, gw)
+	tb.login()
+	tb.show("#/destinations", "Destinations")
+	card := `[data-destination="app-backend"]`
+	tb.waitText(card, "running")
+	tb.do("pausing app-backend", chromedp.Click(chromedp.CSS(card+` button[data-action="pause"]`)))
+	tb.confirm("No delivery to app-backend starts until you resume it")
+	tb.waitText(card, "paused by an operator")
+	if d := gw.destination("app-backend"); !d.Paused || d.PausedBy != "operator" {
+		t.Fatalf("after Pause: %+v", d)
+	}
+
+	gw.callback(withKey(t, "C2C.CallbackAfterSendMsg", "held"))
+	waitUntil(t, "the callback queued for app-backend", func() bool { return gw.destination("app-backend").Pending == 1 })
+	if app.got("held") != 0 {
+		t.Fatal("a paused destination received a delivery")
+	}
+	tb.waitText(card, "Backlog")
+	tb.do("resuming app-backend", chromedp.Click(chromedp.CSS(card+` button[data-action="resume"]`)))
+	waitUntil(t, "the held callback at app-backend", func() bool { return app.got("held") == 1 })
+	tb.waitText(card, "running")
+	if d := gw.destination("app-backend"); d.Paused {
+		t.Errorf("after Resume: %+v", d)
+	}
+}
+
+func gwConfigPath(_ *testing.T, gw *testGateway) string { return gw.cfgPath }
+
+// gwConfigText is the config file of a test gateway.
+func gwConfigText(t *testing.T, gw *testGateway) string {
+	t.Helper()
+	b, err := os.ReadFile(gw.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestConsoleTokenPrompt refuses a wrong token, takes the right one, and forgets it.
+func TestConsoleTokenPrompt(t *testing.T) {
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 200), newDownstream(t, 200)
+	gw := startGateway(t, app, audit, bot)
+	tb := openConsole(t, gw)
+	tb.do("loading the console", chromedp.Navigate(tb.base+"#/destinations"))
+	tb.waitFor("the token prompt", `document.getElementById('token-dialog').open`)
+	tb.do("typing a wrong token",
+		chromedp.SendKeys(chromedp.ID("token-input"), "not-the-token"),
+		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	tb.waitFor("the prompt again, saying why", `document.getElementById('token-dialog').open && !document.getElementById('token-error').hidden`)
+	tb.do("typing the token",
+		chromedp.SendKeys(chromedp.ID("token-input"), consoleToken),
+		chromedp.Click(chromedp.CSS("#token-form button[type=submit]")))
+	tb.waitFor("the destinations", `document.querySelectorAll('#destination-cards .card').length === 3`)
+
+	tb.do("forgetting the token", chromedp.Click(chromedp.ID("forget")))
+	tb.waitFor("the token prompt after forgetting", `document.getElementById('token-dialog').open`)
+	if got := eval[string](tb, `sessionStorage.getItem('fanout.admin-token') ?? ''`); got != "" {
+		t.Errorf("sessionStorage still holds %q", got)
+	}
+}
