@@ -43,10 +43,13 @@ type dedupEntry struct {
 	at  int64 // Unix nanoseconds when stored; 0 for an empty entry
 }
 
-func newDedup(window time.Duration) *dedup {
+func newDedup(window time.Duration) *dedup { return newDedupOf(window, dedupCapacity) }
+
+// newDedupOf is a dedup of capacity entries (a multiple of dedupWays).
+func newDedupOf(window time.Duration, capacity int) *dedup {
 	d := &dedup{window: window, seed: maphash.MakeSeed(), inflight: map[uint64]chan struct{}{}}
 	if window > 0 {
-		d.table = make([]dedupEntry, dedupCapacity)
+		d.table = make([]dedupEntry, capacity)
 	}
 	return d
 }

@@ -2,6 +2,7 @@ package intake
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,7 +86,11 @@ func TestDedupConcurrentCopies(t *testing.T) {
 // TestDedupBounded: the table never grows; when a bucket is full of entries within the
 // window, the oldest is forgotten first.
 func TestDedupBounded(t *testing.T) {
-	d := newDedup(time.Hour)
+	if d := newDedup(time.Hour); len(d.table) != dedupCapacity {
+		t.Fatalf("table of %d entries, want %d", len(d.table), dedupCapacity)
+	}
+	const capacity = 4 * dedupWays
+	d := newDedupOf(time.Hour, capacity)
 	ctx := context.Background()
 	store := func(id string) {
 		dup, done, _ := d.claim(ctx, id)
@@ -93,34 +98,33 @@ func TestDedupBounded(t *testing.T) {
 			done(true)
 		}
 	}
-	for i := range 100_000 {
-		store(string(rune(i)) + "x")
+	for i := range 10_000 {
+		store(fmt.Sprint("id-", i))
 	}
-	if len(d.table) != dedupCapacity || len(d.inflight) != 0 {
-		t.Fatalf("table %d entries (want %d), %d in flight", len(d.table), dedupCapacity, len(d.inflight))
+	if len(d.table) != capacity || len(d.inflight) != 0 {
+		t.Fatalf("table %d entries (want %d), %d in flight", len(d.table), capacity, len(d.inflight))
 	}
-	// Fill one bucket past its ways with keys that land in it; the first is forgotten.
-	b := d.bucket(d.key("probe-0"))
-	for i := range b {
-		b[i] = dedupEntry{}
-	}
+	// Ids that land in one bucket, one more than it holds, stored oldest first.
 	var same []string
+	first := &d.bucket(d.key("probe-0"))[0]
 	for i := 0; len(same) < dedupWays+1; i++ {
-		id := "probe-" + string(rune('a'+i%26)) + string(rune(i))
-		if &d.bucket(d.key(id))[0] == &b[0] {
+		id := fmt.Sprint("probe-", i)
+		if &d.bucket(d.key(id))[0] == first {
 			same = append(same, id)
 		}
 	}
 	for _, id := range same {
 		store(id)
-		time.Sleep(time.Microsecond) // distinct times
+		time.Sleep(time.Millisecond) // distinct times
 	}
 	if dup, done, _ := d.claim(ctx, same[0]); dup {
 		t.Error("the oldest entry of a full bucket is still remembered")
 	} else {
 		done(false)
 	}
-	if dup, _, _ := d.claim(ctx, same[len(same)-1]); !dup {
-		t.Error("the newest entry of a full bucket was forgotten")
+	for _, id := range same[1:] {
+		if dup, _, _ := d.claim(ctx, id); !dup {
+			t.Errorf("%s, among the newest of a full bucket, was forgotten", id)
+		}
 	}
 }
