@@ -52,6 +52,11 @@ const (
 
 	// closeFlushTimeout bounds the final flush of acks on Close.
 	closeFlushTimeout = 5 * time.Second
+
+	// setupRequestTimeout bounds each request that creates or updates a stream. On a
+	// cluster where another replica has just created a stream whose leader is still being
+	// elected, such a request can go unanswered: better to fail it and try again.
+	setupRequestTimeout = 5 * time.Second
 )
 
 // Queue is an open JetStream store: the jobs stream that Enqueue writes and
@@ -166,8 +171,10 @@ func dedupWindow(d time.Duration) time.Duration {
 	return max(d, 100*time.Millisecond)
 }
 
-func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) error {
+func (q *Queue) createStreams(parent context.Context, o Options, replicas int) error {
 	var err error
+	ctx, cancel := context.WithTimeout(parent, setupRequestTimeout)
+	defer cancel()
 	q.jobs, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        jobsStream,
 		Description: "Fanout deliveries waiting for their destination",
@@ -185,6 +192,8 @@ func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) erro
 	if err != nil {
 		return fmt.Errorf("queue: create or update stream %s: %w", jobsStream, err)
 	}
+	ctx, cancel = context.WithTimeout(parent, setupRequestTimeout)
+	defer cancel()
 	q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        dlqStream,
 		Description: "Fanout deliveries that gave up, kept for inspection and replay",

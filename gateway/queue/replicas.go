@@ -36,6 +36,8 @@ type Replica struct {
 // renewed every few seconds, and a server restart forgets only what the replicas write
 // again at their next renewal.
 func (q *Queue) createRegistry(ctx context.Context, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, setupRequestTimeout)
+	defer cancel()
 	kv, err := q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      replicasBucket,
 		Description: "Fanout replicas and the destinations their config names",
