@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -397,5 +398,57 @@ func TestQueueDirDeleted(t *testing.T) {
 		if a := callback(t, g, c2cQuery, fanouttest.C2CMessage(fmt.Sprint("after-", i))); a.Status != http.StatusServiceUnavailable {
 			t.Fatalf("callback %d with queue.dir deleted: %d %s, want 503", i, a.Status, a.Body)
 		}
+	}
+}
+
+// TestRespondUnderBacklog: a respond rule's destination with a deep backlog, held back by
+// its rate limit (1/s) and its one slot (each queued delivery takes a while), still
+// answers every before callback with its own answer, within the rule's timeout: the
+// synchronous request waits neither for the slots nor for the rate limit of the
+// asynchronous deliveries. (When it waited on the same limiter, every before callback got
+// the on_failure decision under backlog.)
+func TestRespondUnderBacklog(t *testing.T) {
+	t.Parallel()
+	const (
+		backlog  = 200
+		decision = `{"ActionStatus":"OK","ErrorInfo":"checked by the backend","ErrorCode":0}`
+	)
+	backend := fanouttest.NewReceiver(t, func(r fanouttest.Request) fanouttest.Answer {
+		if strings.Contains(r.RawQuery, "CallbackBeforeSendMsg") {
+			return fanouttest.Answer{Body: decision}
+		}
+		return fanouttest.Answer{Delay: 200 * time.Millisecond, Body: "ok"}
+	})
+	qdir := filepath.Join(t.TempDir(), "queue")
+	path := fanouttest.WriteConfig(t, flHeader("dir: "+qdir)+fmt.Sprintf(`destinations:
+  backend: {url: %q, forward_query: true, concurrency: 1, rate_limit: 1/s}
+routes:
+  - name: all
+    to: [backend]
+respond:
+  - {commands: [C2C.CallbackBeforeSendMsg], from: backend, timeout: 1s, on_failure: deny}
+`, backend.URL()))
+	g := startGateway(t, path)
+	var keys []string
+	for i := range backlog {
+		keys = append(keys, fmt.Sprint("backlog-", i))
+	}
+	flEnqueue(t, g, "backend", keys...)
+
+	before := fanouttest.Payload(t, "C2C.CallbackBeforeSendMsg.json")
+	query := fanouttest.CallbackQuery(fanouttest.App, "C2C.CallbackBeforeSendMsg")
+	for i := range 5 {
+		body := bytes.Replace(before, []byte(`"MsgRandom": 2837546`), fmt.Appendf(nil, `"MsgRandom": %d`, i), 1)
+		a := callback(t, g, query, body)
+		if a.Status != http.StatusOK || string(a.Body) != decision {
+			t.Fatalf("before callback %d under a backlog: %d %s, want the backend's answer %s", i, a.Status, a.Body, decision)
+		}
+	}
+	if n := scrapeMetrics(t, g).Sum("fanout_respond_total", map[string]string{"destination": "backend", "outcome": "answered"}); n != 5 {
+		t.Errorf("fanout_respond_total{outcome=\"answered\"} = %g, want 5", n)
+	}
+	// The backlog was there all along: at 1/s, most of it still waits.
+	if pending, _ := flCounts(g, "backend"); pending < backlog/2 {
+		t.Errorf("%d deliveries pending, want most of the %d queued", pending, backlog)
 	}
 }
