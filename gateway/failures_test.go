@@ -3,12 +3,15 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -450,5 +453,42 @@ respond:
 	// The backlog was there all along: at 1/s, most of it still waits.
 	if pending, _ := flCounts(g, "backend"); pending < backlog/2 {
 		t.Errorf("%d deliveries pending, want most of the %d queued", pending, backlog)
+	}
+}
+
+// TestStopBoundedByItsContext: with its JetStream server frozen (SIGSTOP), a stop cannot
+// finish (the workers' hand-backs and the queue's close wait for answers that do not come);
+// Stop returns when its context ends all the same, saying so, the rest going on in the
+// background until the process exits.
+func TestStopBoundedByItsContext(t *testing.T) {
+	t.Parallel()
+	ns := flNATS(t)
+	keep := fanouttest.NewReceiver(t, nil)
+	path := fanouttest.WriteConfig(t, flHeader(fmt.Sprintf("url: %q", ns.URL()))+fmt.Sprintf("destinations:\n  keep: {url: %q}\n", keep.URL())+rlRoutes("all", "keep"))
+	// Not startGateway: its cleanup wants a Stop without error.
+	g, err := New(Options{ConfigPath: path, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
+	defer scancel()
+	if err := g.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	acceptMessage(t, g, "before-freeze")
+	ns.Signal(t, syscall.SIGSTOP)
+	defer ns.Signal(t, syscall.SIGCONT)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.Stop(ctx) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Stop with a frozen queue = %v, want its context's deadline", err)
+		}
+	case <-time.After(fanouttest.WaitTimeout):
+		t.Fatal("Stop did not return")
 	}
 }
