@@ -1,7 +1,10 @@
 // Package gateway wires Fanout together and owns its lifecycle: New, Start, Stop(ctx) and
-// Reload. It builds the runtime a config compiles to (runtime.go: destinations, respond
-// rules, the intake's view of the config) and swaps it atomically on reload; keeps one
-// queue consumer per destination in step with the live config (workers.go); registers the
+// Reload. It opens the queue after the ports listen and keeps it open, trying again while
+// it cannot and reopening it when its store fails (lifecycle.go); builds the runtime a
+// config compiles to (runtime.go: destinations, respond rules, the intake's view of the
+// config) and swaps it atomically on reload; keeps one queue consumer per destination in
+// step with the live config, this replica's entry in the replicas registry, and moves the
+// backlog of destinations no replica names to the dead letters (workers.go); registers the
 // metrics; and connects the callback port to the intake and the admin port to the live
 // config and the queue (admin.go, admin_dlq.go).
 //

@@ -8,7 +8,10 @@
 // consumer, shared by every replica, acknowledges it; retries are JetStream
 // redeliveries, so their state survives restarts. FANOUT_DLQ (limits
 // retention, dead_letter_max_age) keeps dead letters on
-// fanout.dlq.<destination>, the stream sequence being the dead letter's id.
+// fanout.dlq.<destination>, the stream sequence being the dead letter's id. A small
+// key-value bucket, fanout_replicas, is the registry of the replicas sharing the queue and
+// the destinations each one's config names (replicas.go). The embedded store's health (a
+// failed write, a deleted directory) is watched in health.go.
 package queue
 
 import (
