@@ -134,6 +134,9 @@ func (g *Gateway) supervise(up bool) {
 			up, backoff = true, openBackoffInitial
 		}
 		q := g.queue.Load()
+		if q == nil { // Stop took it meanwhile
+			return
+		}
 		select {
 		case <-g.stopping:
 			return
@@ -166,7 +169,10 @@ func (g *Gateway) bringUp(ctx context.Context) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopped {
+	if g.stopped { // Stop did not wait for this attempt: close what it opened
+		if g.queue.CompareAndSwap(q, nil) {
+			q.Close()
+		}
 		return errors.New("stopping")
 	}
 	rt := g.live.Load()
