@@ -38,7 +38,7 @@ func (a adminAPI) Routes(context.Context) (httpapi.Routes, error) {
 	matches := a.g.routeMatches()
 	// A when may compare with a value from the environment: ${VAR} is expanded in it.
 	red := a.newRedactor(nil)
-	out := httpapi.Routes{ConfigHash: cfg.Hash, Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
+	out := httpapi.Routes{ConfigHash: cfg.HashID(), Routes: []httpapi.RouteInfo{}, Respond: []httpapi.RespondInfo{}}
 	for _, r := range cfg.Routes {
 		out.Routes = append(out.Routes, httpapi.RouteInfo{
 			Name: r.Name, Commands: list(r.Commands), Apps: list(r.Apps), When: red.text(r.When),
@@ -132,7 +132,18 @@ func destinationInfo(d *config.Destination) httpapi.DestinationInfo {
 		HasTIMToken:      d.TIMToken != "",
 		Headers:          headers,
 		MaxBacklog:       d.MaxBacklog.String(),
+		OrderBy:          d.OrderBy,
+		OnExhausted:      onExhausted(d),
 	}
+}
+
+// onExhausted is a destination's on_exhausted when it has order_by (it means nothing
+// without), "" otherwise.
+func onExhausted(d *config.Destination) string {
+	if d.OrderBy == "" {
+		return ""
+	}
+	return d.OnExhausted
 }
 
 func (a adminAPI) queueState(ctx context.Context, name string, info *httpapi.DestinationInfo) error {

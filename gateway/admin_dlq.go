@@ -73,7 +73,7 @@ func deadLetterInfo(dl *queue.DeadLetter) httpapi.DeadLetter {
 	}
 	return httpapi.DeadLetter{
 		ID: dl.ID, EventID: dl.EventID, Destination: dl.Destination, Routes: routes,
-		Reason: dl.Reason, LastStatus: dl.LastStatus, BodyExcerpt: dl.BodyExcerpt, Attempts: dl.Attempts,
+		Reason: dl.Reason, LastStatus: dl.LastStatus, BodyExcerpt: dl.BodyExcerpt, LastError: dl.LastError, Attempts: dl.Attempts,
 		FirstAttempt: dl.FirstAttempt, LastAttempt: dl.LastAttempt, DeadAt: dl.DeadAt, ReceivedAt: dl.ReceivedAt,
 		RequestID: dl.RequestID, Command: q.CallbackCommand, SdkAppID: q.SdkAppID, BodySize: len(dl.Body),
 	}

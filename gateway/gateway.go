@@ -63,6 +63,7 @@ type Gateway struct {
 	sweepNow     chan struct{}
 	stopRegistry context.CancelFunc       // ends keepRegistry
 	removeHook   func(destination string) // tests: runs before a removed destination's backlog moves
+	lanes        laneSets                 // the ordered destinations' lanes (lanes.go)
 
 	statesMu sync.Mutex
 	states   map[string]*destState // by destination name, kept across reloads
@@ -110,6 +111,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.live.Store(rt)
 	g.loadedFile.Store(cfg.Hash)
+	g.metrics.track(nil, cfg)
 	g.loaded(cfg)
 	return g, nil
 }
@@ -119,6 +121,21 @@ func (g *Gateway) loaded(cfg *config.Config) {
 	g.metrics.configHash.Set(cfg.HashValue())
 	g.metrics.reloadOK.Set(1)
 	g.metrics.reloadTime.SetToCurrentTime()
+}
+
+// warnBodyLimit says, at start and on every reload, when server.max_body_bytes is more
+// than the queue stores in one message. check refuses that for the embedded queue; an
+// external JetStream's max_payload is known only once connected. Such bodies are answered
+// 413, as bodies over max_body_bytes are.
+func (g *Gateway) warnBodyLimit(cfg *config.Config) {
+	q := g.queue.Load()
+	if q == nil {
+		return
+	}
+	if most := q.MaxBody(); cfg.Server.MaxBodyBytes > most {
+		g.log.Warn("server.max_body_bytes is more than the queue stores in one message: larger bodies are answered 413",
+			"max_body_bytes", cfg.Server.MaxBodyBytes, "queue_max_body_bytes", most, "jetstream_max_payload", q.MaxPayload())
+	}
 }
 
 func queueKind(q config.Queue) string {

@@ -63,7 +63,11 @@ func (g *Gateway) finished(name string, s *destState, res delivery.Result) {
 	case delivery.Delivered:
 		g.metrics.deliveries.WithLabelValues(name, "delivered").Inc()
 	case delivery.Dead:
-		g.metrics.deliveries.WithLabelValues(name, "dead").Inc()
+		outcome := "dead"
+		if res.Blocked {
+			outcome = "blocked" // kept at the head of its lane, not finished
+		}
+		g.metrics.deliveries.WithLabelValues(name, outcome).Inc()
 	}
 	if res.Err != nil && res.Reason != delivery.ReasonCanceled {
 		s.mu.Lock()

@@ -80,7 +80,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return failed(fmt.Errorf("server.tls: %w", err))
 	}
 	g.log.Info("fanout started", "listen", callbackLn.Addr().String(), "path", cfg.Server.Path,
-		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes))
+		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes),
+		"hash", cfg.HashID())
 
 	err = g.bringUp(ctx)
 	if err != nil && queue.IsPermanent(err) {
@@ -166,6 +167,7 @@ func (g *Gateway) bringUp(ctx context.Context) error {
 			return err // says "queue: ..." already
 		}
 		g.queue.Store(q)
+		g.warnBodyLimit(g.live.Load().cfg)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -223,6 +225,7 @@ func (g *Gateway) stopWorkers() {
 		wg.Go(w.consumption.Stop)
 		delete(g.workers, name)
 	}
+	wg.Go(g.stopAllLanes)
 	wg.Wait()
 }
 

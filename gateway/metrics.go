@@ -2,11 +2,15 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/delivery"
 	"github.com/fanout-gw/fanout/gateway/intake"
 )
 
@@ -29,6 +33,7 @@ type metrics struct {
 	destinationPause *prometheus.GaugeVec
 	backlogFull      *prometheus.CounterVec
 	removed          *prometheus.CounterVec
+	orderKeyErrors   *prometheus.CounterVec
 }
 
 func newMetrics(g *Gateway) *metrics {
@@ -66,7 +71,7 @@ func newMetrics(g *Gateway) *metrics {
 		Name: "fanout_respond_total", Help: "Synchronous answers to before callbacks, by destination and outcome (answered, timeout, error_status, bad_answer, unreachable, paused).",
 	}, []string{"destination", "outcome"})
 	m.configHash = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "fanout_config_hash", Help: "Hash of the live config file (first 48 bits of its SHA-256): replicas that disagree differ.",
+		Name: "fanout_config_hash", Help: "Hash of the live config file: the first 48 bits of its SHA-256, shown in hex as config_hash by the admin API and as hash in the logs. Replicas that disagree differ.",
 	})
 	m.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "fanout_config_last_reload_successful", Help: "1 when the last config load succeeded.",
@@ -80,9 +85,12 @@ func newMetrics(g *Gateway) *metrics {
 	m.backlogFull = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fanout_backlog_full_total", Help: "Deliveries dead-lettered at once because their destination's backlog was at max_backlog.",
 	}, []string{"destination"})
+	m.orderKeyErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fanout_order_key_errors_total", Help: "Callbacks whose order_by failed at run time, sent to the fallback lane (the empty key).",
+	}, []string{"destination"})
 	for _, c := range []prometheus.Collector{m.callbacks, m.callbackDuration, m.routeMatches, m.ruleErrors,
 		m.attempts, m.attemptDuration, m.deliveries, m.respond, m.configHash, m.reloadOK, m.reloadTime, m.destinationPause,
-		m.backlogFull} {
+		m.backlogFull, m.orderKeyErrors} {
 		f(c)
 	}
 	m.removed = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -90,13 +98,81 @@ func newMetrics(g *Gateway) *metrics {
 	}, []string{"destination"})
 	f(m.removed)
 	f(&queueCollector{g: g})
+	f(&laneCollector{g: g})
 	return m
 }
+
+// track makes the per-route and per-destination series of cur exist, at 0 until something
+// is counted, so that rate() and alerts work before the first event; and deletes the series
+// of the routes, respond rules, destinations and apps that old had and cur has not, so that
+// a removed route is not reported forever. old is nil at the first load.
+func (m *metrics) track(old, cur *config.Config) {
+	for _, r := range cur.Routes {
+		m.routeMatches.WithLabelValues(r.Name)
+		m.ruleErrors.WithLabelValues(r.Name)
+	}
+	for i := range cur.Respond {
+		m.ruleErrors.WithLabelValues(respondRuleName(i))
+	}
+	answering := map[string]bool{}
+	for _, r := range cur.Respond {
+		answering[r.From] = true
+	}
+	for _, d := range cur.Destinations {
+		for _, outcome := range []string{"delivered", "dead"} {
+			m.deliveries.WithLabelValues(d.Name, outcome)
+		}
+		for _, result := range delivery.AttemptReasons() {
+			m.attempts.WithLabelValues(d.Name, result)
+		}
+		m.attemptDuration.WithLabelValues(d.Name)
+		m.backlogFull.WithLabelValues(d.Name)
+		if answering[d.Name] {
+			for _, outcome := range delivery.RespondOutcomes() {
+				m.respond.WithLabelValues(d.Name, outcome)
+			}
+		} else {
+			m.respond.DeletePartialMatch(prometheus.Labels{"destination": d.Name})
+		}
+	}
+	if old == nil {
+		return
+	}
+	for _, r := range old.Routes {
+		if !slices.ContainsFunc(cur.Routes, func(c *config.Route) bool { return c.Name == r.Name }) {
+			m.routeMatches.DeleteLabelValues(r.Name)
+			m.ruleErrors.DeleteLabelValues(r.Name)
+		}
+	}
+	for i := len(cur.Respond); i < len(old.Respond); i++ {
+		m.ruleErrors.DeleteLabelValues(respondRuleName(i))
+	}
+	for _, d := range old.Destinations {
+		if cur.Destination(d.Name) != nil {
+			continue
+		}
+		gone := prometheus.Labels{"destination": d.Name}
+		m.deliveries.DeletePartialMatch(gone)
+		m.attempts.DeletePartialMatch(gone)
+		m.attemptDuration.DeletePartialMatch(gone)
+		m.backlogFull.DeletePartialMatch(gone)
+		m.respond.DeletePartialMatch(gone)
+	}
+	for _, a := range old.Tencent.Apps {
+		if !slices.ContainsFunc(cur.Tencent.Apps, func(c config.App) bool { return c.SdkAppID == a.SdkAppID }) {
+			m.callbacks.DeletePartialMatch(prometheus.Labels{"app": a.SdkAppID})
+		}
+	}
+}
+
+// respondRuleName is how a respond rule is named in fanout_rule_errors_total's route
+// label (rules.Set.Match reports it so).
+func respondRuleName(i int) string { return fmt.Sprintf("respond[%d]", i) }
 
 // intake returns the series the intake counts.
 func (m *metrics) intake() intake.Metrics {
 	return intake.Metrics{Callbacks: m.callbacks, CallbackDuration: m.callbackDuration, RouteMatches: m.routeMatches,
-		RuleErrors: m.ruleErrors, Respond: m.respond}
+		RuleErrors: m.ruleErrors, Respond: m.respond, OrderKeyErrors: m.orderKeyErrors}
 }
 
 // queueCollector reads queue depths at scrape time, so they are never stale.

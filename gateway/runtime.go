@@ -24,6 +24,28 @@ type runtime struct {
 }
 
 func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
+	ic, err := CallbackConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dests, err := g.destinations(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rt := &runtime{cfg: cfg, dests: dests, intake: ic}
+	for _, r := range cfg.Respond {
+		rt.intake.Respond = append(rt.intake.Respond, intake.Respond{From: r.From, OnFailure: r.OnFailure,
+			Responder: &delivery.Responder{Sender: g.sender, Destination: dests[r.From], Timeout: r.Timeout,
+				OnFailure: r.OnFailureCode(), Paused: func() bool { return g.destinationHealth(r.From).Paused }}})
+	}
+	return rt, nil
+}
+
+// CallbackConfig is what the intake receives callbacks with under cfg, respond rules
+// aside: the path, body limit, trusted proxies, the Sign and SdkAppid checks, and the
+// rules. serve builds it on every load; `fanout route` builds it to check a payload as
+// serve would.
+func CallbackConfig(cfg *config.Config) (*intake.Config, error) {
 	var apps []tencentim.App
 	for _, a := range cfg.Tencent.Apps {
 		apps = append(apps, tencentim.App{SdkAppID: a.SdkAppID, Token: a.Token.Value()})
@@ -32,18 +54,9 @@ func (g *Gateway) build(cfg *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tencent: %w", err)
 	}
-	dests, err := g.destinations(cfg)
-	if err != nil {
-		return nil, err
-	}
-	rt := &runtime{cfg: cfg, dests: dests, intake: &intake.Config{Path: cfg.Server.Path, MaxBodyBytes: cfg.Server.MaxBodyBytes,
-		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules}}
-	for _, r := range cfg.Respond {
-		rt.intake.Respond = append(rt.intake.Respond, intake.Respond{From: r.From, OnFailure: r.OnFailure,
-			Responder: &delivery.Responder{Sender: g.sender, Destination: dests[r.From], Timeout: r.Timeout,
-				OnFailure: r.OnFailureCode(), Paused: func() bool { return g.destinationHealth(r.From).Paused }}})
-	}
-	return rt, nil
+	return &intake.Config{Path: cfg.Server.Path, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		TrustedProxies: cfg.Server.TrustedProxies, Verifier: v, Rules: cfg.Rules,
+		ExtraCommands: cfg.Tencent.ExtraCommands, OrderBy: orderBy(cfg)}, nil
 }
 
 // destinations builds the destinations of cfg. A rate limit that a reload leaves as it was
@@ -86,6 +99,7 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 	dd := delivery.Destination{
 		Name: d.Name, URL: d.URL.Value(), URLSecret: d.URL.Whole(), Headers: headers, SigningSecrets: secrets,
 		Timeout: d.Timeout, ForwardQuery: d.ForwardQuery, TIMToken: d.TIMToken.Value(),
+		BlockExhausted: d.Order != nil && d.OnExhausted == config.OnExhaustedBlock,
 		Policy: delivery.Policy{MaxAttempts: r.MaxAttempts, Initial: r.Backoff.Initial, Max: r.Backoff.Max,
 			Multiplier: r.Backoff.Multiplier, Jitter: r.Backoff.Jitter, MaxAge: r.MaxAge},
 	}
@@ -174,8 +188,10 @@ func (g *Gateway) Reload(ctx context.Context) error {
 		g.commitWorkers(rt, started)
 		g.sweepSoon()
 	}
+	g.metrics.track(old.cfg, cfg)
 	g.loaded(cfg)
-	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.Hash[:12])...)
+	g.warnBodyLimit(cfg)
+	g.log.Info("config reloaded", append(cfg.Diff(old.cfg).LogAttrs(), "hash", cfg.HashID())...)
 	return nil
 }
 

@@ -38,11 +38,12 @@ func (g *Gateway) syncWorkers(ctx context.Context, rt *runtime) error {
 
 // startWorkers starts the consumers that rt needs and that do not run as rt wants them:
 // destinations without a worker, and those whose concurrency changed (the new consumption
-// starts before the old one stops, so delivery never pauses). It leaves g.workers as it is,
-// for commitWorkers; on an error it stops those it started, so that a reload that fails
-// changes nothing. Callers hold g.mu.
+// starts before the old one stops, so delivery never pauses), and the lanes of ordered
+// destinations. It leaves g.workers as it is, for commitWorkers; on an error it stops what
+// it started, so that a reload that fails changes nothing. Callers hold g.mu.
 func (g *Gateway) startWorkers(ctx context.Context, q *queue.Queue, rt *runtime) (map[string]*worker, error) {
 	started := map[string]*worker{}
+	var lanes []string // destinations whose lanes this call started
 	undo := func() {
 		for name, w := range started {
 			w.consumption.Stop()
@@ -50,39 +51,50 @@ func (g *Gateway) startWorkers(ctx context.Context, q *queue.Queue, rt *runtime)
 				w.cancel()
 			}
 		}
+		for _, name := range lanes {
+			g.stopLanes(name)
+		}
 	}
 	for _, d := range rt.cfg.Destinations {
 		old := g.workers[d.Name]
-		if old != nil && old.concurrency == d.Concurrency {
-			continue
-		}
-		w := &worker{concurrency: d.Concurrency}
-		if old != nil {
-			w.ctx, w.cancel = old.ctx, old.cancel
-		} else {
-			w.ctx, w.cancel = context.WithCancel(g.workCtx)
-		}
-		h := g.handler(q, d.Name)
-		c, err := q.Consume(w.ctx, d.Name, queue.ConsumeOptions{Window: window(d.Concurrency), AckWait: delivery.AckWait, Admit: h.Admit}, h.Handle)
-		if err != nil {
-			if old == nil {
-				w.cancel()
+		w := old
+		if old == nil || old.concurrency != d.Concurrency {
+			w = &worker{concurrency: d.Concurrency}
+			if old != nil {
+				w.ctx, w.cancel = old.ctx, old.cancel
+			} else {
+				w.ctx, w.cancel = context.WithCancel(g.workCtx)
 			}
-			undo()
-			return nil, fmt.Errorf("destination %q: starting its worker: %w", d.Name, err)
+			h := g.handler(q, d.Name)
+			c, err := q.Consume(w.ctx, d.Name, queue.ConsumeOptions{Window: window(d.Concurrency), AckWait: delivery.AckWait, Admit: h.Admit}, h.Handle)
+			if err != nil {
+				if old == nil {
+					w.cancel()
+				}
+				undo()
+				return nil, fmt.Errorf("destination %q: starting its worker: %w", d.Name, err)
+			}
+			w.consumption = c
+			started[d.Name] = w
 		}
-		w.consumption = c
-		started[d.Name] = w
+		running := g.lanes.get(d.Name) != nil
+		if err := g.syncLanes(ctx, q, w.ctx, d); err != nil {
+			undo()
+			return nil, fmt.Errorf("destination %q: starting its lanes: %w", d.Name, err)
+		}
+		if !running && g.lanes.get(d.Name) != nil {
+			lanes = append(lanes, d.Name)
+		}
 	}
 	return started, nil
 }
 
 // commitWorkers makes rt's workers the running ones, once rt is live: started replace
 // their predecessors (whose consumption stops in the background), and the workers of
-// destinations rt no longer has stop, their rounds in flight canceled rather than waited
-// for (a round of quick retries to a receiver that is down can last minutes). Their
-// backlog is not touched here: the sweep dead-letters it once no replica names them.
-// Callers hold g.mu.
+// destinations rt no longer has stop, with their lanes, their rounds in flight canceled
+// rather than waited for (a round of quick retries to a receiver that is down can last
+// minutes). Their backlog is not touched here: the sweep dead-letters it once no replica
+// names them. Callers hold g.mu.
 func (g *Gateway) commitWorkers(rt *runtime, started map[string]*worker) {
 	limits := map[string]queue.BacklogLimit{}
 	for _, d := range rt.cfg.Destinations {
@@ -104,6 +116,7 @@ func (g *Gateway) commitWorkers(rt *runtime, started map[string]*worker) {
 		}
 		w.cancel()
 		w.consumption.Stop()
+		g.stopLanes(name)
 		delete(g.workers, name)
 		g.dropState(name)
 		g.log.Info("destination removed: its worker stopped; its queued deliveries go to the dead-letter queue once no replica's config names it",

@@ -366,8 +366,10 @@ func Identifiers(node ast.Node) []string {
 }
 
 type identVisitor struct {
-	bound map[string]bool
-	names []string
+	bound    map[string]bool
+	names    []string
+	nodes    []*ast.IdentifierNode // as names, for their positions
+	binaries []*ast.BinaryNode     // for the linter's comparisons
 }
 
 func (v *identVisitor) Visit(n *ast.Node) {
@@ -376,6 +378,9 @@ func (v *identVisitor) Visit(n *ast.Node) {
 		v.bound[t.Name] = true
 	case *ast.IdentifierNode:
 		v.names = append(v.names, t.Value)
+		v.nodes = append(v.nodes, t)
+	case *ast.BinaryNode:
+		v.binaries = append(v.binaries, t)
 	}
 }
 

@@ -12,9 +12,10 @@ import (
 
 // runCheck loads each file as serve would and prints every problem.
 func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
-	fs := newFlagSet("check", "[--format text|json] FILE...",
-		"Loads each config file as serve does and prints every problem as FILE:LINE:COL: PATH: message,\nwarnings marked. Exits 1 when a file has an error.")
+	fs := newFlagSet("check", "[--strict] [--format text|json] FILE...",
+		"Loads each config file as serve does and prints every problem as FILE:LINE:COL: PATH: message,\nwarnings marked. Exits 1 when a file has an error (with --strict, a warning too).")
 	format := formatFlag(fs)
+	strict := fs.Bool("strict", false, "fail on warnings too")
 	files, err := parseFlags(fs, args, stdout)
 	if err != nil {
 		return err
@@ -34,7 +35,7 @@ func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer
 	failed := false
 	for _, f := range files {
 		_, probs := config.Load(f)
-		ok := probs.Err() == nil
+		ok := probs.Err() == nil && (!*strict || len(probs.Warnings()) == 0)
 		failed = failed || !ok
 		if probs == nil {
 			probs = config.Problems{}
@@ -52,16 +53,27 @@ func runCheck(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer
 			}
 			errs, warns := len(r.Problems.Errors()), len(r.Problems.Warnings())
 			status := "ok"
-			if !r.Valid {
+			switch {
+			case errs > 0:
 				status = "invalid"
+			case !r.Valid:
+				status = "refused by --strict"
 			}
-			fmt.Fprintf(stdout, "%s: %s (%d errors, %d warnings)\n", r.File, status, errs, warns)
+			fmt.Fprintf(stdout, "%s: %s (%s, %s)\n", r.File, status, count(errs, "error"), count(warns, "warning"))
 		}
 	}
 	if failed {
 		return errReported
 	}
 	return nil
+}
+
+// count writes n things: "1 error", "2 errors".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 // formatFlag adds --format, the output format of check and route.

@@ -258,10 +258,12 @@ func dlqList(ctx context.Context, c *adminClient, o dlqOptions, stdout, stderr i
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDEAD AT\tDESTINATION\tREASON\tSTATUS\tATTEMPTS\tCOMMAND")
+	fmt.Fprintln(tw, "ID\tDEAD AT\tDESTINATION\tREASON\tSTATUS\tATTEMPTS\tCOMMAND\tLAST ERROR")
 	for _, d := range page.Items {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.DeadAt.UTC().Format(time.RFC3339), d.Destination,
-			oneLine(d.Reason), status(d.LastStatus), d.Attempts, dash(d.Command))
+		// The destination has its column: the error need not repeat it.
+		lastError := strings.TrimPrefix(d.LastError, fmt.Sprintf("destination %q: ", d.Destination))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.DeadAt.UTC().Format(time.RFC3339), d.Destination,
+			cell(d.Reason, reasonWidth), status(d.LastStatus), d.Attempts, dash(d.Command), dash(cell(lastError, errorWidth)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -294,6 +296,7 @@ func dlqShow(ctx context.Context, c *adminClient, o dlqOptions, id uint64, stdou
 		{"routes", dash(strings.Join(d.Routes, ", "))},
 		{"reason", oneLine(d.Reason)},
 		{"last status", status(d.LastStatus)},
+		{"last error", dash(oneLine(d.LastError))},
 		{"answer excerpt", dash(oneLine(d.BodyExcerpt))},
 		{"attempts", strconv.Itoa(d.Attempts)},
 		{"first attempt", ts(d.FirstAttempt)},
@@ -423,6 +426,22 @@ func dash(s string) string {
 // oneLine keeps a table row on one line: a reason or excerpt may hold newlines and tabs.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// The widths of the list's free-text columns, in characters: a long reason (a transform's
+// error) or error text must not make a row wrap. dlq show prints them whole.
+const (
+	reasonWidth = 40
+	errorWidth  = 60
+)
+
+// cell is s on one line and at most width characters, cut with "...".
+func cell(s string, width int) string {
+	s = oneLine(s)
+	if r := []rune(s); len(r) > width {
+		return string(r[:width-3]) + "..."
+	}
+	return s
 }
 
 func writeRaw(w io.Writer, raw []byte) error {

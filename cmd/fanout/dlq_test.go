@@ -146,11 +146,31 @@ func dlqWait(t *testing.T, adminURL string, n int) []uint64 {
 	return ids
 }
 
+// TestDLQCell: a reason or error of any length and lines stays in one cell of one line.
+func TestDLQCell(t *testing.T) {
+	long := "transform: " + strings.Repeat("field MsgBody[0].MsgContent is missing\n\t", 5)
+	for _, c := range []struct {
+		s     string
+		width int
+		want  string
+	}{
+		{"status 400", 40, "status 400"},
+		{"max\nattempts", 40, "max attempts"},
+		{long, 40, "transform: field MsgBody[0].MsgConten..."},
+		{"dial tcp 127.0.0.1:8001: connect: connection refusé", 60, "dial tcp 127.0.0.1:8001: connect: connection refusé"},
+		{strings.Repeat("é", 61), 60, strings.Repeat("é", 57) + "..."},
+	} {
+		if got := cell(c.s, c.width); got != c.want {
+			t.Errorf("cell(%q, %d) = %q, want %q", c.s, c.width, got, c.want)
+		}
+	}
+}
+
 // tableIDs returns the first column of a dlq list table, below its header.
 func dlqTableIDs(t *testing.T, table string) []string {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(table, "\n"), "\n")
-	if !regexp.MustCompile(`^ID +DEAD AT +DESTINATION +REASON +STATUS +ATTEMPTS +COMMAND$`).MatchString(lines[0]) {
+	if !regexp.MustCompile(`^ID +DEAD AT +DESTINATION +REASON +STATUS +ATTEMPTS +COMMAND +LAST ERROR$`).MatchString(lines[0]) {
 		t.Fatalf("table header %q", lines[0])
 	}
 	var ids []string
@@ -173,6 +193,7 @@ func TestDLQCommand(t *testing.T) {
 	g, admin := dlqGateway(t, crm, audit)
 	const c2c, group = "C2C.CallbackAfterSendMsg", "Group.CallbackAfterSendMsg"
 	dlqCallback(t, g, c2c, "c1")
+	dlqWait(t, admin, 1) // one at a time: the ids of dead letters written at once come in either order
 	dlqCallback(t, g, c2c, "c2")
 	dlqWait(t, admin, 2)
 	middle := time.Now()
@@ -186,7 +207,7 @@ func TestDLQCommand(t *testing.T) {
 		if got := dlqTableIDs(t, out); strings.Join(got, " ") != strings.Join(all, " ") {
 			t.Errorf("ids %v, want %v", got, all)
 		}
-		row := regexp.MustCompile(`(?m)^` + all[0] + ` +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +crm +status 400 +400 +1 +C2C\.CallbackAfterSendMsg$`)
+		row := regexp.MustCompile(`(?m)^` + all[0] + ` +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ +crm +status 400 +400 +1 +C2C\.CallbackAfterSendMsg +POST: status 400$`)
 		if !row.MatchString(out) {
 			t.Errorf("no row for the first dead letter in:\n%s", out)
 		}
@@ -233,7 +254,7 @@ func TestDLQCommand(t *testing.T) {
 
 	t.Run("show", func(t *testing.T) {
 		out, _ := dlqCmd(t, admin, exitOK, "show", all[0])
-		for _, want := range []string{"destination:", "crm", "status 400", "C2C.CallbackAfterSendMsg",
+		for _, want := range []string{"destination:", "crm", "status 400", "C2C.CallbackAfterSendMsg", `last error:      destination "crm": POST: status 400`,
 			"query:", "SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&contenttype=json", `"MsgKey": "c1"`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("show lacks %q:\n%s", want, out)

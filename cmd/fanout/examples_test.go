@@ -44,7 +44,7 @@ func TestExamples(t *testing.T) {
 	}
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			cfg := filepath.Join(dir, "config.yaml")
+			cfg := exampleConfig(dir)
 			emptyEnvironment(t, cfg)
 			checkClean(t, cfg)
 
@@ -78,7 +78,7 @@ func TestExamplesWrongExpect(t *testing.T) {
 	payload := filepath.Join(dir, "payloads", "C2C.CallbackAfterSendMsg.json")
 	for _, expect := range []string{
 		"all-to-app",                  // one missing
-		"all-to-app,audit-copy,extra", // one too many
+		"all-to-app,audit-copy,extra", // one the config does not have
 		"audit-copy,all-to-app,",      // an empty name
 	} {
 		t.Run(expect, func(t *testing.T) {
@@ -87,6 +87,14 @@ func TestExamplesWrongExpect(t *testing.T) {
 				strings.NewReader(""), &stdout, &stderr)
 			if code != exitFailed {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, exitFailed, &stdout, &stderr)
+			}
+			if missing := expect[strings.LastIndex(expect, ",")+1:]; missing != "all-to-app" {
+				// A route the config does not have is refused before any payload is run.
+				want := fmt.Sprintf("fanout route: --expect names route %q, which %s does not have (its routes: all-to-app, audit-copy)\n", missing, cfg)
+				if stdout.Len() > 0 || stderr.String() != want {
+					t.Fatalf("stdout %q\nstderr %q\nwant %q", &stdout, &stderr, want)
+				}
+				return
 			}
 			var results []routeResult
 			if err := json.Unmarshal(stdout.Bytes(), &results); err != nil {
@@ -127,6 +135,19 @@ func TestExamplesUseEveryRealPayload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rootConfig is the repository's config.example.yaml, seen from cmd/fanout.
+const rootConfig = "../../config.example.yaml"
+
+// exampleConfig is the config of an example folder: its config.yaml, or, for a folder that
+// has none (quickstart, the README's quick start), the repository's config.example.yaml.
+func exampleConfig(dir string) string {
+	cfg := filepath.Join(dir, "config.yaml")
+	if _, err := os.Stat(cfg); err != nil {
+		return rootConfig
+	}
+	return cfg
 }
 
 func exampleDirs(t *testing.T) []string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -22,13 +23,14 @@ const defaultHealthURL = "http://127.0.0.1:9090/healthz"
 func runHealth(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("health", "[--url URL]",
 		"Exits 0 when a running gateway's admin port answers GET /healthz with 200, 1 otherwise:\nthe container image's HEALTHCHECK.")
-	def := os.Getenv("FANOUT_HEALTH_URL")
-	if def == "" {
-		def = defaultHealthURL
-	}
-	target := fs.String("url", def, "the URL to GET (default $FANOUT_HEALTH_URL, then "+defaultHealthURL+")")
+	// The default is resolved after parsing: a flag default would be printed a second time
+	// by -h, after the text that explains it.
+	target := fs.String("url", "", "the URL to GET (default $FANOUT_HEALTH_URL, then "+defaultHealthURL+")")
 	if err := noArguments(fs, args, stdout); err != nil {
 		return err
+	}
+	if *target == "" {
+		*target = cmp.Or(os.Getenv("FANOUT_HEALTH_URL"), defaultHealthURL)
 	}
 	u, err := url.Parse(*target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

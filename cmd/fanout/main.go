@@ -28,6 +28,7 @@ usage:
   fanout route --config FILE PAYLOAD.json|-|DIR [--query Q] [--expect a,b]
                                     which routes and destinations a callback reaches
   fanout dlq list|show|replay|purge the dead-letter queue (--admin URL --token T)
+  fanout lanes list|retry|skip      the blocked lanes of ordered destinations (--admin URL)
   fanout echo --listen ADDR         print every request received (for trying configs)
   fanout secret                     print a new Standard Webhooks signing secret
   fanout version                    version, commit and Go version
@@ -55,6 +56,7 @@ var commands = map[string]command{
 	"check":   runCheck,
 	"route":   runRoute,
 	"dlq":     runDLQ,
+	"lanes":   runLanes,
 	"echo":    runEcho,
 	"secret":  runSecret,
 	"version": runVersion,

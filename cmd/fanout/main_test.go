@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -15,10 +16,10 @@ func TestHelp(t *testing.T) {
 	}{
 		{[]string{"-h"}, []string{"usage:", "fanout route", "fanout dlq"}},
 		{[]string{"serve", "-h"}, []string{"usage: fanout serve [--config FILE]", "-log-level"}},
-		{[]string{"check", "--help"}, []string{"usage: fanout check [--format text|json] FILE...", "-format"}},
+		{[]string{"check", "--help"}, []string{"usage: fanout check [--strict] [--format text|json] FILE...", "-format", "-strict"}},
 		{[]string{"route", "-h"}, []string{"usage: fanout route --config FILE", "-expect", "-query"}},
 		{[]string{"echo", "-h"}, []string{"usage: fanout echo", "-fail-ratio"}},
-		{[]string{"health", "-h"}, []string{"usage: fanout health [--url URL]", "-url"}},
+		{[]string{"health", "-h"}, []string{"usage: fanout health [--url URL]", "-url string\n    \tthe URL to GET (default $FANOUT_HEALTH_URL, then http://127.0.0.1:9090/healthz)\n"}},
 		{[]string{"secret", "-h"}, []string{"usage: fanout secret\n"}},
 		{[]string{"version", "-h"}, []string{"usage: fanout version\n"}},
 		{[]string{"dlq", "-h"}, []string{"fanout dlq list", "fanout dlq purge", `"fanout dlq COMMAND -h"`}},
@@ -36,6 +37,10 @@ func TestHelp(t *testing.T) {
 			if !strings.Contains(out.String(), w) {
 				t.Errorf("fanout %s: stdout lacks %q:\n%s", strings.Join(c.args, " "), w, out.String())
 			}
+		}
+		// A default the flag's text explains is not printed again.
+		if regexp.MustCompile(`\(default [^)]*\) \(default `).MatchString(out.String()) {
+			t.Errorf("fanout %s: a default said twice:\n%s", strings.Join(c.args, " "), out.String())
 		}
 	}
 }

@@ -146,6 +146,7 @@ type nodes struct {
 	// For problems about keys that may be missing: the document, the tencent key and
 	// admin.listen.
 	root, tencent, adminListen *yaml.Node
+	maxBody                    *yaml.Node // server.max_body_bytes
 }
 
 // decode reads the document section by section, in document order. Defaults come first,
@@ -159,7 +160,7 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	}
 	pos.tencent = tencent
 	d.mapping(root, "", map[string]field{
-		"server":       func(n *yaml.Node, p string) { c.Server.decode(d, n, p) },
+		"server":       func(n *yaml.Node, p string) { c.Server.decode(d, n, p, pos) },
 		"admin":        func(n *yaml.Node, p string) { c.Admin.decode(d, n, p, pos) },
 		"tencent":      func(n *yaml.Node, p string) { c.Tencent.decode(d, n, p, pos) },
 		"queue":        func(n *yaml.Node, p string) { c.Queue.decode(d, n, p) },
@@ -200,6 +201,7 @@ func topLevel(root *yaml.Node) (defaults []*yaml.Node, destinations, tencent *ya
 func (c *Config) check(d *decoder) {
 	apps := c.Tencent.check(d, c.pos)
 	c.Admin.check(d, c.pos)
+	c.Server.checkBody(d, c.Queue, c.pos)
 	used := map[string]bool{}
 	c.checkRoutes(d, apps, used)
 	c.checkRespond(d, apps, used)
@@ -217,8 +219,18 @@ func (c *Config) Destination(name string) *Destination {
 	return nil
 }
 
-// HashValue is the config hash as a number for the fanout_config_hash gauge: the first 48
-// bits of Hash, exact in a float64.
+// HashID is the config hash as Fanout shows it (the admin API's config_hash, the logs):
+// the first 48 bits of Hash, in 12 hex digits. `sha256sum config.yaml | cut -c1-12` gives
+// it too, and HashValue is the same 48 bits as a number.
+func (c *Config) HashID() string {
+	if len(c.Hash) < 12 {
+		return c.Hash
+	}
+	return c.Hash[:12]
+}
+
+// HashValue is the config hash as a number for the fanout_config_hash gauge: HashID's 48
+// bits, exact in a float64.
 func (c *Config) HashValue() float64 {
 	b, _ := hex.DecodeString(c.Hash)
 	if len(b) < 8 {

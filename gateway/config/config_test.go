@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -84,6 +85,7 @@ tencent:
     - sdkappid: "1400000001"
   max_clock_skew: 30s
   allow_ips: [203.0.113.0/24]
+  extra_commands: [Chat.CallbackAfterNewThing]
 queue:
   url: nats://n1:4222,nats://n2:4222
   credentials: config.go
@@ -134,7 +136,7 @@ respond:
 		t.Errorf("admin = %+v", c.Admin)
 	}
 	wantTencent := Tencent{Apps: []App{{"1400000000", "tim"}, {"1400000001", ""}}, MaxClockSkew: 30 * time.Second,
-		AllowIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+		AllowIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, ExtraCommands: []string{"Chat.CallbackAfterNewThing"}}
 	if !reflect.DeepEqual(c.Tencent, wantTencent) {
 		t.Errorf("tencent = %+v, want %+v", c.Tencent, wantTencent)
 	}
@@ -179,9 +181,9 @@ func TestValues(t *testing.T) {
 		want       any
 	}{
 		{"server.max_body_bytes", "1048576", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(1 << 20)},
-		{"server.max_body_bytes", "10MB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(10e6)},
+		{"server.max_body_bytes", "3MB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(3e6)},
 		{"server.max_body_bytes", "2 KiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(2048)},
-		{"server.max_body_bytes", "1GiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(1 << 30)},
+		{"server.max_body_bytes", "4MiB", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(MaxBodyEmbedded)},
 		{"server.max_body_bytes", "512B", func(c *Config) any { return c.Server.MaxBodyBytes }, int64(512)},
 		{"tencent.max_clock_skew", "2m", func(c *Config) any { return c.Tencent.MaxClockSkew }, 2 * time.Minute},
 		{"queue.dead_letter_max_age", "7d", func(c *Config) any { return c.Queue.DeadLetterMaxAge }, 7 * 24 * time.Hour},
@@ -208,6 +210,15 @@ func TestValues(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMaxBodyExternalQueue: an external JetStream's max_payload is known only once
+// connected, so check leaves a larger max_body_bytes to the gateway's start.
+func TestMaxBodyExternalQueue(t *testing.T) {
+	c := mustParse(t, minimal+"server: {max_body_bytes: 16MiB}\nqueue: {url: nats://n1:4222}\n", nil)
+	if c.Server.MaxBodyBytes != 16<<20 {
+		t.Errorf("max_body_bytes = %d", c.Server.MaxBodyBytes)
 	}
 }
 
@@ -363,6 +374,10 @@ func TestHash(t *testing.T) {
 	want := float64(uint64(sum[0])<<40 | uint64(sum[1])<<32 | uint64(sum[2])<<24 | uint64(sum[3])<<16 | uint64(sum[4])<<8 | uint64(sum[5]))
 	if got := c.HashValue(); got != want {
 		t.Errorf("HashValue = %v, want %v (the first 48 bits)", got, want)
+	}
+	// One hash in two forms: HashID is HashValue in hex, and the start of sha256sum's.
+	if id := c.HashID(); id != hex.EncodeToString(sum[:6]) || fmt.Sprintf("%012x", uint64(c.HashValue())) != id {
+		t.Errorf("HashID = %s, want %x, the hex of HashValue", id, sum[:6])
 	}
 	if other := mustParse(t, minimal+"# changed\n", nil); other.Hash == c.Hash {
 		t.Errorf("a changed file kept its hash")

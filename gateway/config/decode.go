@@ -367,21 +367,39 @@ func (d *decoder) exprProblem(n *yaml.Node, path string, err error) {
 		d.errorf(n, path, "%v", err)
 		return
 	}
-	line, col := n.Line, n.Column
+	line, col := d.exprPosition(n, ce.Line, ce.Column)
+	d.probs = append(d.probs, Problem{File: d.file, Line: line, Column: col, Path: path, Message: err.Error()})
+}
+
+// exprAt reports a problem at line:col (1-based) inside the expression that the YAML
+// scalar n holds, or at n itself when line is 0.
+func (d *decoder) exprAt(n *yaml.Node, path string, line, col int, warning bool, msg string) {
+	p := Problem{File: d.file, Path: path, Message: msg, Warning: warning}
+	switch {
+	case n != nil && line > 0:
+		p.Line, p.Column = d.exprPosition(n, line, col)
+	case n != nil:
+		p.Line, p.Column = n.Line, n.Column
+	}
+	d.probs = append(d.probs, p)
+}
+
+// exprPosition maps line:col, 1-based inside the expression that the YAML scalar n holds,
+// to a position in the file, whatever the scalar's style.
+func (d *decoder) exprPosition(n *yaml.Node, exprLine, exprCol int) (line, col int) {
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
 		// n is the | or > indicator; the text starts on the next line, at the block's
 		// indentation (exact for literal blocks; a folded block's lines are joined).
-		line, col = n.Line+ce.Line, d.blockIndent(n.Line)+ce.Column
+		return n.Line + exprLine, d.blockIndent(n.Line) + exprCol
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		line, col = n.Line+ce.Line-1, n.Column+ce.Column
-		if c, ok := d.quotedColumn(n, ce.Column); ok && ce.Line == 1 {
+		line, col = n.Line+exprLine-1, n.Column+exprCol
+		if c, ok := d.quotedColumn(n, exprCol); ok && exprLine == 1 {
 			col = c
 		}
-	default:
-		line, col = n.Line+ce.Line-1, n.Column+ce.Column-1
+		return line, col
 	}
-	d.probs = append(d.probs, Problem{File: d.file, Line: line, Column: col, Path: path, Message: err.Error()})
+	return n.Line + exprLine - 1, n.Column + exprCol - 1
 }
 
 // quotedColumn maps col, 1-based in the value of the quoted scalar n, to a column of the

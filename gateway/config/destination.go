@@ -92,17 +92,31 @@ type Destination struct {
 	ForwardQuery   bool
 	TIMToken       Secret
 	SuccessWhen    string // expr over the answer; empty: a 2xx status is a success
+	// OrderBy is an expr over the callback naming its lane: callbacks with the same key are
+	// delivered one after the other, in the order they were accepted. Empty: no order.
+	OrderBy string
+	// OnExhausted is what a lane does with a delivery that gives up: OnExhaustedDeadLetter
+	// (the default: dead-letter it and move on) or OnExhaustedBlock (wait for an operator).
+	OnExhausted string
 
 	// Transform is the compiled Body (nil without one).
 	Transform *rules.Body
 	// Success is the compiled SuccessWhen (nil without one).
 	Success *rules.Answer
+	// Order is the compiled OrderBy (nil without one).
+	Order *rules.Key
 }
+
+// The values of on_exhausted.
+const (
+	OnExhaustedDeadLetter = "dead_letter"
+	OnExhaustedBlock      = "block"
+)
 
 // destNodes is where a destination's keys were written.
 type destNodes struct {
-	self, body, tim, success *yaml.Node
-	path                     string
+	self, body, tim, success, order, exhausted *yaml.Node
+	path                                       string
 }
 
 // settingFields decodes the keys a destination shares with defaults onto s.
@@ -283,6 +297,20 @@ func (d *decoder) destination(n *yaml.Node, p string, dest *Destination) destNod
 	fields["forward_query"] = d.setBool(&dest.ForwardQuery)
 	fields["success_when"] = func(v *yaml.Node, p string) { dn.success = v; d.setStr(&dest.SuccessWhen)(v, p) }
 	fields["tim_token"] = func(v *yaml.Node, p string) { dn.tim = v; d.setSecret(&dest.TIMToken)(v, p) }
+	fields["order_by"] = func(v *yaml.Node, p string) { dn.order = v; d.setStr(&dest.OrderBy)(v, p) }
+	fields["on_exhausted"] = func(v *yaml.Node, p string) {
+		dn.exhausted = v
+		s, ok := d.str(v, p)
+		if !ok {
+			return
+		}
+		if s != OnExhaustedDeadLetter && s != OnExhaustedBlock {
+			d.errorf(v, p, "invalid on_exhausted %q: want dead_letter or block", s)
+			return
+		}
+		dest.OnExhausted = s
+	}
+	dest.OnExhausted = OnExhaustedDeadLetter
 	if !d.mapping(n, p, fields) {
 		return dn
 	}
@@ -327,6 +355,31 @@ func (c *Config) checkDestinations(d *decoder, used map[string]bool) {
 			}
 			dest.Success = a
 		}
+		c.checkOrder(d, dest, dn)
+	}
+}
+
+// checkOrder compiles a destination's order_by and warns about an on_exhausted that has
+// no lane to act on.
+func (c *Config) checkOrder(d *decoder, dest *Destination, dn destNodes) {
+	if strings.TrimSpace(dest.OrderBy) == "" {
+		if dn.order != nil {
+			d.errorf(dn.order, join(dn.path, "order_by"), "empty: remove it, or give an expression naming the lane (e.g. From_Account)")
+		}
+		if dn.exhausted != nil {
+			d.warnf(dn.exhausted, join(dn.path, "on_exhausted"), "has no effect without order_by: only a lane can wait for an operator")
+		}
+		return
+	}
+	k, err := rules.CompileKey(dest.OrderBy)
+	if err != nil {
+		d.exprProblem(dn.order, join(dn.path, "order_by"), err)
+		return
+	}
+	dest.Order = k
+	// A field no callback carries is nil: every callback would take the fallback lane.
+	for _, w := range rules.LintBody(dest.OrderBy) {
+		d.warnf(dn.order, join(dn.path, "order_by"), "%s", w.Message)
 	}
 }
 
@@ -354,5 +407,5 @@ func (d *Destination) fingerprint() string {
 		headers[k] = v.Value()
 	}
 	return fmt.Sprint(d.URL.Value(), d.URL.whole, headers, secrets, d.TIMToken.Value(), d.Timeout, d.Concurrency,
-		d.Retry, d.RateLimit, d.MaxBacklog, d.Body, d.ForwardQuery, d.SuccessWhen)
+		d.Retry, d.RateLimit, d.MaxBacklog, d.Body, d.ForwardQuery, d.SuccessWhen, d.OrderBy, d.OnExhausted)
 }

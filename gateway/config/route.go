@@ -35,7 +35,7 @@ func (r *Respond) OnFailureCode() int {
 // routeNodes is where a route's or a respond rule's keys were written.
 type routeNodes struct {
 	self, name, commands, when, from, timeout *yaml.Node
-	to, appList                               []*yaml.Node
+	to, appList, commandList                  []*yaml.Node
 	path                                      string
 }
 
@@ -57,7 +57,7 @@ func (c *Config) decodeRespond(d *decoder, n *yaml.Node, p string) {
 
 func (d *decoder) filterFields(f *rules.Filter, rn *routeNodes) map[string]field {
 	return map[string]field{
-		"commands": func(v *yaml.Node, p string) { rn.commands = v; d.setStrings(&f.Commands, nil)(v, p) },
+		"commands": func(v *yaml.Node, p string) { rn.commands = v; d.setStrings(&f.Commands, &rn.commandList)(v, p) },
 		"apps":     d.setStrings(&f.Apps, &rn.appList),
 		"when":     func(v *yaml.Node, p string) { rn.when = v; d.setStr(&f.When)(v, p) },
 	}
@@ -177,26 +177,32 @@ func (c *Config) compileRules(d *decoder) {
 		responds = append(responds, rules.RespondSpec{Filter: r.Filter, From: r.From})
 	}
 	set, errs := rules.Compile(routes, responds)
-	locate := func(kind string, i int, field string) (*yaml.Node, string) {
-		var rn routeNodes
+	nodesOf := func(kind string, i int) routeNodes {
 		if kind == "route" {
-			rn = pos.route[c.Routes[i]]
-		} else {
-			rn = pos.respond[c.Respond[i]]
+			return pos.route[c.Routes[i]]
 		}
-		n := rn.when
-		if field == "commands" {
-			n = rn.commands
-		}
-		return n, join(rn.path, field)
+		return pos.respond[c.Respond[i]]
 	}
 	for _, e := range errs {
-		n, p := locate(e.Kind, e.Index, e.Field)
-		d.exprProblem(n, p, e)
+		rn := nodesOf(e.Kind, e.Index)
+		n := rn.when
+		if e.Field == "commands" {
+			n = rn.commands
+		}
+		d.exprProblem(n, join(rn.path, e.Field), e)
 	}
-	for _, w := range rules.Lint(routes, responds) {
-		n, p := locate(w.Kind, w.Index, w.Field)
-		d.warnf(n, p, "%s", w.Message)
+	for _, f := range rules.Lint(routes, responds, c.Tencent.ExtraCommands) {
+		rn := nodesOf(f.Kind, f.Index)
+		if f.Field == "commands" {
+			// The entry's own node; a scalar written for a one-entry list is the list.
+			n, p := rn.commands, join(rn.path, "commands")
+			if f.Entry < len(rn.commandList) && rn.commands != nil && rn.commands.Kind == yaml.SequenceNode {
+				n, p = rn.commandList[f.Entry], fmt.Sprintf("%s[%d]", p, f.Entry)
+			}
+			d.add(n, p, !f.Error, "%s", f.Message)
+			continue
+		}
+		d.exprAt(rn.when, join(rn.path, f.Field), f.Line, f.Column, !f.Error, f.Message)
 	}
 	c.Rules = set
 }

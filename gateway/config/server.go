@@ -23,13 +23,20 @@ type TLSFiles struct {
 	Cert, Key, CA string
 }
 
-func (s *Server) decode(d *decoder, n *yaml.Node, p string) {
+// MaxBodyEmbedded is the largest server.max_body_bytes with the embedded queue. Each
+// destination's copy of a callback is one message of its JetStream server, the body whole
+// (and in base64 once dead-lettered): 4 MiB leaves room to spare in the 8 MiB the embedded
+// server takes (gateway's tests store such a body as a job and as a dead letter). Tencent
+// IM's callbacks are far smaller; the default is 1 MiB.
+const MaxBodyEmbedded = 4 << 20
+
+func (s *Server) decode(d *decoder, n *yaml.Node, p string, pos *nodes) {
 	var pathNode, tlsNode *yaml.Node
 	tlsOK := true // no problem with the files themselves, so checking the pair makes sense
 	d.mapping(n, p, map[string]field{
 		"listen":          d.setListen(&s.Listen),
 		"path":            func(v *yaml.Node, p string) { pathNode = v; d.setStr(&s.Path)(v, p) },
-		"max_body_bytes":  d.setSize(&s.MaxBodyBytes),
+		"max_body_bytes":  func(v *yaml.Node, p string) { pos.maxBody = v; d.setSize(&s.MaxBodyBytes)(v, p) },
 		"trusted_proxies": d.setPrefixes(&s.TrustedProxies),
 		"tls": func(v *yaml.Node, p string) {
 			tlsNode = v
@@ -43,6 +50,15 @@ func (s *Server) decode(d *decoder, n *yaml.Node, p string) {
 	}
 	if tlsOK && (s.TLS.Cert == "") != (s.TLS.Key == "") {
 		d.errorf(cmp.Or(tlsNode, n), join(p, "tls"), "cert and key must be set together")
+	}
+}
+
+// checkBody refuses a body limit the embedded queue cannot store; an external JetStream's
+// max_payload is known only once connected, and the gateway checks it then.
+func (s *Server) checkBody(d *decoder, q Queue, pos *nodes) {
+	if q.Embedded() && s.MaxBodyBytes > MaxBodyEmbedded {
+		d.errorf(pos.maxBody, "server.max_body_bytes", "%d bytes is more than the embedded queue stores in one message: at most %d (4MiB)",
+			s.MaxBodyBytes, MaxBodyEmbedded)
 	}
 }
 

@@ -4,10 +4,14 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fanout-gw/fanout/gateway/tencentim"
 )
 
 // Tencent is what the receiver checks of each callback.
@@ -15,6 +19,9 @@ type Tencent struct {
 	Apps         []App
 	MaxClockSkew time.Duration
 	AllowIPs     []netip.Prefix
+	// ExtraCommands are callback commands Fanout does not know yet, which routes may name
+	// without an error (Tencent IM adds commands; routing them must keep working).
+	ExtraCommands []string
 }
 
 // App is one accepted SdkAppid and its callback-auth token (empty: no Sign required).
@@ -37,7 +44,33 @@ func (t *Tencent) decode(d *decoder, n *yaml.Node, p string, pos *nodes) {
 		},
 		"max_clock_skew": d.setDuration(&t.MaxClockSkew, true),
 		"allow_ips":      d.setPrefixes(&t.AllowIPs),
+		"extra_commands": func(v *yaml.Node, p string) { t.ExtraCommands = d.extraCommands(v, p) },
 	})
+}
+
+// extraCommands reads tencent.extra_commands: exact command names, each once.
+func (d *decoder) extraCommands(n *yaml.Node, p string) []string {
+	var names []string
+	var items []*yaml.Node
+	d.setStrings(&names, &items)(n, p)
+	var out []string
+	for i, name := range names {
+		at, ip := items[i], p
+		if n.Kind == yaml.SequenceNode {
+			ip = fmt.Sprintf("%s[%d]", p, i)
+		}
+		switch _, known := tencentim.LookupCommand(name); {
+		case name == "" || strings.ContainsAny(name, "*?[\\"):
+			d.errorf(at, ip, "want a command name such as Group.CallbackAfterNewThing, got %q (extra_commands are names, not patterns)", name)
+		case known:
+			d.warnf(at, ip, "%s is a known command: it need not be listed", name)
+		case slices.Contains(out, name):
+			d.errorf(at, ip, "%s listed twice", name)
+		default:
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func (d *decoder) app(n *yaml.Node, p string) App {

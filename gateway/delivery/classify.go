@@ -56,6 +56,13 @@ const (
 	ReasonSuccessWhen = "success_when" // the answer's status was fine, its content said the delivery failed
 )
 
+// AttemptReasons are the reasons classify gives an attempt: every result the Sender's
+// Observe reports. The gateway makes a fanout_delivery_attempts_total series of each.
+func AttemptReasons() []string {
+	return []string{Reason2xx, Reason3xx, Reason408, Reason410, Reason429, Reason4xx, Reason5xx,
+		ReasonStatus, ReasonTimeout, ReasonConnection, ReasonCanceled}
+}
+
 // verdict is classify's answer for one attempt.
 type verdict struct {
 	outcome Outcome

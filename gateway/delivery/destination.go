@@ -50,6 +50,10 @@ type Destination struct {
 	// Slots bound the requests in flight (concurrency); nil = unbounded. Like RateLimit they
 	// belong to the destination's name, kept across reloads.
 	Slots *Slots
+	// BlockExhausted (on_exhausted: block): an ordered job that gives up (its retries
+	// exhausted, or an answer that will not change) blocks its lane until an operator
+	// retries or skips it, instead of being dead-lettered.
+	BlockExhausted bool
 
 	target   *url.URL     // URL parsed
 	redacted string       // URL with its credentials redacted, for logs

@@ -8,7 +8,9 @@
 // Quick retries (waits of at most QuickRetryMax) happen in-process through
 // hashicorp/go-retryablehttp; longer waits go back to the durable queue as a delayed
 // redelivery, so a restart or another replica continues them: retry state lives in the
-// queue, not in goroutines or timers.
+// queue, not in goroutines or timers. The lanes of an ordered destination are the
+// exception the queue makes: a failing job waits in hand, its attempt number stored aside,
+// so that the later jobs of its key do not pass it (queue.ConsumeLanes).
 //
 // It knows no rules, no Gin and no YAML: a Destination arrives fully built (headers
 // expanded, secrets given as strings, the body transform as a func), and the gateway maps

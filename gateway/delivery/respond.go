@@ -20,6 +20,11 @@ const (
 	RespondBadAnswer   = "bad_answer"   // a 200 that is not a Tencent decision
 )
 
+// RespondOutcomes are every outcome of Respond.
+func RespondOutcomes() []string {
+	return []string{RespondAnswered, RespondPaused, RespondTimeout, RespondUnreachable, RespondErrorStatus, RespondBadAnswer}
+}
+
 // Responder answers the "before" callbacks a respond rule matches, synchronously, from the
 // rule's destination. The gateway builds one per respond rule and config.
 type Responder struct {

@@ -30,6 +30,12 @@ type Result struct {
 	LastAttempt time.Time     // when the last attempt started; zero when none was made
 	Gone        bool          // the last answer was 410 Gone: the endpoint was removed
 	Err         error         // the last attempt's failure; nil when Delivered
+	// LastFailure is the error of the round's last failed attempt, also when a later
+	// attempt delivered; nil when none failed.
+	LastFailure error
+	// Blocked: a Dead round of an ordered job whose destination blocks the lane instead of
+	// dead-lettering (set by Worker).
+	Blocked bool
 }
 
 // SenderOptions configure NewSender.
@@ -160,6 +166,7 @@ type round struct {
 	started time.Time     // when it started
 	wait    time.Duration // planned wait before the next attempt
 	res     Result        // as of the last attempt
+	failure error         // of the last failed attempt, for Result.LastFailure
 
 	slots   *Slots // d.Slots, when set
 	holding bool   // a slot is taken for the attempt being made
@@ -326,6 +333,10 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		Gone:        v.gone,
 		Err:         attemptError(r.d, status, cmp.Or(err, judged), v),
 	}
+	if r.res.Err != nil {
+		r.failure = r.res.Err
+	}
+	r.res.LastFailure = r.failure
 	if v.outcome != Retry || v.reason == ReasonCanceled {
 		return false, nil
 	}

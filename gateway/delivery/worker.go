@@ -56,8 +56,8 @@ func (w *Worker) Admit(ctx context.Context) error {
 }
 
 // Handle makes one round of attempts for m and ends it: Ack when delivered, Later with the
-// delay Send chose, or a dead letter. It logs one warning per failed round. It owns the slot
-// that Admit took.
+// delay Send chose, or a dead letter. It logs one warning per round with a failed attempt,
+// naming the round's attempts ("1-4") and the last error. It owns the slot that Admit took.
 func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	job := m.Job
 	base := w.Logger
@@ -102,14 +102,21 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		// reset the count of failed rounds.
 		w.Breaker.Done(probe, res.Attempts > 0 && res.Reason != ReasonCanceled, endpointFailed(res))
 	}
+	// An ordered destination with on_exhausted: block keeps a delivery that gives up at the
+	// head of its lane, for an operator, instead of dead-lettering it.
+	res.Blocked = res.Outcome == Dead && d.BlockExhausted && m.Ordered()
 	if w.Done != nil {
 		w.Done(res)
 	}
 	attempt := first + res.Attempts - 1 // the last attempt made
 	switch res.Outcome {
 	case Delivered:
-		if base.Enabled(ctx, slog.LevelDebug) {
-			logger().Debug("delivered", "attempt", attempt, "attempts", res.Attempts, "status", res.Status)
+		if res.Attempts > 1 {
+			// Every failed attempt is in a warn line: these were retried in the round.
+			logger().Warn("delivered after failed attempts", "attempts", attemptRange(first, attempt-1), "url", d.RedactedURL(),
+				"delivered_attempt", attempt, "error", res.LastFailure)
+		} else if base.Enabled(ctx, slog.LevelDebug) {
+			logger().Debug("delivered", "attempt", attempt, "status", res.Status)
 		}
 		if err := m.Ack(); err != nil {
 			logger().Error("cannot acknowledge a delivered job; it will be delivered again", "error", err)
@@ -120,8 +127,8 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 			w.handBack(m, attempt+1, logger)
 			return
 		}
-		logger().Warn("delivery failed, will retry", "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason,
-			"status", res.Status, "retry_in", res.Delay.String(), "error", res.Err)
+		logger().Warn("delivery failed, will retry", "attempts", attemptRange(first, attempt), "url", d.RedactedURL(), "reason", res.Reason,
+			"status", res.Status, "retry_in", res.Delay.Round(10*time.Millisecond).String(), "error", res.Err)
 		lctx, cancel := context.WithTimeout(ctx, storeTimeout)
 		defer cancel()
 		if err := m.Later(lctx, attempt+1, time.Now().Add(res.Delay)); err != nil {
@@ -129,24 +136,54 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 		}
 	case Dead:
 		msg := "delivery failed, dead-lettering"
+		if res.Blocked {
+			msg = "delivery failed, blocking its lane until an operator retries or skips it"
+		}
 		if res.Gone {
 			msg = "endpoint is gone (410), dead-lettering: the receiver says this URL was removed"
 		}
-		logger().Warn(msg, "attempt", attempt, "url", d.RedactedURL(), "reason", res.Reason, "status", res.Status, "error", res.Err)
+		logger().Warn(msg, "attempts", attemptRange(first, attempt), "url", d.RedactedURL(), "reason", res.Reason, "status", res.Status, "error", res.Err)
 		info := queue.DeadLetterInfo{
 			Reason:       deadLetterReason(res),
 			LastStatus:   res.Status,
 			BodyExcerpt:  res.BodyExcerpt,
+			LastError:    errorText(res.Err),
 			Attempts:     max(attempt, 0),
 			FirstAttempt: job.AttemptsSince(),
 			LastAttempt:  res.LastAttempt,
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
+		if res.Blocked {
+			if err := m.Block(dctx, info); err != nil {
+				logger().Error("cannot record the blocked lane; the delivery is handled again", "error", err)
+			}
+			return
+		}
 		if err := w.Queue.DeadLetter(dctx, m, info); err != nil {
 			logger().Error("cannot store the dead letter; the queue redelivers after the ack wait", "error", err)
 		}
 	}
+}
+
+// attemptRange names the attempts first to last of a round: "3", "1-4", or "none" when
+// the round made none (a body transform that failed).
+func attemptRange(first, last int) string {
+	switch {
+	case last < first:
+		return "none"
+	case last == first:
+		return strconv.Itoa(first)
+	}
+	return strconv.Itoa(first) + "-" + strconv.Itoa(last)
+}
+
+// errorText is err's text, "" for nil.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // handBack stores m's job back at once, numbered attempt, for this or another replica to

@@ -173,7 +173,8 @@ func TestWorkerDeadLetters(t *testing.T) {
 			}
 			dl := dead[0]
 			if dl.EventID != job.EventID || dl.Reason != tt.reason || dl.LastStatus != tt.status ||
-				dl.BodyExcerpt != `{"error":"bad payload"}` || dl.Attempts != 1 {
+				dl.BodyExcerpt != `{"error":"bad payload"}` || dl.Attempts != 1 ||
+				dl.LastError != fmt.Sprintf(`destination "audit": POST: status %d`, tt.status) {
 				t.Errorf("dead letter %+v, want event %s reason %q status %d the body as excerpt and 1 attempt",
 					dl.DeadLetterInfo, job.EventID, tt.reason, tt.status)
 			}
@@ -196,7 +197,7 @@ func TestWorkerDeadLetters(t *testing.T) {
 			}
 			want := map[string]any{
 				"msg": tt.message, "destination": "audit", "event_id": job.EventID, "request_id": job.RequestID,
-				"attempt": 1.0, "reason": tt.label, "status": float64(tt.status),
+				"attempts": "1", "reason": tt.label, "status": float64(tt.status),
 				// The URL as webhook.Redact shows it: the password and query values redacted.
 				"url": strings.Replace(rc.URL(), "http://", "http://robot:<secret>@", 1) + "/hook?access_token=<secret>",
 			}
@@ -306,5 +307,77 @@ func TestDeadLetterReason(t *testing.T) {
 				t.Errorf("deadLetterReason = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestWorkerLogsEveryFailedAttempt: a round logs one warning naming its attempts and the
+// last error, whether it ends in a dead letter (which keeps that error) or in a delivery
+// after failed attempts.
+func TestWorkerLogsEveryFailedAttempt(t *testing.T) {
+	t.Parallel()
+	refusedURL := "http://" + fanouttest.FreeAddr(t) // nothing listens: every attempt is refused
+	flaky := fanouttest.NewReceiver(t, fanouttest.Statuses(503, 503, 200))
+	tests := []struct {
+		name, url string
+		want      map[string]any // in the one warn line
+		dead      bool
+	}{
+		{"refused", refusedURL, map[string]any{"msg": "delivery failed, dead-lettering", "attempts": "1-3", "reason": "max attempts"}, true},
+		{"recovers", flaky.URL(), map[string]any{"msg": "delivered after failed attempts", "attempts": "1-2", "delivered_attempt": 3.0,
+			"error": `destination "audit": POST: status 503`}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := openQueue(t)
+			d := testDestination(t, tt.url, func(d *Destination) { d.Policy.MaxAttempts = 3 })
+			var logs fanouttest.SyncBuffer
+			cur, _ := current(d)
+			w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur,
+				Logger: slog.New(slog.NewJSONHandler(&logs, nil))}
+			consume(t, q, w, "audit", AckWait, w.Handle)
+			enqueue(t, q, jobFor("audit", 1))
+			fanouttest.WaitFor(t, waitTimeout, "the round's end", func() bool { return pending(t, q, "audit") == 0 })
+
+			var warns []map[string]any
+			for l := range strings.Lines(logs.String()) {
+				var line map[string]any
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatalf("log line %q: %v", l, err)
+				}
+				if line["level"] == "WARN" {
+					warns = append(warns, line)
+				}
+			}
+			if len(warns) != 1 {
+				t.Fatalf("%d warn lines, want 1:\n%s", len(warns), logs.String())
+			}
+			for k, v := range tt.want {
+				if warns[0][k] != v {
+					t.Errorf("warn line %s = %v, want %v", k, warns[0][k], v)
+				}
+			}
+			if !tt.dead {
+				return
+			}
+			errText, _ := warns[0]["error"].(string)
+			if !strings.HasPrefix(errText, `destination "audit": POST: dial tcp `) || !strings.HasSuffix(errText, "connection refused") {
+				t.Errorf("error %q, want the refused connection", errText)
+			}
+			dead, _, err := q.ListDeadLetters(testContext(t), queue.DeadLetterFilter{}, 0, 10)
+			if err != nil || len(dead) != 1 || dead[0].LastError != errText || dead[0].Attempts != 3 || dead[0].LastStatus != 0 {
+				t.Errorf("dead letters %+v, %v; want one with the last error %q", dead, err, errText)
+			}
+		})
+	}
+}
+
+func TestAttemptRange(t *testing.T) {
+	for _, c := range []struct {
+		first, last int
+		want        string
+	}{{1, 4, "1-4"}, {3, 3, "3"}, {5, 4, "none"}} {
+		if got := attemptRange(c.first, c.last); got != c.want {
+			t.Errorf("attemptRange(%d, %d) = %q, want %q", c.first, c.last, got, c.want)
+		}
 	}
 }

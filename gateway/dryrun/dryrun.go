@@ -12,20 +12,28 @@ import (
 	"strings"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/intake"
 	"github.com/fanout-gw/fanout/rules"
 )
 
 // Result is what a dry run says about one payload. Its JSON is `fanout route --format
 // json`'s, one element per payload.
 type Result struct {
-	Payload    string     `json:"payload"`
-	App        string     `json:"sdkappid"`
-	Command    string     `json:"command"`
-	Routes     []string   `json:"routes"`
-	Respond    *Respond   `json:"respond,omitempty"`
-	Deliveries []Delivery `json:"deliveries"`
-	RuleErrors []string   `json:"rule_errors,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	Payload string `json:"payload"`
+	App     string `json:"sdkappid"`
+	Command string `json:"command"`
+	// Status is the HTTP status serve answers with (filled by a caller that checks the
+	// callback as serve does: fanout route): 200 when accepted; for a refused one, Reason
+	// is the refusal's and Answer serve's FAIL answer.
+	Status     int             `json:"status,omitempty"`
+	Reason     string          `json:"reason,omitempty"`
+	Answer     json.RawMessage `json:"answer,omitempty"`
+	Unchecked  []string        `json:"unchecked,omitempty"` // checks serve makes that the caller could not
+	Routes     []string        `json:"routes"`
+	Respond    *Respond        `json:"respond,omitempty"`
+	Deliveries []Delivery      `json:"deliveries"`
+	RuleErrors []string        `json:"rule_errors,omitempty"`
+	Error      string          `json:"error,omitempty"`
 }
 
 // Respond is the respond rule that would answer the callback synchronously.
@@ -43,6 +51,10 @@ type Delivery struct {
 	Body        json.RawMessage `json:"body,omitempty"`
 	BodyError   string          `json:"body_error,omitempty"`
 	Transformed bool            `json:"transformed"`
+	// Key is the lane of a destination with order_by; KeyError says why the fallback lane
+	// (the empty key) was taken.
+	Key      *string `json:"key,omitempty"`
+	KeyError string  `json:"key_error,omitempty"`
 }
 
 // Route evaluates one payload exactly as the receiver would after its checks. name labels
@@ -71,6 +83,19 @@ func Route(cfg *config.Config, name string, body []byte, extra url.Values) Resul
 		query[k] = v[0]
 	}
 	ev := rules.NewEvent(q.Get("SdkAppid"), q.Get("CallbackCommand"), query, fields)
+	return Evaluate(cfg, r, ev, q, body)
+}
+
+// Evaluate runs cfg's rules on ev, the callback of r (its payload name set) with query q and
+// raw body, as the intake does once the callback passed its checks: the routes, the respond
+// rule and what each destination would receive.
+func Evaluate(cfg *config.Config, r Result, ev *rules.Event, q url.Values, body []byte) Result {
+	if r.Routes == nil {
+		r.Routes = []string{}
+	}
+	if r.Deliveries == nil {
+		r.Deliveries = []Delivery{}
+	}
 	r.App, r.Command = ev.AppID, ev.Command
 	m := cfg.Rules.Match(ev, func(kind, name string, err error) {
 		r.RuleErrors = append(r.RuleErrors, fmt.Sprintf("%s %s: %v (counts as no match)", kind, name, err))
@@ -89,6 +114,7 @@ func Route(cfg *config.Config, name string, body []byte, extra url.Values) Resul
 		sent := body
 		if dest.Transform != nil {
 			rd.Transformed = true
+			var err error
 			sent, err = dest.Transform.Render(ev)
 			if err != nil {
 				rd.BodyError = err.Error()
@@ -96,6 +122,7 @@ func Route(cfg *config.Config, name string, body []byte, extra url.Values) Resul
 			}
 		}
 		rd.Body = sent
+		rd.Key, rd.KeyError = laneKey(dest, ev)
 		r.Deliveries = append(r.Deliveries, rd)
 	}
 	return r
@@ -122,4 +149,18 @@ func redactedQuery(q url.Values, resign bool) string {
 		s += "&Sign=<re-signed>&RequestTime=<now>"
 	}
 	return s
+}
+
+// laneKey is the lane a callback takes at dest: nil without order_by; the fallback lane,
+// and why, when the key cannot be computed (as the intake decides).
+func laneKey(dest *config.Destination, ev *rules.Event) (*string, string) {
+	if dest.Order == nil {
+		return nil, ""
+	}
+	key, err := dest.Order.Eval(ev)
+	if err != nil {
+		fallback := intake.FallbackKey
+		return &fallback, err.Error()
+	}
+	return &key, ""
 }

@@ -39,6 +39,12 @@ type Admin interface {
 	PurgeDeadLetters(ctx context.Context, s Selection, dryRun bool) (PurgeResult, error)
 
 	ConsoleAdmin
+	// Lanes returns the blocked lanes of destination ("" for all) and the lane partitions
+	// this replica consumes.
+	Lanes(ctx context.Context, destination string) (Lanes, error)
+	// ReleaseLane asks for action ("retry" or "skip") on the blocked lane key of
+	// destination; ErrNotFound when that lane is not blocked.
+	ReleaseLane(ctx context.Context, destination, key, action string) (LaneRelease, error)
 }
 
 // ErrNotFound is what Admin returns for a dead letter that does not exist: 404.
@@ -121,6 +127,8 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 	api.DELETE("/dlq/:id", func(c *gin.Context) { purgeDeadLetter(c, a) })
 	api.DELETE("/dlq", func(c *gin.Context) { purgeDeadLetters(c, a) })
 	mountConsole(e, api, a)
+	api.GET("/lanes", func(c *gin.Context) { listLanes(c, a) })
+	api.POST("/lanes/:destination/*key_action", func(c *gin.Context) { releaseLane(c, a) })
 	return newServer(e, log)
 }
 

@@ -56,6 +56,8 @@ type DestinationInfo struct {
 	HasTIMToken      bool      `json:"has_tim_token"`
 	Headers          []string  `json:"headers"`     // names only
 	MaxBacklog       string    `json:"max_backlog"` // a count, or a size in bytes ("2147483648B"); "none"
+	OrderBy          string    `json:"order_by,omitempty"`
+	OnExhausted      string    `json:"on_exhausted,omitempty"` // with order_by: dead_letter or block
 
 	InFlight         int       `json:"in_flight"` // HTTP requests in flight from this process
 	BacklogFull      bool      `json:"backlog_full"`
@@ -116,6 +118,7 @@ type DeadLetter struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status"`
 	BodyExcerpt  string    `json:"body_excerpt"` // the start of the destination's last answer
+	LastError    string    `json:"last_error"`   // the last attempt's error: connection refused, timeout, status 503...
 	Attempts     int       `json:"attempts"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`

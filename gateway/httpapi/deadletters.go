@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,9 +99,24 @@ type replayRequest struct {
 	DryRun bool `json:"dry_run"`
 }
 
+// The fields of a replay body, and of its filter: an unknown one is refused, naming these.
+var (
+	replayFields = []string{"ids", "filter", "all", "dry_run"}
+	filterFields = []string{"destination", "reason", "since", "until"}
+)
+
 func replayDeadLetters(c *gin.Context, a Admin) {
 	var req replayRequest
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxRequestBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxRequestBytes))
+	if err != nil {
+		fail(c, bodyError(err))
+		return
+	}
+	if err := knownFields(raw); err != nil {
+		fail(c, err)
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		fail(c, bodyError(err))
@@ -147,6 +163,38 @@ func replayDeadLetters(c *gin.Context, a Admin) {
 		pe.Param = "filter." + pe.Param // the filter's fields are named so in this body
 	}
 	answer(c, r, err)
+}
+
+// knownFields refuses a field of a replay body, or of its filter, that the endpoint does
+// not take, listing those it takes: a misspelled filter field must not widen a replay. A
+// body that is no JSON object is left to the decoder, which says what is wrong with it.
+func knownFields(raw []byte) error {
+	var body map[string]json.RawMessage
+	if json.Unmarshal(raw, &body) != nil {
+		return nil
+	}
+	if err := knownKeys("", body, replayFields); err != nil {
+		return err
+	}
+	var filter map[string]json.RawMessage
+	if json.Unmarshal(body["filter"], &filter) != nil {
+		return nil
+	}
+	return knownKeys("filter.", filter, filterFields)
+}
+
+func knownKeys(prefix string, m map[string]json.RawMessage, known []string) error {
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return &ParamError{prefix + unknown[0], "unknown field (known: " + strings.Join(known, ", ") + ")"}
 }
 
 // bodyError names the JSON field a decoding error is about.

@@ -14,10 +14,12 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -63,6 +65,12 @@ type Config struct {
 	Rules          Matcher
 	// Respond are the respond rules, by the index rules.Match gives (RespondIndex).
 	Respond []Respond
+	// ExtraCommands are the commands of tencent.extra_commands: counted by name in the
+	// metrics, like those Tencent documents.
+	ExtraCommands []string
+	// OrderBy are the compiled order_by of the ordered destinations, by name: their jobs
+	// carry the callback's key.
+	OrderBy map[string]*rules.Key
 }
 
 // Respond is one respond rule as the intake runs it.
@@ -79,6 +87,7 @@ type Metrics struct {
 	RouteMatches     *prometheus.CounterVec // route
 	RuleErrors       *prometheus.CounterVec // route
 	Respond          *prometheus.CounterVec // destination, outcome
+	OrderKeyErrors   *prometheus.CounterVec // destination: order_by failed, the fallback lane was used
 }
 
 // Options configure New.
@@ -94,12 +103,12 @@ type Options struct {
 
 // Intake receives callbacks: it is the httpapi.Receiver of the callback port.
 type Intake struct {
-	live    func() *Config
-	store   Store
-	metrics Metrics
-	log     *slog.Logger
-	dedup   *dedup
-	ruleLog ruleLimiter
+	live     func() *Config
+	store    Store
+	metrics  Metrics
+	log      *slog.Logger
+	dedup    *dedup
+	logLimit logLimiter // rule errors, refused callbacks, clients gone
 }
 
 var _ httpapi.Receiver = (*Intake)(nil)
@@ -138,9 +147,6 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 		return in.reject(ctx, c, rejected)
 	}
 	m := c.live.Rules.Match(ev, in.ruleFailed)
-	for _, r := range m.Routes {
-		in.metrics.RouteMatches.WithLabelValues(r).Inc()
-	}
 	if ev.Command != c.query.CallbackCommand && c.command == "other" {
 		c.app, c.command = labels(c.live, tencentim.Query{SdkAppID: c.query.SdkAppID, CallbackCommand: ev.Command})
 	}
@@ -150,12 +156,22 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	if m.Respond != nil {
 		wg.Go(func() { answer = in.respond(ctx, c, c.live.Respond[m.RespondIndex]) })
 	}
-	duplicate, err := in.enqueue(ctx, c, ev.Command, m.Deliveries)
+	duplicate, err := in.enqueue(ctx, c, ev, m.Deliveries)
 	wg.Wait()
-	if err != nil {
+	var tooLarge *queue.TooLargeError
+	switch {
+	case errors.As(err, &tooLarge):
+		return in.reject(ctx, c, &tencentim.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,
+			Info: fmt.Sprintf("body larger than the queue stores (%d bytes, with JetStream's max_payload of %d)", tooLarge.MaxBody, tooLarge.MaxPayload)})
+	case err != nil:
 		in.log.Error("callback not stored, answered 503", "request_id", c.RequestID, "app", c.app, "command", c.command, "err", err)
-		return in.reject(ctx, c, &tencentim.Rejection{Status: http.StatusServiceUnavailable, Reason: "queue_unavailable",
+		return in.fail(c, &tencentim.Rejection{Status: http.StatusServiceUnavailable, Reason: "queue_unavailable",
 			Info: "cannot store the callback now: " + err.Error()})
+	}
+	if !duplicate { // a duplicate was counted when it was stored
+		for _, r := range m.Routes {
+			in.metrics.RouteMatches.WithLabelValues(r).Inc()
+		}
 	}
 	if answer == nil {
 		answer = tencentim.OK
@@ -165,6 +181,14 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 		outcome = "duplicate"
 	}
 	in.counted(c, outcome)
+	if ctx.Err() != nil && len(m.Deliveries) > 0 {
+		// The client closed the connection while the callback was being stored (the store
+		// does not stop for it): what it will not read is that it was stored.
+		if n, ok := in.logLimit.allow("client_gone"); ok {
+			in.log.Info("client went away before the answer; the callback was stored and will be delivered",
+				"request_id", c.RequestID, "app", c.app, "command", c.command, "duplicate", duplicate, "suppressed", n)
+		}
+	}
 	if in.log.Enabled(ctx, slog.LevelDebug) { // the arguments alone cost allocations
 		in.log.Debug("callback accepted", "request_id", c.RequestID, "app", c.app, "command", c.command,
 			"routes", m.Routes, "deliveries", len(m.Deliveries), "respond", m.Respond != nil, "duplicate", duplicate)
@@ -172,36 +196,61 @@ func (in *Intake) Receive(ctx context.Context, cb *httpapi.Callback) httpapi.Ans
 	return httpapi.Answer{Status: http.StatusOK, Body: answer}
 }
 
-// check runs the checks nothing may be stored without, and returns the callback as the
-// rules see it, or why it is refused.
+// check runs Check on a call, keeping its query and metric labels.
 func (in *Intake) check(c *call) (*rules.Event, *tencentim.Rejection) {
-	q, qerr := tencentim.ParseQuery(c.RawQuery)
+	q, ev, r := Check(c.live, c.Callback)
 	c.query = q
 	c.app, c.command = labels(c.live, q)
-	if c.TooLarge {
-		return nil, &tencentim.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: "too_large",
-			Info: "body larger than server.max_body_bytes (" + strconv.FormatInt(c.live.MaxBodyBytes, 10) + " bytes)"}
-	}
-	if qerr != nil {
-		return nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: tencentim.ReasonBadQuery, Info: qerr.Error()}
-	}
-	if r := c.live.Verifier.Verify(q, c.ClientIP); r != nil {
-		return nil, r
-	}
-	fields, err := rules.ParseBody(c.Body)
-	if err != nil {
-		return nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: "bad_json", Info: err.Error()}
-	}
-	return rules.NewEvent(q.SdkAppID, q.CallbackCommand, q.Values(), fields), nil
+	return ev, r
 }
 
-// reject answers a refused callback with Tencent's FAIL JSON, counted by reason.
+// Check runs the checks nothing may be stored without, in the order Tencent's errors are
+// documented (size, query, SdkAppid, source address, Sign, JSON body), and returns the
+// callback's query and the callback as the rules see it, or why it is refused. Receive
+// runs it on every callback; `fanout route` runs it too, so that it answers as serve would.
+func Check(live *Config, cb *httpapi.Callback) (tencentim.Query, *rules.Event, *tencentim.Rejection) {
+	q, qerr := tencentim.ParseQuery(cb.RawQuery)
+	if cb.TooLarge {
+		return q, nil, &tencentim.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,
+			Info: "body larger than server.max_body_bytes (" + strconv.FormatInt(live.MaxBodyBytes, 10) + " bytes)"}
+	}
+	if qerr != nil {
+		return q, nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: tencentim.ReasonBadQuery, Info: qerr.Error()}
+	}
+	if r := live.Verifier.Verify(q, cb.ClientIP); r != nil {
+		return q, nil, r
+	}
+	fields, err := rules.ParseBody(cb.Body)
+	if err != nil {
+		return q, nil, &tencentim.Rejection{Status: http.StatusBadRequest, Reason: ReasonBadJSON, Info: err.Error()}
+	}
+	return q, rules.NewEvent(q.SdkAppID, q.CallbackCommand, q.Values(), fields), nil
+}
+
+// Rejection reasons of the intake's own checks (tencentim has those of the protocol).
+const (
+	ReasonTooLarge = "too_large" // the body is over server.max_body_bytes, or over what the queue stores
+	ReasonBadJSON  = "bad_json"  // the body is not one JSON object
+)
+
+// reject answers a refused callback with Tencent's FAIL JSON, counted by reason, and logs
+// it at warn: one line per reason and app every logEvery, saying how many it held back
+// (a token changed in the console but not here refuses every callback). The others are
+// logged at debug.
 func (in *Intake) reject(ctx context.Context, c *call, r *tencentim.Rejection) httpapi.Answer {
-	in.counted(c, r.Reason)
-	if in.log.Enabled(ctx, slog.LevelDebug) {
-		in.log.Debug("callback rejected", "request_id", c.RequestID, "app", c.app, "command", c.command,
+	if n, ok := in.logLimit.allow("reject\x00" + r.Reason + "\x00" + c.app); ok {
+		in.log.Warn("callback refused", "request_id", c.RequestID, "app", c.app, "command", c.command,
+			"reason", r.Reason, "status", r.Status, "info", r.Info, "suppressed", n)
+	} else if in.log.Enabled(ctx, slog.LevelDebug) {
+		in.log.Debug("callback refused", "request_id", c.RequestID, "app", c.app, "command", c.command,
 			"reason", r.Reason, "status", r.Status, "info", r.Info)
 	}
+	return in.fail(c, r)
+}
+
+// fail answers r with Tencent's FAIL JSON, counted by reason.
+func (in *Intake) fail(c *call, r *tencentim.Rejection) httpapi.Answer {
+	in.counted(c, r.Reason)
 	return httpapi.Answer{Status: r.Status, Body: tencentim.Fail(r.Info)}
 }
 
@@ -212,12 +261,15 @@ func (in *Intake) counted(c *call, outcome string) {
 
 // enqueue stores one job per delivery and returns once all are stored, unless the same
 // callback was stored within the dedup window (duplicate).
-func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveries []rules.Delivery) (duplicate bool, err error) {
+func (in *Intake) enqueue(ctx context.Context, c *call, ev *rules.Event, deliveries []rules.Delivery) (duplicate bool, err error) {
 	if len(deliveries) == 0 {
 		return false, nil
 	}
-	eventID := tencentim.EventID(c.query.SdkAppID, command, c.Body)
-	ctx, cancel := context.WithTimeout(ctx, enqueueTimeout)
+	eventID := tencentim.EventID(c.query.SdkAppID, ev.Command, c.Body)
+	// The store goes on when the client goes away: once the writes are sent, waiting for
+	// their acknowledgements is what tells whether the callback was stored, for the log
+	// and for the dedup window that a retry of it will meet.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
 	defer cancel()
 	duplicate, done, err := in.dedup.claim(ctx, eventID)
 	if err != nil {
@@ -231,6 +283,9 @@ func (in *Intake) enqueue(ctx context.Context, c *call, command string, deliveri
 	for i, d := range deliveries {
 		jobs[i] = queue.Job{EventID: eventID, Destination: d.Destination, Routes: d.Routes,
 			Query: c.RawQuery, Body: c.Body, ReceivedAt: now, RequestID: c.RequestID}
+		if k := c.live.OrderBy[d.Destination]; k != nil {
+			jobs[i].Ordered, jobs[i].Key = true, in.orderKey(c, d.Destination, k, ev)
+		}
 	}
 	err = in.store.Enqueue(ctx, jobs)
 	done(err == nil)
@@ -252,14 +307,14 @@ func (in *Intake) respond(ctx context.Context, c *call, rule Respond) []byte {
 }
 
 // labels bounds the metric labels: the app only when configured, the command only when
-// Tencent documents it; anything else is "other", so forged requests cannot grow the
+// Tencent documents it or extra_commands lists it; anything else is "other", so forged requests cannot grow the
 // series without limit.
 func labels(live *Config, q tencentim.Query) (app, command string) {
 	app, command = "other", "other"
 	if _, ok := live.Verifier.App(q.SdkAppID); ok {
 		app = q.SdkAppID
 	}
-	if _, ok := tencentim.LookupCommand(q.CallbackCommand); ok {
+	if _, ok := tencentim.LookupCommand(q.CallbackCommand); ok || slices.Contains(live.ExtraCommands, q.CallbackCommand) {
 		command = q.CallbackCommand
 	}
 	return app, command
@@ -268,28 +323,35 @@ func labels(live *Config, q tencentim.Query) (app, command string) {
 // ruleFailed counts and logs (rate-limited) a rule that failed at run time.
 func (in *Intake) ruleFailed(kind, name string, err error) {
 	in.metrics.RuleErrors.WithLabelValues(name).Inc()
-	if in.ruleLog.allow(name) {
-		in.log.Warn("rule failed at run time and counts as no match", "kind", kind, "route", name, "err", err)
+	if n, ok := in.logLimit.allow("rule\x00" + name); ok {
+		in.log.Warn("rule failed at run time and counts as no match", "kind", kind, "route", name, "err", err, "suppressed", n)
 	}
 }
 
-// ruleLimiter lets one log line per route through every ruleLogEvery.
-type ruleLimiter struct {
+// logLimiter lets one log line per key through every logEvery, and counts those it holds
+// back. Keys are few: a reason and a configured app (or "other"), a route name.
+type logLimiter struct {
 	mu   sync.Mutex
 	last map[string]time.Time
+	held map[string]int
 }
 
-const ruleLogEvery = 10 * time.Second
+const logEvery = 10 * time.Second
 
-func (l *ruleLimiter) allow(name string) bool {
+// allow reports whether a line for key may be logged now and, if so, how many were held
+// back since the last one.
+func (l *logLimiter) allow(key string) (suppressed int, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last == nil {
-		l.last = map[string]time.Time{}
+		l.last, l.held = map[string]time.Time{}, map[string]int{}
 	}
-	if now := time.Now(); now.Sub(l.last[name]) >= ruleLogEvery {
-		l.last[name] = now
-		return true
+	if now := time.Now(); now.Sub(l.last[key]) >= logEvery {
+		l.last[key] = now
+		suppressed = l.held[key]
+		delete(l.held, key)
+		return suppressed, true
 	}
-	return false
+	l.held[key]++
+	return 0, false
 }

@@ -39,14 +39,21 @@ const (
 
 var okJSON = string(tencentim.OK)
 
-// memStore keeps the jobs it is given; with fail set it refuses them.
+// memStore keeps the jobs it is given; with fail set it refuses them. wait, when set,
+// runs first with Enqueue's context, as the queue waits for its acknowledgements.
 type memStore struct {
 	mu   sync.Mutex
 	jobs []queue.Job
 	fail error
+	wait func(ctx context.Context) error
 }
 
 func (s *memStore) Enqueue(ctx context.Context, jobs []queue.Job) error {
+	if s.wait != nil {
+		if err := s.wait(ctx); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -109,8 +116,12 @@ func query(sdkAppID, command string) string {
 // receive hands a callback to the intake as httpapi would, from an allowed address.
 func (f *fixture) receive(t *testing.T, rawQuery string, body []byte) httpapi.Answer {
 	t.Helper()
-	return f.in.Receive(context.Background(), &httpapi.Callback{RawQuery: rawQuery, Body: body,
-		ClientIP: netip.MustParseAddr("203.0.113.9"), RequestID: "req-" + t.Name()})
+	return f.in.Receive(context.Background(), newCallback(t, rawQuery, body))
+}
+
+// newCallback is a callback as httpapi reads it, from an allowed address.
+func newCallback(t *testing.T, rawQuery string, body []byte) *httpapi.Callback {
+	return &httpapi.Callback{RawQuery: rawQuery, Body: body, ClientIP: netip.MustParseAddr("203.0.113.9"), RequestID: "req-" + t.Name()}
 }
 
 func (f *fixture) count(t *testing.T, vec *prometheus.CounterVec, labels ...string) float64 {
@@ -203,7 +214,7 @@ func TestReceiveStoresThenAnswers(t *testing.T) {
 	}
 
 	// A rule that fails at run time counts as no match, is counted each time, and logged
-	// once per ruleLogEvery.
+	// once per logEvery.
 	f.receive(t, q, []byte(`{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"another"}`))
 	if got := f.count(t, f.metrics.RuleErrors, "typo"); got != 2 {
 		t.Errorf("rule_errors{typo} = %g, want 2", got)

@@ -5,13 +5,16 @@
 //
 // Two streams hold everything. FANOUT_JOBS (work-queue retention) keeps each
 // job on subject fanout.jobs.<destination> until that destination's durable
-// consumer, shared by every replica, acknowledges it; retries are JetStream
-// redeliveries, so their state survives restarts. FANOUT_DLQ (limits
-// retention, dead_letter_max_age) keeps dead letters on
-// fanout.dlq.<destination>, the stream sequence being the dead letter's id. A small
-// key-value bucket, fanout_replicas, is the registry of the replicas sharing the queue and
-// the destinations each one's config names (replicas.go). The embedded store's health (a
-// failed write, a deleted directory) is watched in health.go.
+// consumer, shared by every replica, acknowledges it; retries wait as message
+// schedules, so their state survives restarts. The jobs of an ordered
+// destination are kept in its lanes instead, fanout.lanes.<destination>.<partition>
+// (lanes.go), whose attempt numbers, blocked lanes and leases live in two
+// key-value buckets. FANOUT_DLQ (limits retention, dead_letter_max_age) keeps
+// dead letters on fanout.dlq.<destination>, the stream sequence being the dead
+// letter's id. A third key-value bucket, fanout_replicas, is the registry of the
+// replicas sharing the queue and the destinations each one's config names
+// (replicas.go). The embedded store's health (a failed write, a deleted
+// directory) is watched in health.go.
 package queue
 
 import (
@@ -38,6 +41,12 @@ type Job struct {
 	// the dead-letter queue. A retry policy's max_age counts from here. Zero means
 	// ReceivedAt.
 	Since time.Time
+	// Ordered marks a job of a destination with order_by: it is stored in the lane of Key
+	// and delivered only after the jobs of that lane stored before it (see ConsumeLanes).
+	Ordered bool
+	// Key is the lane of an ordered job. "" is a key like another: the fallback lane of
+	// callbacks whose key could not be computed.
+	Key string
 }
 
 // AttemptsSince is j.Since, or j.ReceivedAt when unset.
@@ -91,6 +100,7 @@ type DeadLetterInfo struct {
 	Reason       string // e.g. "status 400", "max attempts", "max age", "destination removed"
 	LastStatus   int    // last HTTP status, 0 when none
 	BodyExcerpt  string // start of the last response body
+	LastError    string // the last attempt's error (connection refused, timeout, status 503...)
 	Attempts     int
 	FirstAttempt time.Time
 	LastAttempt  time.Time

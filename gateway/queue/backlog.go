@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"time"
 
@@ -86,7 +87,40 @@ func (q *Queue) count(ctx context.Context, destination string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return int(info.State.Subjects[subject]) + retries, nil
+	lanes, err := q.laneCount(ctx, destination)
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Subjects[subject]) + retries + lanes, nil
+}
+
+// laneFilter is the subject filter of every lane of destination.
+func laneFilter(destination string) string { return lanesSubjectPrefix + destination + ".*" }
+
+// laneCount counts the jobs stored in destination's lanes.
+func (q *Queue) laneCount(ctx context.Context, destination string) (int, error) {
+	info, err := q.jobs.Info(ctx, jetstream.WithSubjectFilter(laneFilter(destination)))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
+}
+
+// LaneBacklog counts the jobs stored in destination's lanes: a destination whose order_by
+// was removed still has its lanes consumed while it has some.
+func (q *Queue) LaneBacklog(ctx context.Context, destination string) (int, error) {
+	if err := checkDestination(destination); err != nil {
+		return 0, fmt.Errorf("queue: lane backlog: %w", err)
+	}
+	n, err := q.laneCount(ctx, destination)
+	if err != nil {
+		return 0, fmt.Errorf("queue: lane backlog of %q: %w", destination, err)
+	}
+	return n, nil
 }
 
 // averageJobBytes is the mean size of a stored job, to turn a count into bytes: the jobs of

@@ -14,6 +14,7 @@ import (
 //
 //	frame := version(1 byte) receivedAt(varint unix ns)
 //	         attempt(uvarint) since(varint unix ns, 0 = receivedAt)   (version 2 on)
+//	         lane(uvarint: 0 = none, else length of the key + 1; then the key) (version 2 on)
 //	         eventID destination requestID query (each uvarint length + bytes)
 //	         routeCount(uvarint) route... (each uvarint length + bytes)
 //	         body (the rest)
@@ -29,6 +30,7 @@ const (
 // never grows its buffer.
 func frameSize(j *Job) int {
 	n := 1 + 3*binary.MaxVarintLen64 +
+		binary.MaxVarintLen64 + len(j.Key) +
 		4*binary.MaxVarintLen64 + len(j.EventID) + len(j.Destination) + len(j.RequestID) + len(j.Query) +
 		binary.MaxVarintLen64 + len(j.Body)
 	for _, r := range j.Routes {
@@ -51,6 +53,12 @@ func appendFrame(b []byte, j *Job) []byte {
 		since = j.Since.UnixNano()
 	}
 	b = binary.AppendVarint(b, since)
+	if j.Ordered {
+		b = binary.AppendUvarint(b, uint64(len(j.Key))+1)
+		b = append(b, j.Key...)
+	} else {
+		b = binary.AppendUvarint(b, 0)
+	}
 	b = appendString(b, j.EventID)
 	b = appendString(b, j.Destination)
 	b = appendString(b, j.RequestID)
@@ -90,6 +98,14 @@ func decodeFrame(data []byte) (Job, error) {
 		}
 		if since := d.varint(); since != 0 {
 			j.Since = time.Unix(0, since)
+		}
+		if n := d.uvarint(); n > 0 {
+			j.Ordered = true
+			if n-1 > uint64(len(d.b)) {
+				return j, errShortFrame
+			}
+			j.Key = string(d.b[:n-1])
+			d.b = d.b[n-1:]
 		}
 	}
 	j.EventID = d.string()

@@ -16,6 +16,8 @@ func TestFrameRoundTrip(t *testing.T) {
 		{"a later attempt", Job{EventID: "e", Destination: "d", Attempt: 7, Body: []byte("{}")}},
 		{"replayed", Job{EventID: "e", Destination: "d", ReceivedAt: time.Unix(100, 0), Since: time.Unix(200, 5)}},
 		{"empty", Job{}},
+		{"ordered", Job{EventID: "e", Destination: "d", Ordered: true, Key: "jared:Jonh", Body: []byte("{}")}},
+		{"ordered, fallback lane", Job{EventID: "e", Destination: "d", Ordered: true, Body: []byte("{}")}},
 		{"no routes, zero time", Job{EventID: "e", Destination: "d", Body: []byte("{}")}},
 		{"before 1970", Job{EventID: "e", Destination: "d", ReceivedAt: time.Date(1960, 1, 1, 0, 0, 0, 1, time.UTC)}},
 		{"large body and utf-8", Job{
@@ -53,7 +55,8 @@ func TestFrameRejectsBadInput(t *testing.T) {
 		"empty":           nil,
 		"unknown version": {9, 0},
 		"huge length":     {frameVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"many routes":     {frameVersion, 0, 1, 0, 0, 0, 0, 0xff, 0xff, 0x03},
+		"many routes":     {frameVersion, 0, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x03},
+		"huge lane key":   {frameVersion, 0, 1, 0, 0xff, 0xff, 0x03},
 	}
 	// Every cut inside the header is truncated (the body may be empty).
 	for i := 0; i < len(full); i++ {
@@ -88,13 +91,13 @@ func FuzzDecodeFrame(f *testing.F) {
 func TestFrameVersion1(t *testing.T) {
 	job := testJob("old", "audit")
 	v2 := appendFrame(nil, &job)
-	// Version 1 is version 2 without the attempt and since (one byte each here), which
+	// Version 1 is version 2 without the attempt, since and lane (one byte each here), which
 	// follow the varint of ReceivedAt.
 	d := frameDecoder{b: v2[1:]}
 	d.varint()
 	at := len(v2) - len(d.b)
 	v1 := append([]byte{frameVersionV1}, v2[1:at]...)
-	v1 = append(v1, v2[at+2:]...)
+	v1 = append(v1, v2[at+3:]...)
 	got, err := decodeFrame(v1)
 	if err != nil {
 		t.Fatalf("decodeFrame(v1): %v", err)

@@ -29,7 +29,11 @@ type Message struct {
 	msg     jetstream.Msg
 	seq     uint64 // jobs stream sequence, part of the dead letter's dedup id
 	attempt int
+	lane    *laneJob // set for a job of a lane (ConsumeLanes)
 }
+
+// Ordered reports whether m is a job of a lane: its key's later jobs wait for it.
+func (m *Message) Ordered() bool { return m.lane != nil }
 
 // Attempt is the number of the next HTTP attempt for this job: the one stored with it, plus
 // one for every earlier delivery of this very copy that ended without a word (a crash, an
@@ -37,10 +41,14 @@ type Message struct {
 // its number is not given again: numbers never repeat; a crash can skip one.
 func (m *Message) Attempt() int { return m.attempt }
 
-// Ack removes m from the queue: delivered.
+// Ack removes m from the queue: delivered. A lane's job is acknowledged with the server's
+// confirmation (tried again until it is, or the consumption stops), and its lane moves on.
 func (m *Message) Ack() error {
 	if m.msg == nil {
 		return errNotJetStream
+	}
+	if m.lane != nil {
+		return m.lane.pt.ack(m.lane)
 	}
 	if err := m.msg.Ack(); err != nil {
 		return fmt.Errorf("queue: ack event %s to %q: %w", m.Job.EventID, m.Job.Destination, err)
@@ -64,9 +72,16 @@ const laterAtOnce = 50 * time.Millisecond
 // If the write fails (the store is full or unreachable), m is handed back with a negative
 // acknowledgement delayed until due instead: the retry still happens, with the delivery
 // count adding one to the attempt number.
+//
+// A lane's job is not stored again, which would let the later jobs of its key pass it: it
+// stays in hand, holding no delivery slot, and is handled again when due. Its attempt
+// number is stored aside, for a restart or another replica to continue the count.
 func (m *Message) Later(ctx context.Context, attempt int, due time.Time) error {
 	if m.msg == nil {
 		return errNotJetStream
+	}
+	if m.lane != nil {
+		return m.lane.pt.later(m.lane, attempt, due)
 	}
 	job := m.Job
 	job.Attempt = max(attempt, 1)
@@ -93,6 +108,17 @@ func (m *Message) Later(ctx context.Context, attempt int, due time.Time) error {
 		return fmt.Errorf("queue: retry event %s to %q: stored, but ack the previous copy: %w", job.EventID, job.Destination, err)
 	}
 	return nil
+}
+
+// Block keeps m, a lane's job that gave up, at the head of its lane, which waits until an
+// operator retries or skips it (ReleaseLane); info is what the operator sees, and what the
+// dead letter says if the job is skipped. The lane's record is stored first: a restart or
+// another replica finds the lane blocked.
+func (m *Message) Block(ctx context.Context, info DeadLetterInfo) error {
+	if m.lane == nil {
+		return fmt.Errorf("queue: block event %s to %q: not a job of a lane", m.Job.EventID, m.Job.Destination)
+	}
+	return m.lane.pt.block(ctx, m.lane, &m.Job, info)
 }
 
 // InProgress extends the ack wait of m, for a delivery that takes longer

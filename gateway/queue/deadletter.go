@@ -26,10 +26,14 @@ type deadLetterRecord struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status,omitempty"`
 	BodyExcerpt  string    `json:"body_excerpt,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
 	Attempts     int       `json:"attempts,omitempty"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
 	DeadAt       time.Time `json:"dead_at"`
+	// Ordered and Key: the job's lane, which a replay goes back to.
+	Ordered bool   `json:"ordered,omitempty"`
+	Key     string `json:"key,omitempty"`
 }
 
 func newDeadLetterRecord(j *Job, info DeadLetterInfo, deadAt time.Time) deadLetterRecord {
@@ -41,13 +45,16 @@ func newDeadLetterRecord(j *Job, info DeadLetterInfo, deadAt time.Time) deadLett
 		Body:         j.Body,
 		ReceivedAt:   j.ReceivedAt,
 		RequestID:    j.RequestID,
-		Reason:       info.Reason,
+		Reason:       clipText(info.Reason, maxTextStored),
 		LastStatus:   info.LastStatus,
-		BodyExcerpt:  info.BodyExcerpt,
+		BodyExcerpt:  clipText(info.BodyExcerpt, maxExcerptStored),
+		LastError:    clipText(info.LastError, maxTextStored),
 		Attempts:     info.Attempts,
 		FirstAttempt: info.FirstAttempt,
 		LastAttempt:  info.LastAttempt,
 		DeadAt:       deadAt,
+		Ordered:      j.Ordered,
+		Key:          j.Key,
 	}
 }
 
@@ -62,11 +69,14 @@ func (r *deadLetterRecord) deadLetter(id uint64) DeadLetter {
 			Body:        r.Body,
 			ReceivedAt:  r.ReceivedAt,
 			RequestID:   r.RequestID,
+			Ordered:     r.Ordered,
+			Key:         r.Key,
 		},
 		DeadLetterInfo: DeadLetterInfo{
 			Reason:       r.Reason,
 			LastStatus:   r.LastStatus,
 			BodyExcerpt:  r.BodyExcerpt,
+			LastError:    r.LastError,
 			Attempts:     r.Attempts,
 			FirstAttempt: r.FirstAttempt,
 			LastAttempt:  r.LastAttempt,
@@ -122,6 +132,9 @@ func (q *Queue) publishDeadLetter(ctx context.Context, j *Job, seq uint64, info 
 func (q *Queue) DeadLetter(ctx context.Context, m *Message, info DeadLetterInfo) error {
 	if m == nil || m.msg == nil {
 		return errNotJetStream
+	}
+	if m.lane != nil {
+		return m.lane.pt.deadLetter(ctx, m.lane, &m.Job, info)
 	}
 	if err := q.publishDeadLetter(ctx, &m.Job, m.seq, info); err != nil {
 		return fmt.Errorf("queue: dead-letter event %s to %q: %w", m.Job.EventID, m.Job.Destination, err)
@@ -294,7 +307,7 @@ func (q *Queue) deleteDeadLetter(ctx context.Context, id uint64) error {
 }
 
 // ReplayDeadLetter queues the job of dead letter id again for its destination, as a new
-// series of attempts,
+// series of attempts (an ordered job at the end of its lane),
 // waits for that write to be acknowledged, then deletes the dead letter. The
 // replayed job gets a new dedup id, derived from id, so replaying the same
 // dead letter twice within the dedup window stores it once.
@@ -309,10 +322,18 @@ func (q *Queue) ReplayDeadLetter(ctx context.Context, id uint64) error {
 	// A replay starts again at attempt 1, and its max_age counts from now: it would
 	// otherwise die again at its first failure.
 	dl.Job.Attempt, dl.Job.Since = 1, time.Now()
+	// An ordered job goes to the end of its lane, if the destination's lanes are consumed
+	// (it still has order_by); otherwise it is delivered as any other.
+	subject := jobsSubjectPrefix + dl.Destination
+	if dl.Ordered && q.consumesLanes(dl.Destination) {
+		subject = laneSubject(dl.Destination, LaneOf(dl.Key))
+	} else {
+		dl.Ordered, dl.Key = false, ""
+	}
 	frame := appendFrame(make([]byte, 0, frameSize(&dl.Job)), &dl.Job)
 	msgID := dl.EventID + "." + dl.Destination + ".replay." + strconv.FormatUint(id, 10)
 	_, err = q.js.PublishMsg(ctx, &nats.Msg{
-		Subject: jobsSubjectPrefix + dl.Destination,
+		Subject: subject,
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{msgID}},
 		Data:    frame,
 	})

@@ -12,7 +12,7 @@ import (
 )
 
 // Pending counts the jobs stored for destination and not yet acknowledged: waiting, handed
-// out, and waiting for a retry (a job being stored again for a retry counts twice for a
+// out, in its lanes, and waiting for a retry (a job being stored again for a retry counts twice for a
 // moment: see Message.Later). It returns the ReceivedAt of the oldest it finds (zero when
 // none): the first one stored of those waiting or handed out, and of those waiting for a
 // retry. It costs a few small requests answered from the stream's subject index and the
@@ -22,20 +22,14 @@ func (q *Queue) Pending(ctx context.Context, destination string) (count int, old
 		return 0, time.Time{}, fmt.Errorf("queue: pending: %w", err)
 	}
 	subject := jobsSubjectPrefix + destination
-	info, err := q.jobs.Info(ctx, jetstream.WithSubjectFilter(subject))
+	count, err = q.count(ctx, destination)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("queue: pending of %q: %w", destination, err)
 	}
-	count = int(info.State.Subjects[subject])
-	retries, err := q.retries(ctx, destination)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("queue: pending of %q: %w", destination, err)
-	}
-	count += retries
 	if count == 0 {
 		return 0, time.Time{}, nil
 	}
-	for _, filter := range []string{subject, retrySubjectPrefix + destination + ".*"} {
+	for _, filter := range []string{subject, retrySubjectPrefix + destination + ".*", laneFilter(destination)} {
 		first, err := q.jobs.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue // none, or acknowledged meanwhile
@@ -99,6 +93,8 @@ func (q *Queue) QueuedDestinations(ctx context.Context) ([]string, error) {
 			seen[d] = struct{}{}
 		} else if d, ok := strings.CutPrefix(filter, retrySubjectPrefix); ok {
 			seen[strings.TrimSuffix(d, ".*")] = struct{}{}
+		} else if d, ok := strings.CutPrefix(filter, lanesSubjectPrefix); ok {
+			seen[d[:max(strings.IndexByte(d, '.'), 0)]] = struct{}{}
 		}
 	}
 	if err := consumers.Err(); err != nil {
@@ -111,6 +107,14 @@ func (q *Queue) QueuedDestinations(ctx context.Context) ([]string, error) {
 	for subject := range info.State.Subjects {
 		seen[strings.TrimPrefix(subject, jobsSubjectPrefix)] = struct{}{}
 	}
+	info, err = q.jobs.Info(ctx, jetstream.WithSubjectFilter(lanesSubjectPrefix+"*.*"))
+	if err != nil {
+		return nil, fmt.Errorf("queue: list queued subjects: %w", err)
+	}
+	for subject := range info.State.Subjects {
+		d := strings.TrimPrefix(subject, lanesSubjectPrefix)
+		seen[d[:max(strings.IndexByte(d, '.'), 0)]] = struct{}{}
+	}
 	out := make([]string, 0, len(seen))
 	for d := range seen {
 		out = append(out, d)
@@ -120,14 +124,14 @@ func (q *Queue) QueuedDestinations(ctx context.Context) ([]string, error) {
 }
 
 // RemoveDestination moves every stored job of destination to the dead-letter
-// queue with reason, then deletes its consumer. Each job is deleted only after
+// queue with reason, then deletes its consumers and its lanes' records. Each job is deleted only after
 // its dead letter is acknowledged, so an error or a crash midway loses
 // nothing (a job may then be dead-lettered twice, stored once within the
-// dedup window). The caller must have stopped consuming destination.
+// dedup window). The caller must have stopped consuming destination and its lanes.
 //
 // progress, when set, is called after each job moved with the count so far; when it
 // returns false, RemoveDestination stops there (the destination is wanted again), leaving
-// the rest of the jobs and the consumer in place.
+// the rest of the jobs, the consumers and the lanes in place.
 func (q *Queue) RemoveDestination(ctx context.Context, destination, reason string, progress func(moved int) bool) (moved int, err error) {
 	if err := checkDestination(destination); err != nil {
 		return 0, fmt.Errorf("queue: remove destination: %w", err)
@@ -135,12 +139,15 @@ func (q *Queue) RemoveDestination(ctx context.Context, destination, reason strin
 	if progress == nil {
 		progress = func(int) bool { return true }
 	}
-	for _, filter := range []string{jobsSubjectPrefix + destination, retrySubjectPrefix + destination + ".*"} {
+	for _, filter := range []string{jobsSubjectPrefix + destination, retrySubjectPrefix + destination + ".*", laneFilter(destination)} {
 		n, stopped, err := q.deadLetterAll(ctx, destination, filter, reason, moved, progress)
 		moved += n
 		if err != nil || stopped {
 			return moved, err
 		}
+	}
+	if err := q.removeLanes(ctx, destination); err != nil {
+		return moved, fmt.Errorf("queue: remove destination %q: %w", destination, err)
 	}
 	for _, name := range []string{consumerName(destination), censusName(destination)} {
 		err = q.jobs.DeleteConsumer(ctx, name)

@@ -16,7 +16,11 @@ import (
 // acknowledged). Any failure, or ctx ending first, returns an error: the
 // caller must then not tell the sender the callback was accepted. Jobs whose
 // write was sent before the failure may still be stored; a retry of the same
-// callback is then suppressed as a duplicate.
+// callback is then suppressed as a duplicate. A job the server cannot store in
+// one message (or as a dead letter) fails the call with ErrTooLarge before
+// anything is written.
+//
+// An ordered job (Job.Ordered) is stored in its key's lane (see ConsumeLanes).
 //
 // A job whose destination's backlog is full (see SetBacklogLimits) is stored
 // as a dead letter with reason ReasonBacklogFull instead, and
@@ -43,10 +47,14 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 	}
 
 	frames, names := 0, 0
+	maxPayload := q.nc.MaxPayload()
 	for i := range jobs {
 		j := &jobs[i]
 		if err := checkDestination(j.Destination); err != nil {
 			return fmt.Errorf("queue: enqueue event %s: %w", j.EventID, err)
+		}
+		if err := tooLarge(j, maxPayload); err != nil {
+			return fmt.Errorf("queue: enqueue event %s to %q: %w", j.EventID, j.Destination, err)
 		}
 		frames += frameSize(j)
 		names += len(jobsSubjectPrefix) + 2*len(j.Destination) + len(j.EventID) + 1
@@ -92,6 +100,9 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 		msgs[i] = nats.Msg{
 			Subject: all[off : off+subjectLen],
 			Data:    buf[start:len(buf):len(buf)],
+		}
+		if j.Ordered {
+			msgs[i].Subject = laneSubject(j.Destination, LaneOf(j.Key))
 		}
 		if q.dedup {
 			msgs[i].Header = nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1]}

@@ -78,6 +78,8 @@ func sameJob(got, want Job) string {
 		return fmt.Sprintf("AttemptsSince %v, want %v", got.AttemptsSince(), want.AttemptsSince())
 	case max(got.Attempt, 1) != max(want.Attempt, 1):
 		return fmt.Sprintf("Attempt %d, want %d", max(got.Attempt, 1), max(want.Attempt, 1))
+	case got.Ordered != want.Ordered || got.Key != want.Key:
+		return fmt.Sprintf("Ordered %v Key %q, want %v %q", got.Ordered, got.Key, want.Ordered, want.Key)
 	}
 	return ""
 }

@@ -80,6 +80,11 @@ type Queue struct {
 	recount     chan struct{}                   // asks census to count now
 	full        atomic.Pointer[map[string]bool] // by destination, as of the last count
 
+	lanes     jetstream.KeyValue // the lanes' records (lanerecords.go)
+	leases    jetstream.KeyValue // the lanes' leases, external mode only (leases.go)
+	owner     string             // this process among the replicas: a random id
+	ownerName string             // the same, with the host name, for people
+
 	mu           sync.Mutex
 	closed       bool
 	consumptions map[*consumption]struct{}
@@ -92,6 +97,7 @@ type Queue struct {
 	brokenErr  error
 	probeErr   atomic.Pointer[error]
 	probeNow   chan struct{}
+	laneSets   map[*laneSet]struct{}
 }
 
 // Open connects to (or embeds) JetStream and creates or updates the streams. An error that
@@ -104,8 +110,9 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 
 func open(ctx context.Context, o Options) (*Queue, error) {
 	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{}),
-		dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull, recount: make(chan struct{}, 1),
-		dir: o.Dir, broken: make(chan struct{}), probeNow: make(chan struct{}, 1)}
+		laneSets: make(map[*laneSet]struct{}), dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull,
+		recount: make(chan struct{}, 1), dir: o.Dir, broken: make(chan struct{}), probeNow: make(chan struct{}, 1)}
+	q.owner, q.ownerName = newOwner()
 	if q.log == nil {
 		q.log = slog.Default()
 	}
@@ -151,6 +158,13 @@ func open(ctx context.Context, o Options) (*Queue, error) {
 		q.shutdown()
 		return nil, err
 	}
+	lctx, cancel := context.WithTimeout(ctx, 2*setupRequestTimeout) // two buckets
+	err = q.createLaneBuckets(lctx, replicas, o.URL != "")
+	cancel()
+	if err != nil {
+		q.shutdown()
+		return nil, err
+	}
 	if err := q.createRegistry(ctx, replicas); err != nil {
 		q.shutdown()
 		return nil, err
@@ -178,9 +192,9 @@ func (q *Queue) createStreams(parent context.Context, o Options, replicas int) e
 	q.jobs, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        jobsStream,
 		Description: "Fanout deliveries waiting for their destination",
-		Subjects:    []string{jobsSubjectPrefix + "*", retrySubjectPrefix + "*.*"},
-		// WorkQueue: a job is stored until its destination's consumer
-		// acknowledges it, and each destination has exactly one consumer.
+		Subjects:    []string{jobsSubjectPrefix + "*", retrySubjectPrefix + "*.*", lanesSubjectPrefix + "*.*"},
+		// WorkQueue: a job is stored until its destination's consumer (or its lane
+		// partition's) acknowledges it, and each subject has exactly one consumer.
 		Retention: jetstream.WorkQueuePolicy,
 		// A retry waits as a message schedule (see Message.Later): stored, holding no
 		// place in the consumer's window, moved back to the jobs subject when due.
@@ -217,6 +231,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger, writeFailed
 		JetStream:              true,
 		StoreDir:               o.Dir,
 		JetStreamMaxStore:      o.MaxBytes,
+		MaxPayload:             EmbeddedMaxPayload,
 		SyncAlways:             o.SyncAlways,
 		SyncInterval:           o.SyncInterval,
 		DontListen:             true,
@@ -334,10 +349,17 @@ func (q *Queue) Close() error {
 	for c := range q.consumptions {
 		running = append(running, c)
 	}
+	lanes := make([]*laneSet, 0, len(q.laneSets))
+	for s := range q.laneSets {
+		lanes = append(lanes, s)
+	}
 	q.mu.Unlock()
 
 	for _, c := range running {
 		c.Stop()
+	}
+	for _, s := range lanes {
+		s.Stop()
 	}
 	var err error
 	if q.nc.IsConnected() {

@@ -342,7 +342,8 @@ func TestDeadLetters(t *testing.T) {
 	}
 	first := time.Date(2026, 3, 1, 12, 0, 1, 0, time.UTC)
 	infoA := DeadLetterInfo{Reason: "status 400", LastStatus: 400, BodyExcerpt: `{"error":"bad"}`, Attempts: 1, FirstAttempt: first, LastAttempt: first}
-	infoB := DeadLetterInfo{Reason: "max attempts", LastStatus: 503, Attempts: 12, FirstAttempt: first, LastAttempt: first.Add(time.Hour)}
+	infoB := DeadLetterInfo{Reason: "max attempts", LastStatus: 503, LastError: `destination "b": POST: status 503`,
+		Attempts: 12, FirstAttempt: first, LastAttempt: first.Add(time.Hour)}
 	deadLetterAll("a", 2, infoA)
 	mark := time.Now()
 	for time.Now().Equal(mark) { // the clock must move past mark
@@ -364,7 +365,7 @@ func TestDeadLetters(t *testing.T) {
 		if diff := sameJob(dl.Job, want); diff != "" {
 			t.Errorf("dead letter %d job: %s", dl.ID, diff)
 		}
-		if dl.Reason != info.Reason || dl.LastStatus != info.LastStatus || dl.BodyExcerpt != info.BodyExcerpt ||
+		if dl.Reason != info.Reason || dl.LastStatus != info.LastStatus || dl.BodyExcerpt != info.BodyExcerpt || dl.LastError != info.LastError ||
 			dl.Attempts != info.Attempts || !dl.FirstAttempt.Equal(info.FirstAttempt) || !dl.LastAttempt.Equal(info.LastAttempt) {
 			t.Errorf("dead letter %d info = %+v, want %+v", dl.ID, dl.DeadLetterInfo, info)
 		}

@@ -30,7 +30,7 @@ const (
 	ReasonUnknownApp     = "unknown_app"      // SdkAppid is not configured
 	ReasonIPNotAllowed   = "ip_not_allowed"   // source address outside allow_ips
 	ReasonMissingSign    = "missing_sign"     // the app has a token; Sign or RequestTime is absent
-	ReasonBadRequestTime = "bad_request_time" // RequestTime is not decimal Unix seconds
+	ReasonBadRequestTime = "bad_request_time" // RequestTime is not decimal Unix seconds (or is milliseconds)
 	ReasonBadSign        = "bad_sign"         // Sign is not 64 hex digits or does not match the token
 	ReasonStaleRequest   = "stale_request"    // RequestTime is further than MaxClockSkew from now
 )
@@ -180,14 +180,40 @@ func (v *Verifier) Verify(q Query, remote netip.Addr) *Rejection {
 	if r := checkSign(app, q); r != nil {
 		return r
 	}
+	now := v.now()
+	if millis := time.UnixMilli(sent); sent > 0 && now.Sub(millis).Abs() < millisecondsWindow {
+		return reject(statusUnauthorized, ReasonBadRequestTime, "RequestTime %d looks like milliseconds: Tencent IM sends Unix seconds (%d)", sent, sent/1000)
+	}
 	// Sub saturates, so an absurd RequestTime cannot overflow into the window.
-	switch drift := v.now().Sub(time.Unix(sent, 0)); {
+	switch drift := now.Sub(time.Unix(sent, 0)); {
 	case drift > v.skew:
-		return reject(statusUnauthorized, ReasonStaleRequest, "RequestTime %d is %v older than the server clock (max_clock_skew %v)", sent, drift, v.skew)
+		return reject(statusUnauthorized, ReasonStaleRequest, "RequestTime %d is %s older than the server clock (max_clock_skew %v)", sent, driftText(drift), v.skew)
 	case drift < -v.skew:
-		return reject(statusUnauthorized, ReasonStaleRequest, "RequestTime %d is %v ahead of the server clock (max_clock_skew %v)", sent, -drift, v.skew)
+		return reject(statusUnauthorized, ReasonStaleRequest, "RequestTime %d is %s ahead of the server clock (max_clock_skew %v)", sent, driftText(drift), v.skew)
 	}
 	return nil
+}
+
+// millisecondsWindow is how close to the server clock a RequestTime read as Unix
+// milliseconds must be for Verify to say it looks like milliseconds: a client (a test
+// script, a proxy) that signs Date.now() rather than seconds. Read as seconds, such a value
+// is tens of thousands of years ahead.
+const millisecondsWindow = 365 * 24 * time.Hour
+
+// driftLimit is the largest clock drift driftText writes out; Sub saturates near 292
+// years, and a figure that large says nothing more than "far".
+const driftLimit = 100 * 365 * 24 * time.Hour
+
+// driftText writes the size of a drift, either way, for ErrorInfo: rounded to the second,
+// and clamped (-d of a saturated Sub would overflow back to a negative duration).
+func driftText(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	if d < 0 || d > driftLimit {
+		return "more than 100 years"
+	}
+	return d.Round(time.Second).String()
 }
 
 // checkSign compares the digests rather than hex strings: decoding accepts either case and

@@ -86,10 +86,18 @@ func TestVerify(t *testing.T) {
 			wantStatus: 401, wantReason: "stale_request", wantInfo: "RequestTime 1669872173 is 1m1s ahead of the server clock (max_clock_skew 1m0s)"},
 		{name: "stale: replay from a day ago", q: signedQuery(signedToken, vectorTime-86400),
 			wantStatus: 401, wantReason: "stale_request", wantInfo: "older than the server clock"},
-		{name: "stale: far future does not overflow", q: signedQuery(signedToken, 1<<62),
-			wantStatus: 401, wantReason: "stale_request", wantInfo: "ahead of the server clock"},
-		{name: "stale: negative time", q: signedQuery(signedToken, -1<<62),
-			wantStatus: 401, wantReason: "stale_request", wantInfo: "older than the server clock"},
+		{name: "stale: far future is clamped", q: signedQuery(signedToken, 1<<62),
+			wantStatus: 401, wantReason: "stale_request", wantInfo: "RequestTime 4611686018427387904 is more than 100 years ahead of the server clock (max_clock_skew 1m0s)"},
+		{name: "stale: negative time is clamped", q: signedQuery(signedToken, -1<<62),
+			wantStatus: 401, wantReason: "stale_request", wantInfo: "RequestTime -4611686018427387904 is more than 100 years older than the server clock (max_clock_skew 1m0s)"},
+		{name: "stale: a year ahead", q: signedQuery(signedToken, vectorTime+365*86400),
+			wantStatus: 401, wantReason: "stale_request", wantInfo: "RequestTime 1701408112 is 8760h0m0s ahead of the server clock (max_clock_skew 1m0s)"},
+		{name: "RequestTime in milliseconds, signed", q: signedQuery(signedToken, vectorTime*1000+123),
+			wantStatus: 401, wantReason: "bad_request_time", wantInfo: "RequestTime 1669872112123 looks like milliseconds: Tencent IM sends Unix seconds (1669872112)"},
+		{name: "RequestTime in milliseconds, a minute off", q: signedQuery(signedToken, (vectorTime-60)*1000),
+			wantStatus: 401, wantReason: "bad_request_time", wantInfo: "RequestTime 1669872052000 looks like milliseconds: Tencent IM sends Unix seconds (1669872052)"},
+		{name: "RequestTime in milliseconds, wrong Sign reports the Sign", q: with(signedQuery(signedToken, vectorTime*1000), func(q *Query) { q.Sign = Sign("other-token", q.RequestTime) }),
+			wantStatus: 401, wantReason: "bad_sign", wantInfo: "Sign does not match"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,6 +38,7 @@ server: {listen: "127.0.0.1:0", path: /callback}
 admin: {listen: "127.0.0.1:0"}
 tencent:
   apps: [{sdkappid: %s}]
+  extra_commands: [Fanout.Sentinel]
 queue:
 %s
 defaults:
