@@ -492,3 +492,70 @@ func TestStopBoundedByItsContext(t *testing.T) {
 		t.Fatal("Stop did not return")
 	}
 }
+
+// TestStoreBrokenAndReopened leaves the embedded store's file system a little room, enough
+// for the directory probe but not for a large callback: JetStream's write fails and its
+// store refuses every write from then on. It reproduces a gateway that answered 503 (after
+// 1.5 s each) until a restart: now it closes the broken store and, once space is back,
+// opens it again by itself and serves, the deliveries stored before included.
+func TestStoreBrokenAndReopened(t *testing.T) {
+	mnt := flMount(t, "16m")
+	keep := fanouttest.NewReceiver(t, nil)
+	path := fanouttest.WriteConfig(t, fmt.Sprintf(`server: {listen: "127.0.0.1:0", path: /callback, max_body_bytes: 2MiB}
+admin: {listen: "127.0.0.1:0"}
+tencent:
+  apps: [{sdkappid: %s}]
+queue: {dir: %q}
+destinations:
+  keep: {url: %q}
+routes:
+  - name: all
+    to: [keep]
+`, fanouttest.App, filepath.Join(mnt, "queue"), keep.URL()))
+	g, logs := startGatewayWithLog(t, path)
+	acceptMessage(t, g, "before")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the first delivery", func() bool { return len(keep.ByKey("before")) > 0 })
+
+	// Fill the file system, then give back 256 KiB: the probe's 64 KiB fit, a 1 MiB
+	// callback does not.
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	var size int64
+	for {
+		n, err := f.Write(chunk)
+		size += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	if err := f.Truncate(size - 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	big := fmt.Appendf(nil, `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"jared","To_Account":"Jonh","MsgKey":"big","CloudCustomData":%q}`,
+		strings.Repeat("x", 1<<20))
+	if a := callback(t, g, c2cQuery, big); a.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a callback the store cannot write: %d %s, want 503", a.Status, a.Body)
+	}
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the store reported broken", func() bool {
+		return strings.Contains(logs.String(), "the queue's store failed")
+	})
+	if a := callback(t, g, c2cQuery, fanouttest.C2CMessage("while-broken")); a.Status != http.StatusServiceUnavailable {
+		t.Fatalf("a callback while the store is broken: %d %s, want 503", a.Status, a.Body)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	fanouttest.WaitFor(t, time.Minute, "/readyz 200 once space is back", func() bool { return flReadyz(g) == http.StatusOK })
+	if n := strings.Count(logs.String(), "queue ready: delivering"); n < 2 {
+		t.Errorf("the queue was made ready %d times, want at least 2 (opened again)", n)
+	}
+	acceptMessage(t, g, "after")
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery after the store was reopened", func() bool { return len(keep.ByKey("after")) > 0 })
+}
