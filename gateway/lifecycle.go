@@ -2,10 +2,11 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -117,7 +118,7 @@ func (g *Gateway) supervise(up bool) {
 			select {
 			case <-g.stopping:
 				return
-			case <-time.After(backoff):
+			case <-time.After(jittered(backoff)):
 			}
 			err := g.bringUp(ctx)
 			switch {
@@ -315,6 +316,12 @@ func (g *Gateway) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// jittered is d give or take half: replicas started together that failed together (both
+// creating the same stream) try again apart.
+func jittered(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}
+
 // newReplicaID names this process in the replicas registry: the host name, for people,
 // and a random part, since two processes may share a host name.
 func newReplicaID() string {
@@ -327,7 +334,7 @@ func newReplicaID() string {
 		return '_'
 	}, host)
 	b := make([]byte, 4)
-	rand.Read(b)
+	crand.Read(b)
 	if host == "" {
 		host = "fanout"
 	}

@@ -56,7 +56,7 @@ const (
 	// setupRequestTimeout bounds each request that creates or updates a stream. On a
 	// cluster where another replica has just created a stream whose leader is still being
 	// elected, such a request can go unanswered: better to fail it and try again.
-	setupRequestTimeout = 5 * time.Second
+	setupRequestTimeout = 3 * time.Second
 )
 
 // Queue is an open JetStream store: the jobs stream that Enqueue writes and
