@@ -22,15 +22,7 @@ type adminAPI struct{ g *Gateway }
 
 var _ httpapi.Admin = adminAPI{}
 
-func (a adminAPI) Ready() error {
-	switch {
-	case !a.g.ready.Load():
-		return errors.New("starting or stopping")
-	case a.g.queue == nil || !a.g.queue.Connected():
-		return errors.New("queue not connected")
-	}
-	return nil
-}
+func (a adminAPI) Ready() error { return a.g.readiness() }
 
 func (a adminAPI) Reload(ctx context.Context) error { return a.g.Reload(ctx) }
 
@@ -113,7 +105,7 @@ func (a adminAPI) destination(ctx context.Context, d *config.Destination) httpap
 		}
 	}
 	info.InFlight = a.g.state(d.Name).slots.InUse()
-	if q := a.g.queue; q != nil {
+	if q := a.g.queue.Load(); q != nil {
 		info.BacklogFull = q.BacklogFull(d.Name)
 	}
 	return info
@@ -155,7 +147,7 @@ func onExhausted(d *config.Destination) string {
 }
 
 func (a adminAPI) queueState(ctx context.Context, name string, info *httpapi.DestinationInfo) error {
-	q := a.g.queue
+	q := a.g.queue.Load()
 	if q == nil {
 		return errors.New("queue not open")
 	}

@@ -154,8 +154,9 @@ func queueFilter(f httpapi.DeadLetterFilter) (queue.DeadLetterFilter, error) {
 }
 
 func (a adminAPI) openQueue() (*queue.Queue, error) {
-	if a.g.queue == nil {
+	q := a.g.queue.Load()
+	if q == nil {
 		return nil, errors.New("queue not open")
 	}
-	return a.g.queue, nil
+	return q, nil
 }

@@ -26,25 +26,26 @@ func (a adminAPI) SearchEvents(ctx context.Context, f eventlog.Filter, before ui
 	if err := checkDestinationParam("destination", f.Destination); err != nil {
 		return nil, 0, err
 	}
-	return a.g.events.Search(ctx, f, before, limit)
+	return a.g.events.Load().Search(ctx, f, before, limit)
 }
 
 func (a adminAPI) Event(ctx context.Context, id string) (eventlog.Detail, error) {
-	return a.g.events.Trace(ctx, id)
+	return a.g.events.Load().Trace(ctx, id)
 }
 
 func (a adminAPI) CheckEventFilter(f eventlog.Filter) error {
 	if err := checkDestinationParam("destination", f.Destination); err != nil {
 		return err
 	}
-	if a.g.events == nil {
+	events := a.g.events.Load()
+	if events == nil {
 		return eventlog.ErrOff
 	}
-	return a.g.events.Check(f)
+	return events.Check(f)
 }
 
 func (a adminAPI) FollowEvents(ctx context.Context, f eventlog.Filter, fn func(eventlog.Entry) error) error {
-	return a.g.events.Follow(ctx, f, fn)
+	return a.g.events.Load().Follow(ctx, f, fn)
 }
 
 // ReplayEvents queues one batch of the callbacks r selects again: each to r.To, or to the
@@ -66,7 +67,8 @@ func (a adminAPI) ReplayEvents(ctx context.Context, r httpapi.EventReplay) (http
 	if err != nil {
 		return out, err
 	}
-	items, next, err := a.g.events.Select(ctx, r.Filter, r.After, r.Limit)
+	events := a.g.events.Load()
+	items, next, err := events.Select(ctx, r.Filter, r.After, r.Limit)
 	if err != nil {
 		return out, err
 	}
@@ -83,7 +85,7 @@ func (a adminAPI) ReplayEvents(ctx context.Context, r httpapi.EventReplay) (http
 			return fmt.Errorf("replay: storing %d deliveries: %w", len(jobs), err)
 		}
 		for _, j := range jobs {
-			a.g.events.Replayed(j.EventID, j.Destination, r.Reroute)
+			events.Replayed(j.EventID, j.Destination, r.Reroute)
 		}
 		jobs = jobs[:0]
 		return nil

@@ -47,10 +47,10 @@ routes:
 	body := paddedCallback(t, config.MaxBodyEmbedded)
 	accept(t, g, fanouttest.CallbackQuery(fanouttest.App, "C2C.CallbackAfterSendMsg"), body)
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the dead letter", func() bool {
-		n, err := g.queue.DeadLetterCount(context.Background(), "refuse")
+		n, err := g.queue.Load().DeadLetterCount(context.Background(), "refuse")
 		return err == nil && n == 1
 	})
-	dead, _, err := g.queue.ListDeadLetters(context.Background(), queue.DeadLetterFilter{}, 0, 1)
+	dead, _, err := g.queue.Load().ListDeadLetters(context.Background(), queue.DeadLetterFilter{}, 0, 1)
 	if err != nil || len(dead) != 1 || !bytes.Equal(dead[0].Body, body) || dead[0].Reason != "status 400" {
 		t.Fatalf("dead letters: %d, %v", len(dead), err)
 	}

@@ -143,7 +143,7 @@ routes:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
-	if n, _, err := g.queue.Pending(ctx, "sink"); err != nil || n != 0 {
+	if n, _, err := g.queue.Load().Pending(ctx, "sink"); err != nil || n != 0 {
 		t.Errorf("pending for sink = %d, %v; want 0", n, err)
 	}
 }
@@ -229,7 +229,7 @@ routes:
 			// Nothing was queued: the queue is empty now, so nothing can reach the sink.
 			ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 			defer cancel()
-			if n, _, err := g.queue.Pending(ctx, "sink"); err != nil || n != 0 {
+			if n, _, err := g.queue.Load().Pending(ctx, "sink"); err != nil || n != 0 {
 				t.Errorf("pending for sink = %d, %v; want 0", n, err)
 			}
 			if n := sink.Count(); n != 0 {
@@ -361,7 +361,7 @@ routes:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
-	if dead, err := g.queue.DeadLetterCount(ctx, "flaky"); err != nil || dead != 0 {
+	if dead, err := g.queue.Load().DeadLetterCount(ctx, "flaky"); err != nil || dead != 0 {
 		t.Errorf("dead letters = %d, %v; want none", dead, err)
 	}
 }
@@ -400,20 +400,20 @@ routes:
 	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the dead letters", func() bool {
-		dead, err := g.queue.DeadLetterCount(ctx, "rejecting")
+		dead, err := g.queue.Load().DeadLetterCount(ctx, "rejecting")
 		return err == nil && dead == n
 	})
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the deliveries to fine", func() bool { return len(fine.Delivered()) == n })
 	waitMetric(t, g, "fanout_deliveries_total", map[string]string{"destination": "rejecting", "outcome": "dead"}, n)
 
 	// One attempt each: the pending count is 0, so no retry is coming either.
-	if p, _, err := g.queue.Pending(ctx, "rejecting"); err != nil || p != 0 {
+	if p, _, err := g.queue.Load().Pending(ctx, "rejecting"); err != nil || p != 0 {
 		t.Errorf("pending for rejecting = %d, %v; want 0", p, err)
 	}
 	if got := rejecting.Keys(); len(got) != n || slices.Max(slices.Collect(maps.Values(got))) != 1 {
 		t.Errorf("rejecting received %v; want each callback once", got)
 	}
-	items, _, err := g.queue.ListDeadLetters(ctx, queue.DeadLetterFilter{Destination: "rejecting"}, 0, 100)
+	items, _, err := g.queue.Load().ListDeadLetters(ctx, queue.DeadLetterFilter{Destination: "rejecting"}, 0, 100)
 	if err != nil || len(items) != n {
 		t.Fatalf("ListDeadLetters = %d items, %v; want %d", len(items), err, n)
 	}
@@ -597,7 +597,7 @@ routes:
 	// A retry being stored is counted twice for a moment (the new copy is written before the
 	// one in hand is acknowledged), so the count is awaited, not read once.
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, fmt.Sprintf("%d deliveries pending after the restart", n), func() bool {
-		p, _, err := g2.queue.Pending(ctx, "down")
+		p, _, err := g2.queue.Load().Pending(ctx, "down")
 		return err == nil && p == n
 	})
 	ln, err := net.Listen("tcp", addr)
@@ -625,10 +625,10 @@ routes:
 		t.Errorf("%d duplicates: a delivery that never reached the destination was delivered twice", dups)
 	}
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the queue to drain", func() bool {
-		p, _, err := g2.queue.Pending(ctx, "down")
+		p, _, err := g2.queue.Load().Pending(ctx, "down")
 		return err == nil && p == 0
 	})
-	if dead, err := g2.queue.DeadLetterCount(ctx, "down"); err != nil || dead != 0 {
+	if dead, err := g2.queue.Load().DeadLetterCount(ctx, "down"); err != nil || dead != 0 {
 		t.Errorf("dead letters for down = %d, %v; want none", dead, err)
 	}
 }

@@ -1,10 +1,13 @@
 // Package gateway wires Fanout together and owns its lifecycle: New, Start, Stop(ctx) and
-// Reload. It builds the runtime a config compiles to (runtime.go: destinations, respond
-// rules, the intake's view of the config) and swaps it atomically on reload; keeps one
-// queue consumer per destination in step with the live config (workers.go); registers the
-// metrics; wires the event log to the intake and the workers (events.go); and connects the
-// callback port to the intake and the admin port to the live config, the queue and the
-// event log (admin.go, admin_dlq.go, admin_events.go).
+// Reload. It opens the queue after the ports listen and keeps it open, trying again while
+// it cannot and reopening it when its store fails (lifecycle.go); builds the runtime a
+// config compiles to (runtime.go: destinations, respond rules, the intake's view of the
+// config) and swaps it atomically on reload; keeps one queue consumer per destination in
+// step with the live config, this replica's entry in the replicas registry, and moves the
+// backlog of destinations no replica names to the dead letters (workers.go); registers the
+// metrics; opens the event log with the queue and wires it to the intake and the workers
+// (events.go); and connects the callback port to the intake and the admin port to the live
+// config, the queue and the event log (admin.go, admin_dlq.go, admin_events.go).
 //
 // It holds no domain logic of its own: callbacks are the intake's, the file is config's,
 // expressions are rules', HTTP is httpapi's, the queue is queue's and deliveries are
@@ -13,10 +16,7 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,16 +44,33 @@ type Gateway struct {
 	live    atomic.Pointer[runtime]
 	metrics *metrics
 	sender  *delivery.Sender
-	queue   *queue.Queue
-	ready   atomic.Bool
 	intake  *intake.Intake
+	// queue is the open queue, nil while it is being opened (or reopened after its store
+	// failed): see lifecycle.go.
+	queue atomic.Pointer[queue.Queue]
+	ready atomic.Bool // the queue is open and every destination has its worker
+	// replicaID names this process in the replicas registry.
+	replicaID string
+	// loadedFile is the Hash of the config file as the last load read it, successful or
+	// not: the watcher reloads only a content no load has read yet.
+	loadedFile atomic.Value
 
-	events     *eventlog.Log   // nil when log.enabled is false
-	eventStore *queue.EventLog // its stream
+	// events is the open event log, nil when log.enabled is false or while the queue is
+	// not open (it opens and closes with the queue: events.go); eventStore is its stream.
+	events     atomic.Pointer[eventlog.Log]
+	eventStore atomic.Pointer[queue.EventLog]
 
-	mu      sync.Mutex // serialises reloads and worker changes
+	mu      sync.Mutex // serialises reloads, worker changes and the queue's opening and closing
 	workers map[string]*worker
-	lanes   laneSets // the ordered destinations' lanes (lanes.go)
+	staged  atomic.Pointer[runtime] // a reload's runtime while its new workers start
+	stopped bool                    // Stop began: no reload, no reopening
+	// sweepEvery is how often the registry entry is renewed and removed destinations are
+	// looked for; sweepNow asks for a sweep at once (a reload).
+	sweepEvery   time.Duration
+	sweepNow     chan struct{}
+	stopRegistry context.CancelFunc       // ends keepRegistry
+	removeHook   func(destination string) // tests: runs before a removed destination's backlog moves
+	lanes        laneSets                 // the ordered destinations' lanes (lanes.go)
 
 	statesMu sync.Mutex
 	states   map[string]*destState // by destination name, kept across reloads
@@ -63,13 +80,19 @@ type Gateway struct {
 	callbackSrv *httpapi.Server
 	adminSrv    *httpapi.Server
 	console     *console.Sampler // the console's Overview history
-	stopOnce    sync.Once
-	stopErr     error
+
+	stopping   chan struct{} // closed when Stop begins
+	supervised chan struct{} // closed when the queue's supervisor has returned
+	fatal      chan error    // a permanent queue error, for Fatal
+	stopOnce   sync.Once
+	stopErr    error
 }
 
 // New loads the config and builds the first runtime. Nothing runs until Start.
 func New(opts Options) (*Gateway, error) {
-	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}, states: map[string]*destState{}}
+	g := &Gateway{opts: opts, log: opts.Logger, workers: map[string]*worker{}, states: map[string]*destState{},
+		replicaID: newReplicaID(), sweepEvery: queue.ReplicaTTL / 3, sweepNow: make(chan struct{}, 1),
+		stopping: make(chan struct{}), supervised: make(chan struct{}), fatal: make(chan error, 1)}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -95,6 +118,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.live.Store(rt)
+	g.loadedFile.Store(cfg.Hash)
 	g.metrics.track(nil, cfg)
 	g.loaded(cfg)
 	return g, nil
@@ -107,77 +131,18 @@ func (g *Gateway) loaded(cfg *config.Config) {
 	g.metrics.reloadTime.SetToCurrentTime()
 }
 
-// Start opens the queue, starts a worker per destination, then the admin and callback
-// servers. It returns once all are listening; serving errors later are logged.
-func (g *Gateway) Start(ctx context.Context) error {
-	cfg := g.live.Load().cfg
-	qo := queueOptions(cfg.Queue, g.log)
-	qo.BacklogFull = func(destination string) { g.metrics.backlogFull.WithLabelValues(destination).Inc() }
-	q, err := queue.Open(ctx, qo)
-	if err != nil {
-		return err // says "queue: ..." already
-	}
-	g.queue = q
-	g.openEventLog(ctx, cfg.Log)
-	g.warnBodyLimit(cfg)
-	g.intake = intake.New(intake.Options{
-		Live:        func() *intake.Config { return g.live.Load().intake },
-		Store:       q,
-		DedupWindow: cfg.Queue.DedupWindow,
-		Metrics:     g.metrics.intake(),
-		Logger:      g.log,
-		Events:      g.eventRecorder(),
-	})
-	g.workCtx, g.stopWork = context.WithCancel(context.Background())
-	g.startConsole()
-	g.mu.Lock()
-	err = g.syncWorkers(ctx, g.live.Load())
-	g.mu.Unlock()
-	if err != nil {
-		g.Stop(ctx)
-		return err
-	}
-	if err := g.dropUnknownDestinations(ctx); err != nil {
-		g.log.Error("cannot move the deliveries of removed destinations to the dead-letter queue", "err", err)
-	}
-
-	adminLn, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		g.Stop(ctx)
-		return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
-	}
-	callbackLn, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		adminLn.Close()
-		g.Stop(ctx)
-		return fmt.Errorf("server.listen %s: %w", cfg.Server.Listen, err)
-	}
-	g.adminSrv = httpapi.NewAdmin(adminAPI{g}, g.log)
-	g.adminSrv.Serve(adminLn, "", "")
-	g.callbackSrv = httpapi.NewReceiver(g.intake, g.log)
-	if err := g.callbackSrv.Serve(callbackLn, cfg.Server.TLS.Cert, cfg.Server.TLS.Key); err != nil {
-		callbackLn.Close()
-		g.Stop(ctx)
-		return fmt.Errorf("server.tls: %w", err)
-	}
-	g.ready.Store(true)
-	g.log.Info("fanout started", "listen", callbackLn.Addr().String(), "path", cfg.Server.Path,
-		"admin", adminLn.Addr().String(), "queue", queueKind(cfg.Queue), "destinations", len(cfg.Destinations), "routes", len(cfg.Routes),
-		"hash", cfg.HashID())
-	return nil
-}
-
 // warnBodyLimit says, at start and on every reload, when server.max_body_bytes is more
 // than the queue stores in one message. check refuses that for the embedded queue; an
 // external JetStream's max_payload is known only once connected. Such bodies are answered
 // 413, as bodies over max_body_bytes are.
 func (g *Gateway) warnBodyLimit(cfg *config.Config) {
-	if g.queue == nil {
+	q := g.queue.Load()
+	if q == nil {
 		return
 	}
-	if most := g.queue.MaxBody(); cfg.Server.MaxBodyBytes > most {
+	if most := q.MaxBody(); cfg.Server.MaxBodyBytes > most {
 		g.log.Warn("server.max_body_bytes is more than the queue stores in one message: larger bodies are answered 413",
-			"max_body_bytes", cfg.Server.MaxBodyBytes, "queue_max_body_bytes", most, "jetstream_max_payload", g.queue.MaxPayload())
+			"max_body_bytes", cfg.Server.MaxBodyBytes, "queue_max_body_bytes", most, "jetstream_max_payload", q.MaxPayload())
 	}
 }
 
@@ -217,47 +182,3 @@ func (g *Gateway) CallbackAddr() string { return g.callbackSrv.Addr() }
 
 // AdminAddr is the admin server's address (after Start).
 func (g *Gateway) AdminAddr() string { return g.adminSrv.Addr() }
-
-// Stop stops taking callbacks and waits for those in flight, stops the workers (a delivery
-// cut short is redelivered later: nothing is acknowledged that was not delivered), closes
-// the queue, then the admin server. It is idempotent and returns when ctx ends at the latest.
-func (g *Gateway) Stop(ctx context.Context) error {
-	g.stopOnce.Do(func() {
-		g.ready.Store(false)
-		var errs []error
-		if g.callbackSrv != nil {
-			errs = append(errs, g.callbackSrv.Shutdown(ctx))
-		}
-		g.mu.Lock()
-		if g.stopWork != nil {
-			g.stopWork()
-		}
-		stopped := make(chan struct{})
-		workers := g.workers
-		go func() {
-			for _, w := range workers {
-				w.consumption.Stop()
-			}
-			g.stopAllLanes()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("workers: %w", ctx.Err()))
-		}
-		g.workers = map[string]*worker{}
-		g.mu.Unlock()
-		g.closeEventLog(ctx)
-		if g.queue != nil {
-			errs = append(errs, g.queue.Close())
-		}
-		g.sender.CloseIdleConnections()
-		if g.adminSrv != nil {
-			errs = append(errs, g.adminSrv.Shutdown(ctx))
-		}
-		g.stopErr = errors.Join(errs...)
-		g.log.Info("fanout stopped")
-	})
-	return g.stopErr
-}

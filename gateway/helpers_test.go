@@ -31,6 +31,12 @@ func startGateway(t testing.TB, path string) *Gateway {
 // info), for a test that reads it.
 func startGatewayWithLog(t testing.TB, path string) (*Gateway, *fanouttest.SyncBuffer) {
 	t.Helper()
+	return startTuned(t, path, nil)
+}
+
+// startTuned is startGatewayWithLog with tune, when set, called between New and Start.
+func startTuned(t testing.TB, path string, tune func(g *Gateway)) (*Gateway, *fanouttest.SyncBuffer) {
+	t.Helper()
 	logs := &fanouttest.SyncBuffer{}
 	g, err := New(Options{
 		ConfigPath: path,
@@ -39,6 +45,9 @@ func startGatewayWithLog(t testing.TB, path string) (*Gateway, *fanouttest.SyncB
 	})
 	if err != nil {
 		t.Fatalf("New(%s): %v", path, err)
+	}
+	if tune != nil {
+		tune(g)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fanouttest.WaitTimeout)
 	defer cancel()

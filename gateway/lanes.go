@@ -35,12 +35,12 @@ func (l *laneSets) get(name string) queue.Lanes {
 // syncLanes starts consuming the lanes of d when it has order_by, or when its lanes still
 // hold jobs (order_by was removed while Fanout was down), unless they run already. ctx is
 // the destination worker's. Callers hold g.mu.
-func (g *Gateway) syncLanes(ctx context.Context, wctx context.Context, d *config.Destination) error {
+func (g *Gateway) syncLanes(ctx context.Context, q *queue.Queue, wctx context.Context, d *config.Destination) error {
 	if g.lanes.get(d.Name) != nil {
 		return nil
 	}
 	if d.Order == nil {
-		n, err := g.queue.LaneBacklog(ctx, d.Name)
+		n, err := q.LaneBacklog(ctx, d.Name)
 		if err != nil {
 			return err
 		}
@@ -49,8 +49,8 @@ func (g *Gateway) syncLanes(ctx context.Context, wctx context.Context, d *config
 		}
 		g.log.Info("destination without order_by still has deliveries in its lanes: delivering them in order", "destination", d.Name, "deliveries", n)
 	}
-	h := g.handler(d.Name)
-	ls, err := g.queue.ConsumeLanes(wctx, d.Name, queue.LaneOptions{Admit: h.Admit}, h.Handle)
+	h := g.handler(q, d.Name)
+	ls, err := q.ConsumeLanes(wctx, d.Name, queue.LaneOptions{Admit: h.Admit}, h.Handle)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ type metrics struct {
 	reloadTime       prometheus.Gauge
 	destinationPause *prometheus.GaugeVec
 	backlogFull      *prometheus.CounterVec
+	removed          *prometheus.CounterVec
 	orderKeyErrors   *prometheus.CounterVec
 }
 
@@ -92,6 +93,10 @@ func newMetrics(g *Gateway) *metrics {
 		m.backlogFull, m.orderKeyErrors} {
 		f(c)
 	}
+	m.removed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fanout_removed_deliveries_total", Help: "Deliveries moved to the dead-letter queue because no replica's config names their destination any more.",
+	}, []string{"destination"})
+	f(m.removed)
 	f(&queueCollector{g: g})
 	f(&eventLogCollector{g: g})
 	f(&laneCollector{g: g})
@@ -189,7 +194,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	q := c.g.queue
+	q := c.g.queue.Load()
 	rt := c.g.live.Load()
 	if q == nil || rt == nil {
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/fanout-gw/fanout/gateway/config"
@@ -129,20 +130,31 @@ func newDestination(d *config.Destination, limit *delivery.RateLimit) (*delivery
 }
 
 // Reload loads the config file again and, when it is valid and changes nothing that needs
-// a restart, swaps it in. On any problem the old config stays live and the problems are
-// returned.
+// a restart, swaps it in. It applies completely or not at all: the workers of new
+// destinations (and of those whose concurrency changed) start before the swap, and if one
+// cannot start, those started stop, the old config stays live and the problem is returned.
+// A removed destination's worker stops at once; its queued deliveries are moved to the
+// dead-letter queue in the background, once no replica's config names it (sweep).
 func (g *Gateway) Reload(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	old := g.live.Load()
-	cfg, probs := config.Load(g.opts.ConfigPath)
-	for _, p := range probs.Warnings() {
-		g.log.Warn("config", "problem", p.String())
-	}
 	fail := func(err error) error {
 		g.metrics.reloadOK.Set(0)
 		g.log.Error("config reload failed, the previous config stays live", "err", err)
 		return err
+	}
+	if g.stopped {
+		return errors.New("fanout is stopping: the config is not reloaded")
+	}
+	old := g.live.Load()
+	data, err := os.ReadFile(g.opts.ConfigPath)
+	if err != nil {
+		return fail(fmt.Errorf("cannot read config: %w", err))
+	}
+	g.loadedFile.Store(config.HashOf(data))
+	cfg, probs := config.Parse(g.opts.ConfigPath, data, os.LookupEnv)
+	for _, p := range probs.Warnings() {
+		g.log.Warn("config", "problem", p.String())
 	}
 	if cfg == nil {
 		return fail(probs.Errors())
@@ -154,16 +166,27 @@ func (g *Gateway) Reload(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
+	// With the queue not open yet, the workers start with it (bringUp), on this config.
+	var started map[string]*worker
+	q := g.queue.Load()
+	if q != nil && g.ready.Load() {
+		// The new config is about to go live: start its workers even if the caller (an HTTP
+		// request to /-/reload) goes away.
+		g.staged.Store(rt)
+		started, err = g.startWorkers(context.WithoutCancel(ctx), q, rt)
+		if err != nil {
+			g.staged.Store(nil)
+			return fail(err)
+		}
+	}
 	g.live.Store(rt)
+	g.staged.Store(nil)
 	for _, d := range old.dests {
 		d.MarkReplaced()
 	}
-	if g.queue != nil {
-		// The new config is live: finish the workers' changes even if the caller (an HTTP
-		// request to /-/reload) goes away.
-		if err := g.syncWorkers(context.WithoutCancel(ctx), rt); err != nil {
-			g.log.Error("reload: workers", "err", err)
-		}
+	if q != nil && g.ready.Load() {
+		g.commitWorkers(rt, started)
+		g.sweepSoon()
 	}
 	g.metrics.track(old.cfg, cfg)
 	g.loaded(cfg)
@@ -175,7 +198,7 @@ func (g *Gateway) Reload(ctx context.Context) error {
 // WatchConfig reloads the config whenever the file's content changes, until ctx ends (see
 // config.Watch).
 func (g *Gateway) WatchConfig(ctx context.Context) {
-	config.Watch(ctx, g.opts.ConfigPath, g.live.Load().cfg.Hash, g.log, func() {
+	config.Watch(ctx, g.opts.ConfigPath, func() string { return g.loadedFile.Load().(string) }, g.log, func() {
 		_ = g.Reload(ctx) // logged by Reload
 	})
 }

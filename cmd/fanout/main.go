@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -90,7 +91,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fanout: unknown command %q\n\n%s", name, usageHeader)
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal()
 	defer stop()
 	err := cmd(ctx, args, stdin, stdout, stderr)
 	var ue usageError
@@ -167,4 +168,31 @@ func flagError(fs *flag.FlagSet, err error, help io.Writer) error {
 		return usagef("%s does not take --%s (see fanout %s -h)", fs.Name(), strings.TrimPrefix(name, "-"), fs.Name())
 	}
 	return usagef("%v", err)
+}
+
+// stopOnSignal returns a context that the first SIGINT or SIGTERM cancels, for a graceful
+// stop. Before canceling it, it gives the signals their default effect back, so that a
+// second one ends the process at once, whatever the stop is doing (what was in flight is
+// delivered again later, as after a crash). stop releases the signals.
+func stopOnSignal() (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			signal.Stop(sigs)
+			cancel()
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			cancel()
+		})
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -67,8 +68,14 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		case <-hup:
 			log.Info("SIGHUP: reloading the config")
 			_ = g.Reload(ctx) // logged by Reload
+		case err := <-g.Fatal():
+			stopWatch()
+			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			return errors.Join(err, g.Stop(sctx))
 		case <-ctx.Done():
-			log.Info("stopping: finishing callbacks in flight", "timeout", stopTimeout)
+			stopWatch() // no reload once stopping
+			log.Info("stopping: finishing callbacks in flight (a second SIGINT or SIGTERM ends the process at once)", "timeout", stopTimeout)
 			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 			defer cancel()
 			return g.Stop(sctx)

@@ -12,29 +12,33 @@ import (
 
 // Watch timing: events are debounced (editors write a file in several steps), and the
 // content is also polled, for the cases a watch cannot see (some network and overlay file
-// systems, a watch lost to an error).
-const (
+// systems, a watch lost to an error). Variables, for the tests.
+var (
 	watchDebounce = 300 * time.Millisecond
 	watchPoll     = 2 * time.Second
 )
 
-// Watch calls reload whenever the content of the config file at path changes, until ctx
-// ends. loaded is the Hash of the file as it was last loaded, not as it is now: a change
-// made between that load and this call (a ConfigMap updated while Fanout starts) is a
-// change.
+// Watch calls reload whenever the content of the config file at path differs from the
+// content last loaded, until ctx ends, and never after. loaded returns the Hash of the file
+// as the last load read it, successful or not, whatever triggered it (SIGHUP, the admin
+// port, this watcher): an edit that a SIGHUP already reloaded is not reloaded again, and a
+// change made before the first call (a ConfigMap updated while Fanout starts) is a change.
+// A content that failed to load is not tried again until it changes.
 //
 // It watches the file's directory rather than the file, so that a file replaced by rename
 // (most editors) and a Kubernetes ConfigMap update (a ..data symlink swapped to a new
 // timestamped folder) are seen like an edit in place; it compares content hashes, so
-// events that change nothing (a touch, the symlink dance) do not reload.
-func Watch(ctx context.Context, path, loaded string, log *slog.Logger, reload func()) {
-	last := loaded
+// events that change nothing (a touch, the symlink dance) do not reload. While events come,
+// the poll waits for them to settle, and a file that is briefly missing or empty (being
+// rewritten in place) is not a change: one edit is one reload.
+func Watch(ctx context.Context, path string, loaded func() string, log *slog.Logger, reload func()) {
+	tried := ""
 	check := func() {
 		h := fileHash(path)
-		if h == last || h == "" {
+		if h == "" || h == loaded() || h == tried || ctx.Err() != nil {
 			return
 		}
-		last = h
+		tried = h
 		log.Info("config file changed, reloading", "file", path)
 		reload()
 	}
@@ -56,6 +60,7 @@ func Watch(ctx context.Context, path, loaded string, log *slog.Logger, reload fu
 	defer poll.Stop()
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
+	settling := false // events came and the debounce has not fired yet
 	for {
 		select {
 		case <-ctx.Done():
@@ -65,6 +70,7 @@ func Watch(ctx context.Context, path, loaded string, log *slog.Logger, reload fu
 				events = nil
 				continue
 			}
+			settling = true
 			debounce.Reset(watchDebounce)
 		case err, ok := <-errs:
 			if !ok {
@@ -73,19 +79,26 @@ func Watch(ctx context.Context, path, loaded string, log *slog.Logger, reload fu
 			}
 			log.Warn("config watch error; polling continues", "err", err)
 		case <-debounce.C:
+			settling = false
 			check()
 		case <-poll.C:
-			check()
+			if !settling {
+				check()
+			}
 		}
 	}
 }
 
-// fileHash is the Hash of the file's content, following symlinks; "" when unreadable (a
-// file being replaced is briefly missing: that is not a change).
+// fileHash is the Hash of the file's content, following symlinks; "" when unreadable or
+// empty (a file being replaced is briefly missing, one rewritten in place briefly empty:
+// neither is a change).
 func fileHash(path string) string {
 	b, err := os.ReadFile(path)
-	if err != nil {
+	if err != nil || len(b) == 0 {
 		return ""
 	}
 	return hashOf(b)
 }
+
+// HashOf is the Hash of a config file whose bytes are data.
+func HashOf(data []byte) string { return hashOf(data) }

@@ -117,6 +117,11 @@ func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held b
 	if d.target == nil {
 		panic("delivery: Send with a Destination not built by NewDestination")
 	}
+	if err := ctx.Err(); err != nil {
+		// Stopping already (a job handed out while the worker stops): no attempt is made,
+		// so none is counted, and the job goes back with the number it came with.
+		return Result{Outcome: Retry, Reason: ReasonCanceled, Err: fmt.Errorf("destination %q: %w", d.Name, err)}
+	}
 	r := &round{
 		sender:    s,
 		d:         d,

@@ -70,6 +70,9 @@ const (
 	writeSlack = 5 * time.Second
 	// maxWindow is the most positions read at once when searching back in time.
 	maxWindow = 1 << 20
+	// earlyRecords is how many records a search keeps that come before their callback's
+	// received record (an attempt that beat it to the log).
+	earlyRecords = 64
 	// maxScanned and maxFetched bound the records read and the callbacks assembled.
 	maxScanned = 1 << 21
 	maxFetched = 2000
@@ -208,11 +211,22 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 		}
 		var cands []candidate
 		byID := map[string]int{} // index in cands, while collecting their records
+		// The intake records a callback once it is stored, and a worker may have attempted
+		// it by then: the last few records of no candidate yet are kept, for the received
+		// record that follows them.
+		var early [earlyRecords]Stored
+		nEarly := 0
 		err := s.l.store.Scan(ctx, start, hi, func(r Stored) bool {
 			s.scanned++
 			if kindOf(r.Data) != KindReceived {
-				if i, ok := byID[r.EventID]; ok && toEnd {
+				if !toEnd {
+					return true
+				}
+				if i, ok := byID[r.EventID]; ok {
 					cands[i].records = append(cands[i].records, decode(r, true))
+				} else {
+					early[nEarly%earlyRecords] = r
+					nEarly++
 				}
 				return true
 			}
@@ -220,7 +234,12 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 			if s.f.received(&rec.entry) {
 				c := candidate{seq: r.Seq, id: r.EventID}
 				if toEnd {
-					c.records = []stored{rec}
+					for i := max(nEarly-earlyRecords, 0); i < nEarly; i++ {
+						if e := early[i%earlyRecords]; e.EventID == r.EventID {
+							c.records = append(c.records, decode(e, true))
+						}
+					}
+					c.records = append(c.records, rec)
 					byID[r.EventID] = len(cands)
 				}
 				cands = append(cands, c)

@@ -90,7 +90,7 @@ func NewAdmin(a Admin, log *slog.Logger) *Server {
 		if token == "" {
 			return
 		}
-		got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		got, ok := bearerToken(c.GetHeader("Authorization"))
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			c.Header("WWW-Authenticate", `Bearer realm="fanout"`)
 			c.AbortWithStatusJSON(http.StatusUnauthorized, apiError{Error: "missing or wrong bearer token"})
@@ -172,4 +172,14 @@ func fail(c *gin.Context, err error) {
 	default:
 		c.PureJSON(http.StatusInternalServerError, apiError{Error: err.Error()})
 	}
+}
+
+// bearerToken reads the token of an Authorization header with the Bearer scheme, whose name
+// is case-insensitive (RFC 9110, 11.1): "bearer x" is as good as "Bearer x".
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }

@@ -70,3 +70,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	return s.srv.Shutdown(ctx)
 }
+
+// Handler is the server's handler, for serving requests in the process (tests, fuzzing).
+func (s *Server) Handler() http.Handler { return s.srv.Handler }

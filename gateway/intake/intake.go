@@ -272,7 +272,16 @@ func (in *Intake) enqueue(ctx context.Context, c *call, ev *rules.Event, deliver
 	}
 	eventID := tencentim.EventID(c.query.SdkAppID, ev.Command, c.Body)
 	c.eventID = eventID
-	if in.dedup.seen(eventID) {
+	// The store goes on when the client goes away: once the writes are sent, waiting for
+	// their acknowledgements is what tells whether the callback was stored, for the log
+	// and for the dedup window that a retry of it will meet.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
+	defer cancel()
+	duplicate, done, err := in.dedup.claim(ctx, eventID)
+	if err != nil {
+		return false, fmt.Errorf("waiting for a copy of this callback being stored: %w", err)
+	}
+	if duplicate {
 		return true, nil
 	}
 	jobs := make([]queue.Job, len(deliveries))
@@ -284,16 +293,9 @@ func (in *Intake) enqueue(ctx context.Context, c *call, ev *rules.Event, deliver
 			jobs[i].Ordered, jobs[i].Key = true, in.orderKey(c, d.Destination, k, ev)
 		}
 	}
-	// The store goes on when the client goes away: once the writes are sent, waiting for
-	// their acknowledgements is what tells whether the callback was stored, for the log
-	// and for the dedup window that a retry of it will meet.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
-	defer cancel()
-	if err := in.store.Enqueue(ctx, jobs); err != nil {
-		return false, err
-	}
-	in.dedup.add(eventID)
-	return false, nil
+	err = in.store.Enqueue(ctx, jobs)
+	done(err == nil)
+	return false, err
 }
 
 // respond asks the respond rule's destination for the answer to a "before" callback,

@@ -11,8 +11,11 @@
 // (lanes.go), whose attempt numbers, blocked lanes and leases live in two
 // key-value buckets. FANOUT_DLQ (limits retention, dead_letter_max_age) keeps
 // dead letters on fanout.dlq.<destination>, the stream sequence being the dead
-// letter's id.
-// A third, FANOUT_EVENTS (limits retention by age and size, discarding the
+// letter's id. A third key-value bucket, fanout_replicas, is the registry of the
+// replicas sharing the queue and the destinations each one's config names
+// (replicas.go). The embedded store's health (a failed write, a deleted
+// directory) is watched in health.go.
+// A further stream, FANOUT_EVENTS (limits retention by age and size, discarding the
 // oldest), keeps the event log (events.go): history only, so that its limits
 // never take a job.
 package queue

@@ -128,14 +128,21 @@ func (q *Queue) QueuedDestinations(ctx context.Context) ([]string, error) {
 // its dead letter is acknowledged, so an error or a crash midway loses
 // nothing (a job may then be dead-lettered twice, stored once within the
 // dedup window). The caller must have stopped consuming destination and its lanes.
-func (q *Queue) RemoveDestination(ctx context.Context, destination, reason string) (moved int, err error) {
+//
+// progress, when set, is called after each job moved with the count so far; when it
+// returns false, RemoveDestination stops there (the destination is wanted again), leaving
+// the rest of the jobs, the consumers and the lanes in place.
+func (q *Queue) RemoveDestination(ctx context.Context, destination, reason string, progress func(moved int) bool) (moved int, err error) {
 	if err := checkDestination(destination); err != nil {
 		return 0, fmt.Errorf("queue: remove destination: %w", err)
 	}
+	if progress == nil {
+		progress = func(int) bool { return true }
+	}
 	for _, filter := range []string{jobsSubjectPrefix + destination, retrySubjectPrefix + destination + ".*", laneFilter(destination)} {
-		n, err := q.deadLetterAll(ctx, destination, filter, reason)
+		n, stopped, err := q.deadLetterAll(ctx, destination, filter, reason, moved, progress)
 		moved += n
-		if err != nil {
+		if err != nil || stopped {
 			return moved, err
 		}
 	}
@@ -151,15 +158,16 @@ func (q *Queue) RemoveDestination(ctx context.Context, destination, reason strin
 	return moved, nil
 }
 
-// deadLetterAll moves every job stored on subjects matching filter to the dead-letter queue.
-func (q *Queue) deadLetterAll(ctx context.Context, destination, filter, reason string) (moved int, err error) {
+// deadLetterAll moves every job stored on subjects matching filter to the dead-letter queue,
+// until progress (told the total so far, from before) says stop.
+func (q *Queue) deadLetterAll(ctx context.Context, destination, filter, reason string, before int, progress func(int) bool) (moved int, stopped bool, err error) {
 	for seq := uint64(0); ; {
 		raw, err := q.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
 		if err != nil {
-			return moved, fmt.Errorf("queue: remove destination %q: read job: %w", destination, err)
+			return moved, false, fmt.Errorf("queue: remove destination %q: read job: %w", destination, err)
 		}
 		job, derr := decodeFrame(raw.Data)
 		info := DeadLetterInfo{Reason: reason}
@@ -168,15 +176,18 @@ func (q *Queue) deadLetterAll(ctx context.Context, destination, filter, reason s
 			info.Reason = reason + "; undecodable job: " + derr.Error()
 		}
 		if err := q.publishDeadLetter(ctx, &job, raw.Sequence, info); err != nil {
-			return moved, fmt.Errorf("queue: remove destination %q: dead-letter job %d: %w", destination, raw.Sequence, err)
+			return moved, false, fmt.Errorf("queue: remove destination %q: dead-letter job %d: %w", destination, raw.Sequence, err)
 		}
 		if err := q.jobs.DeleteMsg(ctx, raw.Sequence); err != nil {
 			if _, gerr := q.jobs.GetMsg(ctx, raw.Sequence); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-				return moved, fmt.Errorf("queue: remove destination %q: delete job %d: %w", destination, raw.Sequence, err)
+				return moved, false, fmt.Errorf("queue: remove destination %q: delete job %d: %w", destination, raw.Sequence, err)
 			}
 		}
 		moved++
 		seq = raw.Sequence + 1
+		if !progress(before + moved) {
+			return moved, true, nil
+		}
 	}
-	return moved, nil
+	return moved, false, nil
 }

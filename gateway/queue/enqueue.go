@@ -36,6 +36,9 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("queue: enqueue: %w", err)
 	}
+	if err := q.storeError(); err != nil {
+		return fmt.Errorf("queue: enqueue: %w", err)
+	}
 	if !q.nc.IsConnected() {
 		if q.nc.IsClosed() {
 			return fmt.Errorf("queue: enqueue: %w", errClosed)
@@ -116,8 +119,10 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []Job) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
+			q.probeSoon()
 			return fmt.Errorf("queue: enqueue event %s to %q: %w", jobs[i].EventID, jobs[i].Destination, err)
 		case <-ctx.Done():
+			q.probeSoon()
 			return fmt.Errorf("queue: enqueue event %s to %q: waiting for the ack: %w", jobs[i].EventID, jobs[i].Destination, ctx.Err())
 		case <-q.closing:
 			return fmt.Errorf("queue: enqueue event %s to %q: %w", jobs[i].EventID, jobs[i].Destination, errClosed)

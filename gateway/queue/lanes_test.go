@@ -381,7 +381,7 @@ func TestLanesRemoveDestination(t *testing.T) {
 		t.Errorf("QueuedDestinations = %v, %v; want conv among them", names, err)
 	}
 	ls.Stop()
-	moved, err := q.RemoveDestination(ctx, "conv", "destination removed")
+	moved, err := q.RemoveDestination(ctx, "conv", "destination removed", nil)
 	if err != nil || moved != 6 {
 		t.Fatalf("RemoveDestination = %d, %v; want 6 moved", moved, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,11 @@ const (
 
 	// closeFlushTimeout bounds the final flush of acks on Close.
 	closeFlushTimeout = 5 * time.Second
+
+	// setupRequestTimeout bounds each request that creates or updates a stream. On a
+	// cluster where another replica has just created a stream whose leader is still being
+	// elected, such a request can go unanswered: better to fail it and try again.
+	setupRequestTimeout = 3 * time.Second
 )
 
 // Queue is an open JetStream store: the jobs stream that Enqueue writes and
@@ -63,6 +69,8 @@ type Queue struct {
 	js   jetstream.JetStream
 	jobs jetstream.Stream
 	dlq  jetstream.Stream
+
+	registry jetstream.KeyValue // the replicas registry (replicas.go)
 
 	closing chan struct{} // closed when Close begins: waits give up
 	dedup   bool          // jobs carry a message id (Options.DedupWindow > 0)
@@ -81,14 +89,30 @@ type Queue struct {
 	mu           sync.Mutex
 	closed       bool
 	consumptions map[*consumption]struct{}
-	laneSets     map[*laneSet]struct{}
+
+	// The embedded store's health (health.go).
+	dir        string      // queue.dir
+	dirInfo    os.FileInfo // queue.dir as opened, to notice it deleted or replaced
+	broken     chan struct{}
+	brokenOnce sync.Once
+	brokenErr  error
+	probeErr   atomic.Pointer[error]
+	probeNow   chan struct{}
+	laneSets   map[*laneSet]struct{}
 }
 
-// Open connects to (or embeds) JetStream and creates or updates the streams.
+// Open connects to (or embeds) JetStream and creates or updates the streams. An error that
+// trying again cannot fix is marked so (IsPermanent); any other is worth another try, as
+// when a cluster is still electing its leaders or several replicas start at once.
 func Open(ctx context.Context, o Options) (*Queue, error) {
+	q, err := open(ctx, o)
+	return q, classifyOpenError(err)
+}
+
+func open(ctx context.Context, o Options) (*Queue, error) {
 	q := &Queue{log: o.Logger, closing: make(chan struct{}), consumptions: make(map[*consumption]struct{}),
 		laneSets: make(map[*laneSet]struct{}), dedup: o.DedupWindow > 0, backlogFull: o.BacklogFull,
-		recount: make(chan struct{}, 1)}
+		recount: make(chan struct{}, 1), dir: o.Dir, broken: make(chan struct{}), probeNow: make(chan struct{}, 1)}
 	q.owner, q.ownerName = newOwner()
 	q.opts = o
 	if q.log == nil {
@@ -100,16 +124,25 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 	var err error
 	switch {
 	case o.URL != "" && o.Dir != "":
-		return nil, errors.New("queue: set either dir (embedded) or url (external), not both")
+		return nil, permanentError{errors.New("queue: set either dir (embedded) or url (external), not both")}
 	case o.URL != "":
 		q.nc, err = connectExternal(o, q.log)
 	case o.Dir != "":
 		if replicas > 1 {
-			return nil, fmt.Errorf("queue: replicas %d needs an external JetStream cluster (url); the embedded store has one replica", replicas)
+			return nil, permanentError{fmt.Errorf("queue: replicas %d needs an external JetStream cluster (url); the embedded store has one replica", replicas)}
 		}
-		q.srv, q.nc, err = startEmbedded(ctx, o, q.log)
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("queue: queue.dir: %w", err)
+		}
+		if err := Writable(o.Dir); err != nil {
+			return nil, err
+		}
+		if q.dirInfo, err = os.Stat(o.Dir); err != nil {
+			return nil, fmt.Errorf("queue: queue.dir: %w", err)
+		}
+		q.srv, q.nc, err = startEmbedded(ctx, o, q.log, q.breakStore)
 	default:
-		return nil, errors.New("queue: neither dir (embedded) nor url (external) is set")
+		return nil, permanentError{errors.New("queue: neither dir (embedded) nor url (external) is set")}
 	}
 	if err != nil {
 		return nil, err
@@ -127,11 +160,21 @@ func Open(ctx context.Context, o Options) (*Queue, error) {
 		q.shutdown()
 		return nil, err
 	}
-	if err := q.createLaneBuckets(ctx, replicas, o.URL != ""); err != nil {
+	lctx, cancel := context.WithTimeout(ctx, 2*setupRequestTimeout) // two buckets
+	err = q.createLaneBuckets(lctx, replicas, o.URL != "")
+	cancel()
+	if err != nil {
+		q.shutdown()
+		return nil, err
+	}
+	if err := q.createRegistry(ctx, replicas); err != nil {
 		q.shutdown()
 		return nil, err
 	}
 	go q.census()
+	if q.srv != nil {
+		go q.watchStore()
+	}
 	return q, nil
 }
 
@@ -144,8 +187,10 @@ func dedupWindow(d time.Duration) time.Duration {
 	return max(d, 100*time.Millisecond)
 }
 
-func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) error {
+func (q *Queue) createStreams(parent context.Context, o Options, replicas int) error {
 	var err error
+	ctx, cancel := context.WithTimeout(parent, setupRequestTimeout)
+	defer cancel()
 	q.jobs, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        jobsStream,
 		Description: "Fanout deliveries waiting for their destination",
@@ -163,6 +208,8 @@ func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) erro
 	if err != nil {
 		return fmt.Errorf("queue: create or update stream %s: %w", jobsStream, err)
 	}
+	ctx, cancel = context.WithTimeout(parent, setupRequestTimeout)
+	defer cancel()
 	q.dlq, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        dlqStream,
 		Description: "Fanout deliveries that gave up, kept for inspection and replay",
@@ -180,7 +227,7 @@ func (q *Queue) createStreams(ctx context.Context, o Options, replicas int) erro
 
 // startEmbedded runs a JetStream server inside the process, reachable only
 // through an in-process connection, the way nats-server's own tests embed it.
-func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Server, *nats.Conn, error) {
+func startEmbedded(ctx context.Context, o Options, log *slog.Logger, writeFailed func(string)) (*server.Server, *nats.Conn, error) {
 	s, err := server.NewServer(&server.Options{
 		ServerName:             "fanout-embedded",
 		JetStream:              true,
@@ -197,7 +244,7 @@ func startEmbedded(ctx context.Context, o Options, log *slog.Logger) (*server.Se
 		return nil, nil, fmt.Errorf("queue: embedded JetStream in %s: %w", o.Dir, err)
 	}
 	fatal := make(chan string, 1)
-	s.SetLoggerV2(serverLogger{log: log, fatal: fatal}, false, false, false)
+	s.SetLoggerV2(serverLogger{log: log, fatal: fatal, writeFailed: writeFailed}, false, false, false)
 	go s.Start()
 
 	// Recovering a large store can take a while; honour the caller's deadline, and give up
@@ -339,7 +386,8 @@ func (q *Queue) shutdown() {
 	}
 }
 
-// Connected reports whether the queue can take writes now.
+// Connected reports whether the queue is open and connected to JetStream (see Health for
+// whether it can take writes).
 func (q *Queue) Connected() bool {
 	q.mu.Lock()
 	closed := q.closed
@@ -362,8 +410,9 @@ func checkDestination(d string) error {
 // serverLogger sends the embedded server's logs to slog. Its notices (startup
 // details) go to debug so a normal start stays quiet.
 type serverLogger struct {
-	log   *slog.Logger
-	fatal chan string // the first fatal error (the server cannot start), if any
+	log         *slog.Logger
+	fatal       chan string  // the first fatal error (the server cannot start), if any
+	writeFailed func(string) // told of a write error the store does not recover from
 }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
@@ -376,6 +425,12 @@ func (l serverLogger) Fatalf(format string, v ...any) {
 	default:
 	}
 }
-func (l serverLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l serverLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if storeWriteFailure(msg) {
+		l.writeFailed(msg)
+	}
+}
 func (l serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l serverLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }

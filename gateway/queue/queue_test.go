@@ -607,7 +607,7 @@ func TestRemoveDestination(t *testing.T) {
 		t.Fatalf("QueuedDestinations = %v, %v; want %v", dests, err, want)
 	}
 
-	moved, err := q.RemoveDestination(ctx, "gone", "destination removed")
+	moved, err := q.RemoveDestination(ctx, "gone", "destination removed", nil)
 	if err != nil || moved != 3 {
 		t.Fatalf("RemoveDestination = %d, %v; want 3, nil", moved, err)
 	}
@@ -623,7 +623,7 @@ func TestRemoveDestination(t *testing.T) {
 			t.Errorf("dead letter %d: %s", i, diff)
 		}
 	}
-	if _, err := q.RemoveDestination(ctx, "idle", "destination removed"); err != nil {
+	if _, err := q.RemoveDestination(ctx, "idle", "destination removed", nil); err != nil {
 		t.Fatalf("RemoveDestination(idle): %v", err)
 	}
 	dests, err = q.QueuedDestinations(ctx)
@@ -840,7 +840,7 @@ func TestReplayAndPurgeDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{"a", "b"} {
-		if _, err := q.RemoveDestination(ctx, d, "gone "+d); err != nil {
+		if _, err := q.RemoveDestination(ctx, d, "gone "+d, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,7 +9,8 @@ import (
 // Query is the part of a callback's query string that the protocol defines. Tencent always
 // sends SdkAppid and CallbackCommand; contenttype, ClientIP and OptPlatform are optional
 // (push callbacks omit the last two); Sign and RequestTime are present only when callback
-// authentication is enabled in the console. A missing key leaves its field empty.
+// authentication is enabled in the console. A missing key leaves its field empty; a key
+// given twice is an error.
 type Query struct {
 	SdkAppID        string // SdkAppid
 	CallbackCommand string // CallbackCommand, e.g. "C2C.CallbackAfterSendMsg"
@@ -27,15 +28,18 @@ type Query struct {
 // every callback and needs seven known keys. Keys and values are percent-decoded with the
 // same rules as url.ParseQuery ('+' is a space), but only when they contain '%' or '+', so
 // the usual all-ASCII query costs no allocation. Key names are case-sensitive, as Tencent
-// sends them ("SdkAppid", "contenttype"). When a key repeats, the first non-empty value wins,
-// close to url.Values.Get, which Gin's c.Query uses; an empty value counts as missing.
+// sends them ("SdkAppid", "contenttype"). An empty value counts as missing.
 //
-// The error reports a malformed percent-escape in one of the protocol's keys; the receiver
+// The error reports a malformed percent-escape in one of the protocol's keys, or one of them
+// given more than once (even empty, even spelled with escapes): Tencent sends each once, and
+// a repeat is a forgery's way to have Fanout check one value while the raw query, forwarded
+// and re-signed for a destination, carries another that its reader may take. The receiver
 // answers it with 400 and Fail(err.Error()) and counts it as ReasonBadQuery. Unknown keys'
 // values are not decoded, and a key that cannot be decoded cannot be one of ours, so neither
 // can make a callback fail.
 func ParseQuery(raw string) (Query, error) {
 	q := Query{Raw: raw}
+	var given [7]bool
 	for rest := raw; rest != ""; {
 		var pair string
 		pair, rest, _ = strings.Cut(rest, "&")
@@ -44,15 +48,40 @@ func ParseQuery(raw string) (Query, error) {
 		if err != nil {
 			continue
 		}
-		field := q.field(key)
-		if field == nil || *field != "" {
+		i := fieldIndex(key)
+		if i < 0 {
 			continue
 		}
-		if *field, err = unescape(value); err != nil {
+		if given[i] {
+			return Query{Raw: raw}, fmt.Errorf("query parameter %s: given more than once", key)
+		}
+		given[i] = true
+		if *q.field(key), err = unescape(value); err != nil {
 			return Query{Raw: raw}, fmt.Errorf("query parameter %s: %w", key, err)
 		}
 	}
 	return q, nil
+}
+
+// fieldIndex numbers the keys the protocol defines, -1 for any other.
+func fieldIndex(key string) int {
+	switch key {
+	case "SdkAppid":
+		return 0
+	case "CallbackCommand":
+		return 1
+	case "contenttype":
+		return 2
+	case "ClientIP":
+		return 3
+	case "OptPlatform":
+		return 4
+	case "Sign":
+		return 5
+	case "RequestTime":
+		return 6
+	}
+	return -1
 }
 
 // Values returns the parameters the protocol defines, by their names in the query, leaving

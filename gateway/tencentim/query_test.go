@@ -52,9 +52,19 @@ func TestParseQuery(t *testing.T) {
 			want: Query{SdkAppID: "1", OptPlatform: "a=b"},
 		},
 		{
-			name: "first non-empty value wins",
-			raw:  "SdkAppid=&SdkAppid=1&SdkAppid=2",
-			want: Query{SdkAppID: "1"},
+			name:    "a repeated key",
+			raw:     "SdkAppid=1400000000&CallbackCommand=C2C.CallbackAfterSendMsg&SdkAppid=1400000001",
+			wantErr: "query parameter SdkAppid: given more than once",
+		},
+		{
+			name:    "a repeated key, once empty",
+			raw:     "SdkAppid=&SdkAppid=1",
+			wantErr: "query parameter SdkAppid: given more than once",
+		},
+		{
+			name:    "a repeated key spelled with an escape",
+			raw:     "Sign=a&RequestTime=1&Si%67n=b",
+			wantErr: "query parameter Sign: given more than once",
 		},
 		{
 			name: "keys are case-sensitive",

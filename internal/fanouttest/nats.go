@@ -1,6 +1,7 @@
 package fanouttest
 
 import (
+	"os"
 	"strconv"
 	"testing"
 )
@@ -53,6 +54,15 @@ func (s *NATSServer) Kill(t testing.TB) {
 	t.Helper()
 	if s.proc != nil {
 		s.proc.Kill(t)
+	}
+}
+
+// Signal sends sig to the server's process: SIGSTOP freezes it (a server that no longer
+// answers), SIGCONT wakes it.
+func (s *NATSServer) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if s.proc != nil {
+		s.proc.Signal(t, sig)
 	}
 }
 
