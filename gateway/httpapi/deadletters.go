@@ -30,15 +30,7 @@ func listDeadLetters(c *gin.Context, a Admin) {
 		fail(c, err)
 		return
 	}
-	after, err := uintParam(q, "after", 0)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	limit, err := uintParam(q, "limit", DefaultListLimit)
-	if err == nil && (limit < 1 || limit > MaxListLimit) {
-		err = &ParamError{"limit", fmt.Sprintf("%d: want 1 to %d", limit, MaxListLimit)}
-	}
+	after, limit, err := pageParams(q)
 	if err != nil {
 		fail(c, err)
 		return
@@ -342,4 +334,17 @@ func pathID(c *gin.Context) (uint64, error) {
 		return 0, &ParamError{"id", fmt.Sprintf("%q: want a dead-letter id (a positive integer)", v)}
 	}
 	return id, nil
+}
+
+// pageParams reads a list's paging parameters: after (the cursor, 0 for the first page) and
+// limit (DefaultListLimit when absent, 1 to MaxListLimit).
+func pageParams(q url.Values) (after, limit uint64, err error) {
+	if after, err = uintParam(q, "after", 0); err != nil {
+		return 0, 0, err
+	}
+	limit, err = uintParam(q, "limit", DefaultListLimit)
+	if err == nil && (limit < 1 || limit > MaxListLimit) {
+		err = &ParamError{"limit", fmt.Sprintf("%d: want 1 to %d", limit, MaxListLimit)}
+	}
+	return after, limit, err
 }

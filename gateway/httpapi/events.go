@@ -113,15 +113,7 @@ func listEvents(c *gin.Context, ev Events) {
 		fail(c, err)
 		return
 	}
-	after, err := uintParam(q, "after", 0)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	limit, err := uintParam(q, "limit", DefaultListLimit)
-	if err == nil && (limit < 1 || limit > MaxListLimit) {
-		err = &ParamError{"limit", fmt.Sprintf("%d: want 1 to %d", limit, MaxListLimit)}
-	}
+	after, limit, err := pageParams(q)
 	if err != nil {
 		fail(c, err)
 		return
