@@ -3,6 +3,7 @@ package fanouttest
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,15 +12,23 @@ import (
 )
 
 // FreePort is a port of 127.0.0.1 that nothing listened on a moment ago (listened on, then
-// closed): for a server whose address a test must write in a config before it starts.
+// closed): for a server whose address a test must write in a config before it starts. It
+// is taken below Linux's ephemeral range (32768 and up), where the kernel never puts the
+// local end of an outgoing connection: a port the kernel handed out for port 0 could be
+// taken by another test's client before the server it was meant for binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue // in use
+		}
+		ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port of 127.0.0.1 between 20000 and 32000")
+	return 0
 }
 
 // FreeAddr is FreePort as an address, 127.0.0.1:PORT.
