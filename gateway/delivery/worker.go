@@ -145,7 +145,13 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	case Retry:
 		if end.HandedBack {
 			logger().Debug("delivery interrupted, handing it back to the queue", "error", res.Err)
-			w.handBack(m, attempt+1, logger)
+			// An attempt the stop cut short (reason canceled) may not have reached the
+			// receiver: its number is given again rather than skipped.
+			next := attempt + 1
+			if res.Reason == ReasonCanceled {
+				next = attempt
+			}
+			w.handBack(m, next, logger)
 			return
 		}
 		logger().Warn("delivery failed, will retry", "attempts", attemptRange(first, attempt), "url", d.RedactedURL(), "reason", res.Reason,
