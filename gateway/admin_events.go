@@ -85,7 +85,7 @@ func (a adminAPI) ReplayEvents(ctx context.Context, r httpapi.EventReplay) (http
 			return fmt.Errorf("replay: storing %d deliveries: %w", len(jobs), err)
 		}
 		for _, j := range jobs {
-			events.Replayed(j.EventID, j.Destination, r.Reroute)
+			events.Replayed(j.EventID, j.Destination, r.Reroute, j.Since)
 		}
 		jobs = jobs[:0]
 		return nil

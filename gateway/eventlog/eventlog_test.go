@@ -187,6 +187,30 @@ func TestTrace(t *testing.T) {
 	}
 }
 
+// TestReplayOvertaken: a copy's attempt can reach the log before the record of its replay;
+// the trace still says delivered, and a replay after the last attempt says pending.
+func TestReplayOvertaken(t *testing.T) {
+	l := openLog(t)
+	cb := message{key: "r1", from: "alice", to: "bob", routes: []string{"all"}, dests: []string{"crm"}}.callback()
+	l.Received(cb)
+	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 204, Result: "2xx", Started: time.Now()})
+	replayed := time.Now()
+	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 204, Result: "2xx", Started: time.Now()})
+	l.Replayed(cb.EventID, "crm", false, replayed)
+	settle(t, l)
+	d, err := l.Trace(ctxT(t), cb.EventID)
+	if err != nil || d.Outcome != eventlog.OutcomeDelivered || d.Deliveries[0].Replayed != 1 {
+		t.Errorf("a replay overtaken by its attempt: %v %+v", err, d.Summary)
+	}
+
+	l.Replayed(cb.EventID, "crm", false, time.Now())
+	settle(t, l)
+	d, err = l.Trace(ctxT(t), cb.EventID)
+	if err != nil || d.Outcome != eventlog.OutcomePending || d.Deliveries[0].Replayed != 2 {
+		t.Errorf("a replay not attempted yet: %v %+v", err, d.Summary)
+	}
+}
+
 // TestSearchFilters lists callbacks by each filter, newest first, page by page.
 func TestSearchFilters(t *testing.T) {
 	l := openLog(t)
@@ -217,7 +241,7 @@ func TestSearchFilters(t *testing.T) {
 	ok(2, "crm")
 	ok(4, "crm")
 	ok(4, "audit")
-	l.Replayed(cbs[0].EventID, "audit", false)
+	l.Replayed(cbs[0].EventID, "audit", false, time.Now())
 	settle(t, l)
 
 	for _, tt := range []struct {

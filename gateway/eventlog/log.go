@@ -247,10 +247,11 @@ func (l *Log) Ended(e End) {
 	}
 }
 
-// Replayed records that callback eventID was queued again for destination. It never blocks.
-func (l *Log) Replayed(eventID, destination string, reroute bool) {
+// Replayed records that callback eventID was queued again for destination at the moment
+// at, taken before the copy was queued. It never blocks.
+func (l *Log) Replayed(eventID, destination string, reroute bool, at time.Time) {
 	if l != nil {
-		l.put(item{replay: &Entry{At: time.Now(), EventID: eventID, Kind: KindReplayed, Destination: destination, Reroute: reroute}})
+		l.put(item{replay: &Entry{At: at, EventID: eventID, Kind: KindReplayed, Destination: destination, Reroute: reroute}})
 	}
 }
 

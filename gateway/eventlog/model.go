@@ -113,6 +113,8 @@ type DeliveryState struct {
 	Due         time.Time `json:"due,omitzero"`       // retrying: the next attempt
 	Reason      string    `json:"reason,omitempty"`   // dead: why
 	Replayed    int       `json:"replayed,omitempty"` // times queued again from the log
+
+	seen time.Time // the latest attempt or end of a round recorded for it
 }
 
 // Detail is one callback with its body and every record, in the order they happened.
@@ -195,6 +197,7 @@ func assemble(id string, records []stored) (d Detail, found bool) {
 				continue
 			}
 			s := state(e.Destination)
+			s.seen = later(s.seen, e.At)
 			s.Attempts = max(s.Attempts, e.Attempt)
 			s.LastStatus, s.LastResult, s.LastAt = e.Status, e.Result, e.At
 			if e.Result == "2xx" {
@@ -204,17 +207,24 @@ func assemble(id string, records []stored) (d Detail, found bool) {
 			}
 		case KindRetrying:
 			s := state(e.Destination)
+			s.seen = later(s.seen, e.At)
 			if s.State != OutcomeDelivered {
 				s.State, s.Due = OutcomeRetrying, e.Due
 			}
 		case KindDead:
 			s := state(e.Destination)
+			s.seen = later(s.seen, e.At)
 			if s.State != OutcomeDelivered {
 				s.State, s.Reason, s.Due = OutcomeDead, e.Reason, time.Time{}
 			}
 		case KindReplayed:
+			// The copy's own attempts may reach the log before this record (it is written
+			// once the copy is queued, and a worker can be faster): it resets the state only
+			// when nothing was recorded after the moment of the replay.
 			s := state(e.Destination)
-			s.State, s.Due, s.Reason = OutcomePending, time.Time{}, ""
+			if e.At.After(s.seen) {
+				s.State, s.Due, s.Reason = OutcomePending, time.Time{}, ""
+			}
 			s.Replayed++
 		}
 	}
@@ -233,6 +243,13 @@ func assemble(id string, records []stored) (d Detail, found bool) {
 	slices.SortStableFunc(d.Timeline, func(a, b Entry) int { return a.At.Compare(b.At) })
 	d.Body, d.BodyEncoding = bodyJSON(d.body, received)
 	return d, true
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // outcome is a callback's outcome as a whole: the least advanced of its deliveries.
