@@ -86,6 +86,17 @@ export function fmtTime(t) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+// toLocalInput turns an RFC 3339 time into a datetime-local input's value, in the
+// browser's zone; fromLocalInput turns such a value back into RFC 3339 (UTC).
+export function toLocalInput(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const off = d.getTimezoneOffset() * 60000;
+  return new Date(d.getTime() - off).toISOString().slice(0, 19);
+}
+export function fromLocalInput(v) { return v ? new Date(v).toISOString().replace(/\.000Z$/, 'Z') : ''; }
+
 export function ago(t) {
   if (!t) return '–';
   const sec = (Date.now() - new Date(t).getTime()) / 1000;

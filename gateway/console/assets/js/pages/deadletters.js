@@ -2,19 +2,9 @@
 // dry run says how many would go) and purge (after the same count, confirmed).
 
 import * as api from '../api.js';
-import {h, clear, fmtNumber, fmtTime, ago, pretty, errorBox, toast, confirmDialog} from '../dom.js';
+import {h, clear, fmtNumber, fmtTime, ago, pretty, errorBox, toast, confirmDialog, toLocalInput, fromLocalInput} from '../dom.js';
 
 const PAGE = 100;
-
-// localInput turns an RFC 3339 time into a datetime-local value, and back.
-function toLocalInput(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return '';
-  const off = d.getTimezoneOffset() * 60000;
-  return new Date(d.getTime() - off).toISOString().slice(0, 19);
-}
-function fromLocalInput(v) { return v ? new Date(v).toISOString().replace(/\.000Z$/, 'Z') : ''; }
 
 export async function render(root, ctx) {
   const p = ctx.params;
