@@ -301,9 +301,16 @@ routes:
 // startGateway runs a gateway on testConfig with the three downstreams.
 func startGateway(t *testing.T, app, audit, bot *downstream) *testGateway {
 	t.Helper()
+	return startGatewayWith(t, testConfig, app, audit, bot)
+}
+
+// startGatewayWith runs a gateway on config, testConfig or a variant of it, with the three
+// downstreams.
+func startGatewayWith(t *testing.T, config string, app, audit, bot *downstream) *testGateway {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := strings.NewReplacer("%QUEUE%", strconv.Quote(filepath.Join(dir, "queue")),
-		"%APP%", app.srv.URL, "%AUDIT%", audit.srv.URL, "%BOT%", bot.srv.URL).Replace(testConfig)
+		"%APP%", app.srv.URL, "%AUDIT%", audit.srv.URL, "%BOT%", bot.srv.URL).Replace(config)
 	path := filepath.Join(dir, "fanout.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -349,6 +356,20 @@ func (gw *testGateway) callback(body []byte) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"ActionStatus":"OK"`) {
 		gw.t.Fatalf("callback %s: %d %s", head.CallbackCommand, resp.StatusCode, b)
+	}
+}
+
+// signedCallback sends a callback body of an app whose callback token is token, with the
+// RequestTime and Sign Tencent IM adds, and expects the OK answer.
+func (gw *testGateway) signedCallback(body []byte, token string) {
+	gw.t.Helper()
+	var head struct{ CallbackCommand string }
+	if err := json.Unmarshal(body, &head); err != nil {
+		gw.t.Fatal(err)
+	}
+	q := fanouttest.SignedCallbackQuery(testApp, head.CallbackCommand, token, time.Now())
+	if a := fanouttest.PostCallback(gw.g.CallbackAddr(), q, body); !a.OK() {
+		gw.t.Fatalf("callback %s: %d %s", head.CallbackCommand, a.Status, a.Body)
 	}
 }
 

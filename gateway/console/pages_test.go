@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -57,6 +58,14 @@ func TestConsolePages(t *testing.T) {
 	tb.waitText("#dlq-detail", "status 400")
 	tb.waitText("#dlq-body", "CallbackCommand")
 
+	// Events: this gateway's event log is off (the default), and the page says how to turn
+	// it on instead of failing.
+	tb.show("#/events", "Events")
+	tb.waitText("#events-off", "The event log is off")
+	tb.waitText("#events-off", "enabled: true")
+	tb.show("#/events?id=0123456789abcdef0123456789abcdef", "Events")
+	tb.waitText("#events-off", "The event log is off")
+
 	// Rules: the live routes with their match counts.
 	tb.show("#/rules", "Rules")
 	tb.waitFor("three routes", `document.querySelectorAll('#routes-table tbody tr').length === 3`)
@@ -70,10 +79,90 @@ func TestConsolePages(t *testing.T) {
 	// Readable on a phone: nothing wider than the screen.
 	tb.do("a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
 	for _, page := range []struct{ hash, title string }{{"#/overview", "Overview"}, {"#/destinations", "Destinations"},
-		{"#/dead-letters", "Dead letters"}, {"#/rules", "Rules"}} {
+		{"#/dead-letters", "Dead letters"}, {"#/events", "Events"}, {"#/rules", "Rules"}} {
 		tb.show(page.hash, page.title)
 		tb.waitFor(page.title+" without sideways scrolling", `document.documentElement.scrollWidth <= window.innerWidth`)
 	}
+}
+
+// TestConsoleEvents searches the event log for a signed callback by its MsgKey, among
+// others, opens its trace from the result, opens it again by its address, and replays it
+// to another destination after the dry run's count.
+func TestConsoleEvents(t *testing.T) {
+	const tencentToken = "tencent-SECRET-0a1b2c"
+	cfg := strings.Replace(testConfig, "apps: [{sdkappid: "+testApp+"}]", "apps: [{sdkappid: "+testApp+", token: "+tencentToken+"}]", 1) +
+		"log: {enabled: true}\n"
+	app, audit, bot := newDownstream(t, 200), newDownstream(t, 200), newDownstream(t, 200)
+	gw := startGatewayWith(t, cfg, app, audit, bot)
+	gw.signedCallback(withKey(t, "C2C.CallbackAfterSendMsg", "events-other"), tencentToken)
+	gw.signedCallback(withKey(t, "C2C.CallbackAfterSendMsg", "events-trace-me"), tencentToken)
+	gw.signedCallback(withKey(t, "Group.CallbackAfterSendMsg", "events-group"), tencentToken)
+	waitUntil(t, "the callback at app-backend", func() bool { return app.got("events-trace-me") == 1 })
+	var found struct {
+		Items []struct{ ID, Outcome string }
+	}
+	waitUntil(t, "the delivery in the event log", func() bool {
+		gw.api(http.MethodGet, "/api/v1/events?field="+url.QueryEscape("MsgKey=events-trace-me"), &found)
+		return len(found.Items) == 1 && found.Items[0].Outcome == "delivered"
+	})
+	id := found.Items[0].ID
+
+	tb := openConsole(t, gw)
+	tb.login()
+	tb.show("#/events", "Events")
+	tb.waitFor("the three callbacks listed", `document.querySelectorAll('#events-table tbody tr[data-id]').length === 3`)
+	tb.do("searching by MsgKey",
+		chromedp.SetValue(chromedp.CSS(`#events-filter input[name="field-name"]`), "MsgKey"),
+		chromedp.SetValue(chromedp.CSS(`#events-filter input[name="field-value"]`), "events-trace-me"),
+		chromedp.Click(chromedp.ID("events-search")))
+	tb.waitFor("that callback alone", `document.querySelectorAll('#events-table tbody tr[data-id]').length === 1 && `+
+		`document.querySelector('#events-table tbody tr[data-id]').textContent.includes('events-trace-me')`)
+	row := fmt.Sprintf(`#events-table tbody tr[data-id=%q]`, id)
+	tb.waitText(row+" td.outcome", "delivered")
+	tb.waitText(row, "C2C.CallbackAfterSendMsg")
+
+	// Its trace: the destination delivered at the first attempt, with a 2xx status.
+	tb.do("opening its trace", chromedp.Click(chromedp.CSS(row+" td:nth-child(2)")))
+	dest := `#trace-deliveries tr[data-destination="app-backend"]`
+	tb.waitText(dest, "delivered")
+	tb.waitText(dest+" td:nth-child(3)", "1")
+	tb.waitText(dest+" td:nth-child(4)", "200 2xx")
+	attempt := `#trace-timeline tr[data-kind="attempt"][data-destination="app-backend"]`
+	tb.waitText(attempt, "attempt 1")
+	tb.waitText(attempt, "200 2xx")
+	tb.waitText(`#trace-timeline tr[data-kind="received"]`, "+0 ms")
+	tb.waitText("#trace-query", "SdkAppid="+testApp)
+	tb.waitText("#trace-body", "events-trace-me")
+	if html := eval[string](tb, `document.documentElement.outerHTML`); strings.Contains(html, tencentToken) ||
+		strings.Contains(html, "Sign=") || strings.Contains(html, "audit-SECRET-123456") {
+		t.Error("the trace shows a secret, or the callback's Sign")
+	}
+
+	// Its address opens it again, in a new load of the console.
+	hash := eval[string](tb, `location.hash`)
+	if !strings.Contains(hash, "id="+id) || !strings.Contains(hash, "field=MsgKey") {
+		t.Errorf("the trace's address is %q: want its id and the search's filter", hash)
+	}
+	tb.do("loading the trace's address", chromedp.Navigate("about:blank"), chromedp.Navigate(tb.base+"#/events?id="+id))
+	tb.waitText(dest, "delivered")
+	tb.waitText("#page h1", "Events")
+
+	// Replay it to audit: the dry run's count, then the delivery.
+	tb.do("choosing audit", chromedp.SetValue(chromedp.ID("replay-to"), "to:audit"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('replay-to').dispatchEvent(new Event('change'))`),
+		chromedp.Click(chromedp.ID("replay-event")))
+	tb.confirm("would queue 1 delivery (audit 1)")
+	waitUntil(t, "the replayed callback at audit", func() bool { return audit.got("events-trace-me") == 1 })
+	tb.do("refreshing the trace", chromedp.Click(chromedp.ID("trace-refresh")))
+	tb.waitText(`#trace-deliveries tr[data-destination="audit"]`, "delivered")
+	tb.waitFor("the replay in the timeline", `!!document.querySelector('#trace-timeline tr[data-kind="replayed"][data-destination="audit"]')`)
+
+	// Readable on a phone: the search and the trace.
+	tb.do("a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+	tb.waitFor("the trace without sideways scrolling", `document.documentElement.scrollWidth <= window.innerWidth`)
+	tb.do("back to the search", chromedp.Click(chromedp.ID("trace-back")))
+	tb.waitFor("the search", `document.querySelectorAll('#events-table tbody tr[data-id]').length >= 1`)
+	tb.waitFor("the search without sideways scrolling", `document.documentElement.scrollWidth <= window.innerWidth`)
 }
 
 // TestConsoleReplayDeadLetter dead-letters a callback, fixes the receiver, and replays the
