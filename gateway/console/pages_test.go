@@ -111,6 +111,12 @@ func TestConsoleEvents(t *testing.T) {
 	tb.login()
 	tb.show("#/events", "Events")
 	tb.waitFor("the three callbacks listed", `document.querySelectorAll('#events-table tbody tr[data-id]').length === 3`)
+	// A field the log does not index: the API's reason, where the results would be.
+	tb.do("searching by a field not indexed",
+		chromedp.SetValue(chromedp.CSS(`#events-filter input[name="field-name"]`), "Nickname"),
+		chromedp.SetValue(chromedp.CSS(`#events-filter input[name="field-value"]`), "jared"),
+		chromedp.Click(chromedp.ID("events-search")))
+	tb.waitText("#events-table", `"Nickname" is not an indexed field`)
 	tb.do("searching by MsgKey",
 		chromedp.SetValue(chromedp.CSS(`#events-filter input[name="field-name"]`), "MsgKey"),
 		chromedp.SetValue(chromedp.CSS(`#events-filter input[name="field-value"]`), "events-trace-me"),
@@ -156,6 +162,13 @@ func TestConsoleEvents(t *testing.T) {
 	tb.do("refreshing the trace", chromedp.Click(chromedp.ID("trace-refresh")))
 	tb.waitText(`#trace-deliveries tr[data-destination="audit"]`, "delivered")
 	tb.waitFor("the replay in the timeline", `!!document.querySelector('#trace-timeline tr[data-kind="replayed"][data-destination="audit"]')`)
+
+	// A webhook-id, as a receiver logs it, opens the trace too.
+	tb.do("back to the search", chromedp.Click(chromedp.ID("trace-back")))
+	tb.do("opening a webhook-id",
+		chromedp.SetValue(chromedp.CSS("#events-open input"), "msg_"+id+"_app-backend"),
+		chromedp.Click(chromedp.CSS("#events-open button")))
+	tb.waitText(dest, "delivered")
 
 	// Readable on a phone: the search and the trace.
 	tb.do("a phone's screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))

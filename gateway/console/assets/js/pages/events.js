@@ -123,7 +123,7 @@ async function renderSearch(root, ctx, filter) {
   const more = h('button', {type: 'button', hidden: true, id: 'events-more'}, 'Load more');
   const list = h('section', {class: 'panel'},
     h('div', {class: 'spread'}, count, h('button', {type: 'button', id: 'events-refresh', on: {click: () => load()}}, 'Refresh')),
-    h('div', {class: 'table-wrap'}, h('table', {id: 'events-table'},
+    h('div', {class: 'table-wrap'}, h('table', {id: 'events-table', class: 'stacked'},
       h('thead', {}, h('tr', {}, h('th', {}, 'Received'), h('th', {}, 'Command'), h('th', {}, 'Fields'),
         h('th', {}, 'Routes'), h('th', {}, 'Outcome'), h('th', {}, 'Deliveries'))),
       tbody)),
@@ -157,11 +157,11 @@ async function renderSearch(root, ctx, filter) {
 
   const row = s => {
     const href = traceHref(filter, s.id);
-    const fields = Object.entries(s.fields || {}).map(([k, v]) => `${k}=${v}`).join(' ');
+    const fields = Object.entries(s.fields || {}).map(([k, v]) => h('span', {class: 'kv'}, h('span', {class: 'muted'}, k + '='), v));
     const tr = h('tr', {class: 'clickable', dataset: {id: s.id}},
       h('td', {class: 'nowrap'}, h('a', {href, title: ago(s.received_at)}, fmtTime(s.received_at))),
       h('td', {class: 'mono small'}, s.command || '–', s.sdkappid ? h('div', {class: 'muted'}, s.sdkappid) : null),
-      h('td', {class: 'mono small wrap'}, fields || '–'),
+      h('td', {class: 'mono small wrap'}, fields.length ? fields : '–'),
       h('td', {class: 'small'}, s.routes.length ? s.routes.join(', ') : '–'),
       h('td', {class: 'outcome'}, statePill(s.outcome), s.duplicates ? h('div', {class: 'muted small'}, `+${plural(s.duplicates, 'duplicate')}`) : null,
         s.evicted ? h('div', {class: 'muted small', title: 'its received record has left the log'}, 'partly evicted') : null),
@@ -282,21 +282,21 @@ async function renderTrace(root, filter, id) {
         d.evicted ? h('p', {class: 'muted'}, 'Its received record has left the log (log.max_age or log.max_bytes): what is known comes from the records after it.') : null,
         h('dl', {class: 'facts'}, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {class: k.endsWith('id') || k === 'Fields' ? 'pre' : null}, String(v))]))),
       h('section', {class: 'panel'}, h('h3', {}, 'Deliveries'),
-        d.deliveries.length ? h('div', {class: 'table-wrap'}, h('table', {id: 'trace-deliveries'},
+        d.deliveries.length ? h('div', {class: 'table-wrap'}, h('table', {id: 'trace-deliveries', class: 'stacked'},
           h('thead', {}, h('tr', {}, h('th', {}, 'Destination'), h('th', {}, 'State'), h('th', {class: 'num'}, 'Attempts'),
             h('th', {}, 'Last status'), h('th', {}, 'Delivered · due · reason'), h('th', {class: 'num'}, 'Replayed'), h('th', {}, 'webhook-id'))),
           h('tbody', {}, d.deliveries.map(dl => h('tr', {dataset: {destination: dl.destination}},
             h('td', {}, dl.destination, dl.routes.length ? h('div', {class: 'muted small'}, 'by ' + dl.routes.join(', ')) : null),
             h('td', {}, statePill(dl.state)),
-            h('td', {class: 'num'}, dl.attempts),
-            h('td', {class: 'nowrap'}, [dl.last_status || '', dl.last_result || ''].filter(Boolean).join(' ') || '–'),
+            h('td', {class: 'num', dataset: {label: 'attempts'}}, dl.attempts),
+            h('td', {class: 'nowrap', dataset: {label: 'last'}}, [dl.last_status || '', dl.last_result || ''].filter(Boolean).join(' ') || '–'),
             h('td', {class: 'wrap'}, deliveryNote(dl, t0)),
-            h('td', {class: 'num'}, dl.replayed || 0),
+            h('td', {class: 'num', dataset: {label: 'replayed'}}, dl.replayed || 0),
             h('td', {class: 'mono small wrap'}, dl.webhook_id)))))) :
           h('p', {class: 'muted'}, d.respond ? `No asynchronous delivery: only ${d.respond}'s synchronous answer.` : 'No route matched it: nothing was delivered.')),
       h('section', {class: 'panel'}, h('h3', {}, 'Timeline'),
-        h('div', {class: 'table-wrap'}, h('table', {id: 'trace-timeline', class: 'timeline'},
-          h('thead', {}, h('tr', {}, h('th', {}, 'Time'), h('th', {class: 'num', title: 'since the callback was received'}, '+'),
+        h('div', {class: 'table-wrap'}, h('table', {id: 'trace-timeline', class: 'timeline stacked'},
+          h('thead', {}, h('tr', {}, h('th', {}, 'Time'), h('th', {class: 'num', title: 'time since the callback was received'}, 'Elapsed'),
             h('th', {}, 'Destination'), h('th', {}, 'Record'), h('th', {}, ''))),
           h('tbody', {}, d.timeline.map(e => h('tr', {dataset: {kind: e.kind, destination: e.destination || ''}},
             h('td', {class: 'mono small nowrap', title: e.at}, fmtClock(e.at)),
