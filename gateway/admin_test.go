@@ -617,6 +617,23 @@ routes:
 	since := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	get(http.MethodPost, "/api/v1/events/replay", fmt.Sprintf(`{"filter":{"since":%q},"to":"basic","dry_run":true}`, since))
 	get(http.MethodPost, "/api/v1/events/replay", fmt.Sprintf(`{"filter":{"since":%q},"reroute":true,"dry_run":true}`, since))
+	// The console's replay of the callback its trace shows, for real: selected by its
+	// instant of reception, app, command and fields; then that trace again, with the replay.
+	one := events.Items[0]
+	var fields []string
+	for k, v := range one.Fields {
+		fields = append(fields, k+"="+v)
+	}
+	filter := map[string]any{"app": one.SdkAppID, "command": one.Command, "field": fields,
+		"since": one.ReceivedAt.Format(time.RFC3339Nano),
+		"until": one.ReceivedAt.Truncate(time.Millisecond).Add(time.Millisecond).Format(time.RFC3339Nano)}
+	only, _ := json.Marshal(map[string]any{"filter": filter, "to": "signed", "limit": 10})
+	status, replayed := a.do(http.MethodPost, "/api/v1/events/replay", string(only))
+	if status != http.StatusOK || !bytes.Contains(replayed, []byte(`"matched":1,`)) {
+		t.Errorf("replaying one callback as the console does: %d %s", status, replayed)
+	}
+	answers["POST /api/v1/events/replay (one callback)"] = replayed
+	_, answers["GET /api/v1/events/"+one.ID+", again"] = a.do(http.MethodGet, "/api/v1/events/"+one.ID, "")
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the stream to show the dead letters", func() bool {
 		_, raw := stream.all()
 		return strings.Count(raw, `"kind":"dead"`) >= 2
