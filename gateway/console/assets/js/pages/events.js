@@ -246,7 +246,8 @@ function deliveryNote(d, t0) {
   switch (d.state) {
   case 'delivered': return [`delivered ${fmtClock(d.delivered_at)}`, h('span', {class: 'muted'}, ` (${fmtOffset(msOf(d.delivered_at) - t0)})`)];
   case 'retrying': return [`next attempt due ${fmtClock(d.due)}`, h('span', {class: 'muted'}, ` (${fmtOffset(msOf(d.due) - t0)})`)];
-  case 'dead': return h('span', {class: 'error'}, d.reason || 'dead');
+  case 'dead': return [h('span', {class: 'error'}, d.reason || 'dead'), ' · ',
+    h('a', {href: '#/dead-letters?destination=' + encodeURIComponent(d.destination)}, 'dead letters')];
   }
   return d.attempts ? 'being attempted' : 'queued';
 }
