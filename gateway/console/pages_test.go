@@ -63,7 +63,11 @@ func TestConsolePages(t *testing.T) {
 	tb.show("#/events", "Events")
 	tb.waitText("#events-off", "The event log is off")
 	tb.waitText("#events-off", "enabled: true")
-	tb.show("#/events?id=0123456789abcdef0123456789abcdef", "Events")
+	tb.show("#/dead-letters", "Dead letters")
+	tb.waitFor("dead letters listed", `document.querySelectorAll('#dlq-table tbody tr[data-id]').length >= 6`)
+	tb.do("opening a dead letter", chromedp.Click(chromedp.CSS("#dlq-table tbody tr[data-id] td:nth-child(4)")))
+	tb.do("opening its trace", chromedp.Click(chromedp.ID("dlq-trace")))
+	tb.waitFor("a trace's address", `location.hash.startsWith('#/events?id=')`)
 	tb.waitText("#events-off", "The event log is off")
 
 	// Rules: the live routes with their match counts.
