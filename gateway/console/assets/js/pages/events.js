@@ -82,7 +82,8 @@ export async function render(root, ctx) {
 }
 
 async function renderSearch(root, ctx, filter) {
-  const [fieldName, fieldValue] = filter.field.includes('=') ? [filter.field.slice(0, filter.field.indexOf('=')), filter.field.slice(filter.field.indexOf('=') + 1)] : ['MsgKey', ''];
+  const eq = filter.field.indexOf('=');
+  const [fieldName, fieldValue] = eq > 0 ? [filter.field.slice(0, eq), filter.field.slice(eq + 1)] : ['MsgKey', ''];
   const since = h('input', {name: 'since', type: 'datetime-local', step: 1, value: toLocalInput(filter.since)});
   const until = h('input', {name: 'until', type: 'datetime-local', step: 1, value: toLocalInput(filter.until)});
   const app = h('input', {name: 'app', type: 'search', inputmode: 'numeric', size: 12, placeholder: 'SdkAppid', value: filter.app});
@@ -93,7 +94,7 @@ async function renderSearch(root, ctx, filter) {
     OUTCOMES.map(o => h('option', {value: o, selected: o === filter.outcome}, o.replace('_', ' '))));
   const fieldList = h('datalist', {id: 'indexed-fields'}, INDEXED.map(f => h('option', {value: f})));
   const fname = h('input', {name: 'field-name', list: 'indexed-fields', size: 13, value: fieldName, autocomplete: 'off', 'aria-label': 'indexed field'});
-  const fvalue = h('input', {name: 'field-value', type: 'search', size: 26, placeholder: 'its value, exactly', value: fieldValue});
+  const fvalue = h('input', {name: 'field-value', type: 'search', size: 26, placeholder: 'its value, exactly', value: fieldValue, 'aria-label': 'value'});
   const form = h('form', {class: 'filters', id: 'events-filter'},
     h('label', {}, 'Indexed field', h('span', {class: 'row field-pair'}, fname, h('span', {class: 'muted'}, '='), fvalue)),
     h('label', {}, 'Command', command), h('label', {}, 'App', app),
@@ -108,7 +109,7 @@ async function renderSearch(root, ctx, filter) {
     }}}, 'Clear'));
   form.addEventListener('submit', e => { e.preventDefault(); apply(); });
 
-  const openId = h('input', {type: 'search', size: 34, placeholder: 'event id (in webhook-id, and logged as event_id)', 'aria-label': 'event id'});
+  const openId = h('input', {type: 'search', size: 34, placeholder: 'event id or webhook-id', 'aria-label': 'event id or webhook-id'});
   const open = h('form', {class: 'row', id: 'events-open'}, h('span', {class: 'muted small'}, 'Or open one callback:'), openId,
     h('button', {type: 'submit'}, 'Trace'));
   open.addEventListener('submit', e => {
