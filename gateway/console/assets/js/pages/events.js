@@ -207,7 +207,7 @@ async function renderSearch(root, ctx, filter) {
       tbody.replaceChildren(h('tr', {}, h('td', {colspan: 6, class: 'muted'},
         next ? 'No callback matches in the part of the log searched so far: Load more searches further back.' : empty)));
     }
-    count.textContent = `${plural(shown, 'callback')}${next ? ', more further back' : ''}, newest first`;
+    count.textContent = `${plural(shown, 'callback')}, newest first${next ? '; more further back' : ''}`;
   }
   more.addEventListener('click', () => load(true));
   await load();
