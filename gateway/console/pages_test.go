@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,6 +111,10 @@ func TestConsoleEvents(t *testing.T) {
 		return len(found.Items) == 1 && found.Items[0].Outcome == "delivered"
 	})
 	id := found.Items[0].ID
+	waitUntil(t, "the three callbacks in the event log", func() bool {
+		gw.api(http.MethodGet, "/api/v1/events", &found)
+		return len(found.Items) == 3
+	})
 
 	tb := openConsole(t, gw)
 	tb.login()
@@ -163,6 +168,15 @@ func TestConsoleEvents(t *testing.T) {
 		chromedp.Click(chromedp.ID("replay-event")))
 	tb.confirm("would queue 1 delivery (audit 1)")
 	waitUntil(t, "the replayed callback at audit", func() bool { return audit.got("events-trace-me") == 1 })
+	waitUntil(t, "the replay and its delivery in the event log", func() bool {
+		type delivery struct {
+			Destination, State string
+			Replayed           int
+		}
+		var trace struct{ Deliveries []delivery }
+		gw.api(http.MethodGet, "/api/v1/events/"+id, &trace)
+		return slices.Contains(trace.Deliveries, delivery{"audit", "delivered", 1})
+	})
 	tb.do("refreshing the trace", chromedp.Click(chromedp.ID("trace-refresh")))
 	tb.waitText(`#trace-deliveries tr[data-destination="audit"]`, "delivered")
 	tb.waitFor("the replay in the timeline", `!!document.querySelector('#trace-timeline tr[data-kind="replayed"][data-destination="audit"]')`)
