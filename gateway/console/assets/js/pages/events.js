@@ -28,7 +28,7 @@ function logOff() {
       'for the time and the size you give it.'),
     h('p', {}, 'To turn it on, add this to the config file and restart the gateway (a reload does not change the log):'),
     h('pre', {}, 'log:\n  enabled: true\n  max_age: 24h        # the default\n  max_bytes: 1GiB     # the default\n' +
-      '  index: [MsgKey, From_Account, To_Account, GroupId]   # the fields it is searched by'),
+      '  index: [MsgKey, From_Account, To_Account, GroupId]   # the default: the fields it is searched by'),
     h('p', {class: 'muted'}, 'It costs CPU on the callback path: "The event log" in docs/operating.md says how much.'));
 }
 
