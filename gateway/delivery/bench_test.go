@@ -35,7 +35,7 @@ func BenchmarkSend(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if res := s.Send(ctx, d, job, false); res.Outcome != Delivered {
+			if res := s.Send(ctx, d, job, Round{}); res.Outcome != Delivered {
 				b.Errorf("Send: %v %v", res.Outcome, res.Err)
 				return
 			}

@@ -78,7 +78,7 @@ func TestClassify(t *testing.T) {
 			var seen attempts
 			s := NewSender(SenderOptions{Version: "test", Observe: seen.observe})
 
-			res := s.Send(testContext(t), d, testJob(), false)
+			res := s.Send(testContext(t), d, testJob(), Round{})
 
 			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.Status != tt.status || res.Gone != tt.gone {
 				t.Errorf("Send = {%s %q status %d gone %t}, want {%s %q status %d gone %t}",
@@ -127,7 +127,7 @@ func TestSendCanceled(t *testing.T) {
 		cancel()
 	}()
 	var seen attempts
-	res := NewSender(SenderOptions{Observe: seen.observe}).Send(ctx, d, testJob(), false)
+	res := NewSender(SenderOptions{Observe: seen.observe}).Send(ctx, d, testJob(), Round{})
 	if res.Outcome != Retry || res.Reason != ReasonCanceled || res.Delay != 0 || res.Attempts != 1 {
 		t.Errorf("Send = {%s %q delay %s attempts %d}, want {retry canceled delay 0 attempts 1}", res.Outcome, res.Reason, res.Delay, res.Attempts)
 	}
@@ -204,7 +204,7 @@ func TestTimeoutCoversTheAnswer(t *testing.T) {
 				d.Success = tt.success
 			})
 			done := make(chan Result, 1)
-			go func() { done <- NewSender(SenderOptions{Version: "test"}).Send(testContext(t), d, testJob(), false) }()
+			go func() { done <- NewSender(SenderOptions{Version: "test"}).Send(testContext(t), d, testJob(), Round{}) }()
 			select {
 			case res := <-done:
 				if res.Outcome != tt.outcome || res.Attempts != 1 {

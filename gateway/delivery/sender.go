@@ -140,10 +140,10 @@ func (c *cancelOnClose) Close() error {
 // can lengthen a wait, up to Policy.Max. When ctx ends, Send stops at once with Outcome
 // Retry (reason "canceled" if an attempt was cut short).
 //
-// Each attempt holds one of d.Slots (when set) while its request is in flight; held says
-// the caller already took the slot of the first attempt (Worker.Admit). d must come from
-// NewDestination.
-func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held bool) Result {
+// Each attempt holds one of d.Slots (when set) while its request is in flight; o says
+// whether the caller already took the slot of the first attempt, and whether the round is
+// bound by a pause. d must come from NewDestination.
+func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, o Round) Result {
 	if d.target == nil {
 		panic("delivery: Send with a Destination not built by NewDestination")
 	}
@@ -159,7 +159,9 @@ func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held b
 		webhookID: webhookID(d, job),
 		attempt:   max(job.Attempt, 1),
 		slots:     d.Slots,
-		holding:   held && d.Slots != nil,
+		holding:   o.Held && d.Slots != nil,
+		breaker:   o.Breaker,
+		probe:     o.Probe,
 	}
 	defer r.releaseSlot()
 	r.body = job.Body
@@ -172,6 +174,20 @@ func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held b
 	}
 	r.header = s.baseHeader(d, job)
 	return r.run(ctx)
+}
+
+// Round says how a Send starts and what bounds it besides the destination's policy.
+type Round struct {
+	// Held: the caller took the slot of the first attempt (Worker.Admit).
+	Held bool
+	// Breaker is the destination's pause state (nil: never paused). Once it pauses, the
+	// round makes no more quick attempts: it ends with Retry and the planned wait, so
+	// that it holds neither a slot nor a job while the pause lasts.
+	Breaker *Breaker
+	// Probe marks the round that tests a paused destination (Breaker.Acquire said so): it
+	// makes one attempt. Waiting for a slot for a second one could wait for good, the slots
+	// being held by the rounds that wait for the probe's outcome.
+	Probe bool
 }
 
 // baseHeader is the part of the headers that is the same for every attempt: defaults, then
@@ -218,6 +234,9 @@ type round struct {
 	// rule's timeout) and never waits behind the queued deliveries for a slot or the
 	// rate limit.
 	ask bool
+
+	breaker *Breaker // Round.Breaker
+	probe   bool     // Round.Probe: one attempt only
 }
 
 // takeSlot takes a slot for the next attempt, unless one is already held.
@@ -267,6 +286,10 @@ func (r *round) run(ctx context.Context) Result {
 		CheckRetry: r.checkRetry,
 		Backoff:    func(time.Duration, time.Duration, int, *http.Response) time.Duration { return r.wait },
 		PrepareRetry: func(req *http.Request) error {
+			if r.pausedNow() { // paused during the wait: the attempt is the queue's again
+				r.res.Delay = 0
+				return errPausedRound
+			}
 			r.attempt++
 			return r.prepare(req)
 		},
@@ -411,7 +434,23 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		r.res.Delay = 0 // a reload changed the destination: the next attempt uses the new one
 		return false, nil
 	}
-	return quick, nil
+	return quick && !r.pausedNow(), nil
+}
+
+// errPausedRound ends a round whose destination paused between two attempts.
+var errPausedRound = errors.New("destination paused")
+
+// pausedNow reports whether the round must not make another attempt now: it is a probe, or
+// its destination is paused.
+func (r *round) pausedNow() bool {
+	if r.probe {
+		return true
+	}
+	if r.breaker == nil {
+		return false
+	}
+	paused, _ := r.breaker.Paused()
+	return paused
 }
 
 // AskLimit bounds the answer Ask reads: a before-callback answer is a small JSON object.
