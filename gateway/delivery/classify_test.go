@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,7 +78,7 @@ func TestClassify(t *testing.T) {
 			var seen attempts
 			s := NewSender(SenderOptions{Version: "test", Observe: seen.observe})
 
-			res := s.Send(testContext(t), d, testJob(), false)
+			res := s.Send(testContext(t), d, testJob(), Round{})
 
 			if res.Outcome != tt.outcome || res.Reason != tt.reason || res.Status != tt.status || res.Gone != tt.gone {
 				t.Errorf("Send = {%s %q status %d gone %t}, want {%s %q status %d gone %t}",
@@ -125,7 +127,7 @@ func TestSendCanceled(t *testing.T) {
 		cancel()
 	}()
 	var seen attempts
-	res := NewSender(SenderOptions{Observe: seen.observe}).Send(ctx, d, testJob(), false)
+	res := NewSender(SenderOptions{Observe: seen.observe}).Send(ctx, d, testJob(), Round{})
 	if res.Outcome != Retry || res.Reason != ReasonCanceled || res.Delay != 0 || res.Attempts != 1 {
 		t.Errorf("Send = {%s %q delay %s attempts %d}, want {retry canceled delay 0 attempts 1}", res.Outcome, res.Reason, res.Delay, res.Attempts)
 	}
@@ -161,6 +163,55 @@ func TestRetryAfter(t *testing.T) {
 			got, ok := retryAfter(h, now)
 			if got != tt.want || ok != tt.ok {
 				t.Errorf("retryAfter(%q) = %s, %t; want %s, %t", tt.header, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+// TestTimeoutCoversTheAnswer: the timeout bounds reading the answer too. A receiver that
+// sends its status and part of a body, then stalls, does not hold the delivery: without
+// success_when the 2xx counts; with it, the cut answer cannot be judged, and is retried.
+func TestTimeoutCoversTheAnswer(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"errcode":`))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+
+	for _, tt := range []struct {
+		name    string
+		success func(int, http.Header, []byte) (bool, error)
+		outcome Outcome
+	}{
+		{"status only", nil, Delivered},
+		{"success_when", func(_ int, _ http.Header, body []byte) (bool, error) {
+			var v map[string]any
+			return false, json.Unmarshal(body, &v)
+		}, Retry},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := testDestination(t, srv.URL+"/hook", func(d *Destination) {
+				d.Timeout = 200 * time.Millisecond
+				d.Policy = Policy{MaxAttempts: 3, Initial: time.Minute, Max: time.Hour, Multiplier: 2}
+				d.Success = tt.success
+			})
+			done := make(chan Result, 1)
+			go func() { done <- NewSender(SenderOptions{Version: "test"}).Send(testContext(t), d, testJob(), Round{}) }()
+			select {
+			case res := <-done:
+				if res.Outcome != tt.outcome || res.Attempts != 1 {
+					t.Errorf("Send = %v after %d attempts (%v), want %v after 1", res.Outcome, res.Attempts, res.Err, tt.outcome)
+				}
+			case <-time.After(fanouttest.WaitTimeout):
+				t.Fatalf("Send still reading a stalled answer after %s", fanouttest.WaitTimeout)
 			}
 		})
 	}

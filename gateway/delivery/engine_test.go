@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,9 +35,15 @@ func accountJob(dest string, i int, account string) queue.Job {
 // flight and the consumption, as a graceful stop of the gateway does.
 func startWorker(t *testing.T, q *queue.Queue, d *Destination, concurrency, window int) (stop func()) {
 	t.Helper()
+	return startWorkerWith(t, q, d, concurrency, window, nil)
+}
+
+// startWorkerWith is startWorker with a breaker (nil: never paused).
+func startWorkerWith(t *testing.T, q *queue.Queue, d *Destination, concurrency, window int, b *Breaker) (stop func()) {
+	t.Helper()
 	d.Slots = NewSlots(concurrency)
 	cur, _ := current(d)
-	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Logger: slog.New(slog.DiscardHandler)}
+	w := &Worker{Queue: q, Sender: NewSender(SenderOptions{}), Current: cur, Breaker: b, Logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(context.Background())
 	c, err := q.Consume(ctx, d.Name, queue.ConsumeOptions{Window: window, AckWait: AckWait, Admit: w.Admit}, w.Handle)
 	if err != nil {
@@ -176,4 +183,57 @@ func TestAttemptsAcrossStop(t *testing.T) {
 	if want := []string{"1", "2"}; !slices.Equal(got, want) {
 		t.Errorf("Fanout-Attempt = %v, want %v", got, want)
 	}
+}
+
+// TestPausedWithFullWindow: a destination is down long enough to be paused while it has more
+// jobs in hand than slots, and quick retries (their waits are short). The jobs admitted
+// during the pause hold every slot while they wait for the probe; the probe and the rounds
+// between two quick attempts must not wait for a slot, or nothing moves again. Once the
+// receiver answers, everything is delivered.
+func TestPausedWithFullWindow(t *testing.T) {
+	t.Parallel()
+	var up atomic.Bool
+	rc := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
+		if up.Load() {
+			return fanouttest.Answer{}
+		}
+		return fanouttest.Answer{Status: http.StatusServiceUnavailable}
+	})
+	q := openQueue(t)
+	// Rounds of 5 quick attempts (waits of 20 to 320 ms), then a wait in the queue.
+	d := testDestination(t, rc.URL(), func(d *Destination) {
+		d.Policy = Policy{MaxAttempts: 1000, Initial: 20 * time.Millisecond, Max: 5 * time.Second, Multiplier: 4}
+	})
+	b := NewBreaker(nil)
+	startWorkerWith(t, q, d, 2, 12, b)
+	const n = 30
+	var jobs []queue.Job
+	for i := range n {
+		jobs = append(jobs, jobFor("audit", i))
+	}
+	enqueue(t, q, jobs...)
+	var first time.Time
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the destination paused, and a probe failed", func() bool {
+		paused, until := b.Paused()
+		if paused && first.IsZero() {
+			first = until
+		}
+		return paused && until.After(first)
+	})
+	up.Store(true)
+	fanouttest.WaitForNone(t, fanouttest.WaitTimeout, "every job delivered", func() []string {
+		delivered := map[string]bool{}
+		for _, r := range rc.Requests() {
+			if r.Status < 300 {
+				delivered[r.Header.Get("Webhook-Id")] = true
+			}
+		}
+		var missing []string
+		for _, j := range jobs {
+			if !delivered[webhookID(d, j)] {
+				missing = append(missing, j.EventID)
+			}
+		}
+		return missing
+	})
 }

@@ -192,7 +192,7 @@ func TestSendWaitsForTheRateLimit(t *testing.T) {
 	})
 	d := testDestination(t, rc.URL(), func(d *Destination) { d.RateLimit = rsLimiter{&mu, &log} })
 	s := NewSender(SenderOptions{})
-	res := s.Send(testContext(t), d, testJob(), false)
+	res := s.Send(testContext(t), d, testJob(), Round{})
 	if res.Outcome != Delivered || res.Attempts != 3 {
 		t.Fatalf("Send = %s after %d attempts, want delivered after 3", res.Outcome, res.Attempts)
 	}
@@ -205,13 +205,13 @@ func TestSendWaitsForTheRateLimit(t *testing.T) {
 
 	limited := testDestination(t, rc.URL(), func(d *Destination) { d.RateLimit = NewRateLimit(1, time.Hour) })
 	ctx := testContext(t)
-	if res := s.Send(ctx, limited, testJob(), false); res.Outcome != Delivered {
+	if res := s.Send(ctx, limited, testJob(), Round{}); res.Outcome != Delivered {
 		t.Fatalf("first Send: %s", res.Outcome)
 	}
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	before := len(rc.Requests())
-	res = s.Send(short, limited, testJob(), false)
+	res = s.Send(short, limited, testJob(), Round{})
 	if res.Outcome != Retry || res.Reason != ReasonCanceled || res.Attempts != 0 {
 		t.Errorf("Send waiting past its context = %s %q after %d attempts, want retry %q after 0", res.Outcome, res.Reason, res.Attempts, ReasonCanceled)
 	}

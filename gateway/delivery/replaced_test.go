@@ -20,7 +20,7 @@ func TestReplacedDestinationEndsTheRound(t *testing.T) {
 		return fanouttest.Answer{Status: http.StatusServiceUnavailable}
 	})
 	d = testDestination(t, rc.URL(), nil)
-	res := NewSender(SenderOptions{}).Send(context.Background(), d, testJob(), false)
+	res := NewSender(SenderOptions{}).Send(context.Background(), d, testJob(), Round{})
 	if res.Outcome != Retry || res.Delay != 0 || res.Attempts != 1 {
 		t.Fatalf("got %s after %d attempts with delay %s, want Retry after 1 attempt with no delay", res.Outcome, res.Attempts, res.Delay)
 	}
@@ -30,7 +30,7 @@ func TestReplacedDestinationEndsTheRound(t *testing.T) {
 
 	// Not replaced: the same failures are retried in-process up to MaxAttempts.
 	rc2 := fanouttest.NewReceiver(t, status(http.StatusServiceUnavailable, ""))
-	res = NewSender(SenderOptions{}).Send(context.Background(), testDestination(t, rc2.URL(), nil), testJob(), false)
+	res = NewSender(SenderOptions{}).Send(context.Background(), testDestination(t, rc2.URL(), nil), testJob(), Round{})
 	if res.Attempts != quickPolicy.MaxAttempts {
 		t.Fatalf("not replaced: %d attempts, want %d", res.Attempts, quickPolicy.MaxAttempts)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -69,7 +70,6 @@ type Sender struct {
 	userAgent string
 	observe   func(Attempt)
 	transport *http.Transport
-	rt        http.RoundTripper // transport, minus CloseIdleConnections
 }
 
 // NewSender returns a Sender with a transport tuned for many requests to few hosts.
@@ -87,19 +87,49 @@ func NewSender(o SenderOptions) *Sender {
 		userAgent: "fanout/" + version,
 		observe:   o.Observe,
 		transport: t,
-		rt:        keepIdle{t},
 	}
 }
 
 // CloseIdleConnections closes the pooled connections that are idle, for shutdown.
 func (s *Sender) CloseIdleConnections() { s.transport.CloseIdleConnections() }
 
-// keepIdle hides the shared transport's CloseIdleConnections: go-retryablehttp calls it
-// whenever a Do ends in an error, which would drop the warm connections of every
-// destination each time one receiver is down.
-type keepIdle struct{ rt http.RoundTripper }
+// attemptTimeout is the shared transport as one destination's attempts use it: each
+// request, and the reading of its answer until the body is closed, is bounded by timeout
+// (zero: no bound). It does what http.Client.Timeout does, on the request's context, because
+// a client with a Timeout over a RoundTripper other than *http.Transport arms a timer and
+// starts a goroutine per request. It also hides the transport's CloseIdleConnections:
+// go-retryablehttp calls it whenever a Do ends in an error, which would drop the warm
+// connections of every destination each time one receiver is down.
+type attemptTimeout struct {
+	rt      http.RoundTripper
+	timeout time.Duration
+}
 
-func (k keepIdle) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
+func (a attemptTimeout) RoundTrip(r *http.Request) (*http.Response, error) {
+	if a.timeout <= 0 {
+		return a.rt.RoundTrip(r)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	resp, err := a.rt.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends an attempt's context when its answer's body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
 
 // Send delivers job to d: one round of attempts, the first numbered job.Attempt. After a
 // failed attempt that may be retried, the next one follows in-process if its backoff is at
@@ -110,10 +140,10 @@ func (k keepIdle) RoundTrip(r *http.Request) (*http.Response, error) { return k.
 // can lengthen a wait, up to Policy.Max. When ctx ends, Send stops at once with Outcome
 // Retry (reason "canceled" if an attempt was cut short).
 //
-// Each attempt holds one of d.Slots (when set) while its request is in flight; held says
-// the caller already took the slot of the first attempt (Worker.Admit). d must come from
-// NewDestination.
-func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held bool) Result {
+// Each attempt holds one of d.Slots (when set) while its request is in flight; o says
+// whether the caller already took the slot of the first attempt, and whether the round is
+// bound by a pause. d must come from NewDestination.
+func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, o Round) Result {
 	if d.target == nil {
 		panic("delivery: Send with a Destination not built by NewDestination")
 	}
@@ -129,7 +159,9 @@ func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held b
 		webhookID: webhookID(d, job),
 		attempt:   max(job.Attempt, 1),
 		slots:     d.Slots,
-		holding:   held && d.Slots != nil,
+		holding:   o.Held && d.Slots != nil,
+		breaker:   o.Breaker,
+		probe:     o.Probe,
 	}
 	defer r.releaseSlot()
 	r.body = job.Body
@@ -142,6 +174,20 @@ func (s *Sender) Send(ctx context.Context, d *Destination, job queue.Job, held b
 	}
 	r.header = s.baseHeader(d, job)
 	return r.run(ctx)
+}
+
+// Round says how a Send starts and what bounds it besides the destination's policy.
+type Round struct {
+	// Held: the caller took the slot of the first attempt (Worker.Admit).
+	Held bool
+	// Breaker is the destination's pause state (nil: never paused). Once it pauses, the
+	// round makes no more quick attempts: it ends with Retry and the planned wait, so
+	// that it holds neither a slot nor a job while the pause lasts.
+	Breaker *Breaker
+	// Probe marks the round that tests a paused destination (Breaker.Acquire said so): it
+	// makes one attempt. Waiting for a slot for a second one could wait for good, the slots
+	// being held by the rounds that wait for the probe's outcome.
+	Probe bool
 }
 
 // baseHeader is the part of the headers that is the same for every attempt: defaults, then
@@ -188,6 +234,9 @@ type round struct {
 	// rule's timeout) and never waits behind the queued deliveries for a slot or the
 	// rate limit.
 	ask bool
+
+	breaker *Breaker // Round.Breaker
+	probe   bool     // Round.Probe: one attempt only
 }
 
 // takeSlot takes a slot for the next attempt, unless one is already held.
@@ -228,8 +277,7 @@ func (r *round) run(ctx context.Context) Result {
 
 	client := &retryablehttp.Client{
 		HTTPClient: &http.Client{
-			Transport: r.sender.rt,
-			Timeout:   r.d.Timeout,
+			Transport: attemptTimeout{rt: r.sender.transport, timeout: r.d.Timeout},
 			// A redirect is answered, not followed: the signature and the headers were made
 			// for this URL, and classify dead-letters the 3xx so that the config gets fixed.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -238,6 +286,10 @@ func (r *round) run(ctx context.Context) Result {
 		CheckRetry: r.checkRetry,
 		Backoff:    func(time.Duration, time.Duration, int, *http.Response) time.Duration { return r.wait },
 		PrepareRetry: func(req *http.Request) error {
+			if r.pausedNow() { // paused during the wait: the attempt is the queue's again
+				r.res.Delay = 0
+				return errPausedRound
+			}
 			r.attempt++
 			return r.prepare(req)
 		},
@@ -267,13 +319,16 @@ func (r *round) prepare(req *http.Request) error {
 	now := time.Now()
 	ts := strconv.FormatInt(now.Unix(), 10)
 	// A new map: the previous attempt's request, which retryablehttp copied shallowly,
-	// keeps its own.
-	req.Header = r.header.Clone()
-	req.Header.Set("Fanout-Attempt", strconv.Itoa(r.attempt))
-	req.Header.Set("Webhook-Timestamp", ts)
+	// keeps its own. The values of the base headers are shared: nothing changes them.
+	h := make(http.Header, len(r.header)+3)
+	maps.Copy(h, r.header)
+	own := []string{strconv.Itoa(r.attempt), ts, ""}
+	h["Fanout-Attempt"], h["Webhook-Timestamp"] = own[0:1:1], own[1:2:2]
 	if len(r.d.keys) > 0 {
-		req.Header.Set("Webhook-Signature", signature(r.d.keys, r.webhookID, ts, r.body))
+		own[2] = signature(r.d.keys, r.webhookID, ts, r.body)
+		h["Webhook-Signature"] = own[2:3:3]
 	}
+	req.Header = h
 	req.URL = r.url(now)
 	r.started = now
 	return nil
@@ -379,7 +434,23 @@ func (r *round) checkRetry(ctx context.Context, resp *http.Response, err error) 
 		r.res.Delay = 0 // a reload changed the destination: the next attempt uses the new one
 		return false, nil
 	}
-	return quick, nil
+	return quick && !r.pausedNow(), nil
+}
+
+// errPausedRound ends a round whose destination paused between two attempts.
+var errPausedRound = errors.New("destination paused")
+
+// pausedNow reports whether the round must not make another attempt now: it is a probe, or
+// its destination is paused.
+func (r *round) pausedNow() bool {
+	if r.probe {
+		return true
+	}
+	if r.breaker == nil {
+		return false
+	}
+	paused, _ := r.breaker.Paused()
+	return paused
 }
 
 // AskLimit bounds the answer Ask reads: a before-callback answer is a small JSON object.
@@ -407,7 +478,7 @@ func (s *Sender) Ask(ctx context.Context, d *Destination, job queue.Job) (status
 	if err := r.prepare(req); err != nil {
 		return 0, nil, err
 	}
-	client := &http.Client{Transport: s.rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client := &http.Client{Transport: attemptTimeout{rt: s.transport}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if s.observe != nil {
 		v := classify(ctx, statusOf(resp), err)

@@ -56,7 +56,7 @@ func TestSendHeaders(t *testing.T) {
 	})
 	job := testJob()
 	before := time.Now().Unix()
-	res := NewSender(SenderOptions{Version: "1.2.3"}).Send(testContext(t), d, job, false)
+	res := NewSender(SenderOptions{Version: "1.2.3"}).Send(testContext(t), d, job, Round{})
 	after := time.Now().Unix()
 	if res.Outcome != Delivered || res.Attempts != 1 || res.Status != 200 || res.Err != nil || res.BodyExcerpt != "" {
 		t.Fatalf("Send = %+v, want delivered at the first attempt", res)
@@ -119,7 +119,7 @@ func TestSendWithoutSecretsHasNoSignature(t *testing.T) {
 	d := testDestination(t, rc.URL(), nil)
 	job := testJob()
 	job.Routes = nil
-	NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
+	NewSender(SenderOptions{}).Send(testContext(t), d, job, Round{})
 	h := rc.Requests()[0].Header
 	for _, k := range []string{"Webhook-Signature", "Fanout-Route"} {
 		if v, ok := h[k]; ok {
@@ -165,7 +165,7 @@ func TestSendForwardQuery(t *testing.T) {
 				d.TIMToken = tt.token
 			})
 			before := time.Now().Unix()
-			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{})
 			after := time.Now().Unix()
 			if res.Outcome != Delivered {
 				t.Fatalf("Send: %+v", res)
@@ -231,7 +231,7 @@ func TestSendTransform(t *testing.T) {
 		})
 		job := testJob()
 		original := bytes.Clone(job.Body)
-		res := NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
+		res := NewSender(SenderOptions{}).Send(testContext(t), d, job, Round{})
 		if res.Outcome != Delivered {
 			t.Fatalf("Send: %+v", res)
 		}
@@ -252,7 +252,7 @@ func TestSendTransform(t *testing.T) {
 			d.Transform = func(string, []byte) ([]byte, error) { return nil, errors.New("From_Account: not a string") }
 		})
 		var seen attempts
-		res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), false)
+		res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), Round{})
 		if res.Outcome != Dead || res.Reason != ReasonTransform || res.Attempts != 0 || !res.LastAttempt.IsZero() {
 			t.Errorf("Send = %+v, want dead by transform without an attempt", res)
 		}
@@ -282,7 +282,7 @@ func TestSendQuickRetries(t *testing.T) {
 			before := time.Now()
 			job := testJob()
 			job.Attempt = tt.first
-			res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, job, false)
+			res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, job, Round{})
 			if res.Outcome != Delivered || res.Attempts != 3 || res.Status != 200 || res.Err != nil || res.Reason != "2xx" {
 				t.Fatalf("Send = %+v, want delivered after 3 attempts", res)
 			}
@@ -312,7 +312,7 @@ func TestSendDeadAtOnce(t *testing.T) {
 	body := "x" + strings.Repeat("é", 600)
 	rc := fanouttest.NewReceiver(t, status(400, body))
 	d := testDestination(t, rc.URL(), nil)
-	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+	res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{})
 	if res.Outcome != Dead || res.Reason != "4xx" || res.Status != 400 || res.Attempts != 1 {
 		t.Fatalf("Send = {%s %q %d attempts %d}, want dead 4xx 400 after 1 attempt", res.Outcome, res.Reason, res.Status, res.Attempts)
 	}
@@ -345,12 +345,12 @@ func TestSendRetryAfterQuick(t *testing.T) {
 	// Cancelled once the first attempt is classified, the round stops in its wait.
 	ctx, cancel := context.WithCancel(testContext(t))
 	waiting := NewSender(SenderOptions{Observe: func(Attempt) { cancel() }})
-	res := waiting.Send(ctx, d, testJob(), false)
+	res := waiting.Send(ctx, d, testJob(), Round{})
 	if res.Outcome != Retry || res.Reason != Reason429 || res.Attempts != 1 || res.Delay != 2*time.Second {
 		t.Fatalf("Send cancelled in its wait = %+v, want retry %q after 1 attempt with the 2s of Retry-After planned", res, Reason429)
 	}
 
-	res = NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+	res = NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{})
 	if res.Outcome != Delivered || res.Attempts != 2 {
 		t.Fatalf("Send = %+v, want delivered after 2 attempts", res)
 	}
@@ -385,7 +385,7 @@ func TestSendEndsRoundOnLongWait(t *testing.T) {
 				return a
 			})
 			d := testDestination(t, rc.URL(), func(d *Destination) { d.Policy = tt.policy })
-			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+			res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{})
 			if res.Outcome != Retry || res.Reason != "5xx" || res.Attempts != 1 || res.Status != 503 || res.BodyExcerpt != "busy" {
 				t.Fatalf("Send = %+v, want retry after 1 attempt", res)
 			}
@@ -462,7 +462,7 @@ func TestSendExhausted(t *testing.T) {
 			job := testJob()
 			d := testDestination(t, url, func(d *Destination) { tt.edit(d, &job) })
 			job.Attempt = tt.first
-			res := NewSender(SenderOptions{}).Send(testContext(t), d, job, false)
+			res := NewSender(SenderOptions{}).Send(testContext(t), d, job, Round{})
 			if res.Outcome != Dead || res.Reason != tt.reason || res.Attempts != tt.attempts || res.Status != tt.status || res.BodyExcerpt != tt.excerpt {
 				t.Errorf("Send = {%s %q attempts %d status %d excerpt %q}, want {dead %q attempts %d status %d excerpt %q}",
 					res.Outcome, res.Reason, res.Attempts, res.Status, res.BodyExcerpt, tt.reason, tt.attempts, tt.status, tt.excerpt)
@@ -494,10 +494,10 @@ func TestSendReusesConnections(t *testing.T) {
 	good := testDestination(t, rc.URL(), nil)
 	down := testDestination(t, "http://"+closed, func(d *Destination) { d.Policy.MaxAttempts = 1 })
 	for i := range 9 {
-		if res := s.Send(ctx, good, testJob(), false); res.Attempts != 1 {
+		if res := s.Send(ctx, good, testJob(), Round{}); res.Attempts != 1 {
 			t.Fatalf("Send %d: %+v", i, res)
 		}
-		if res := s.Send(ctx, down, testJob(), false); res.Reason != ReasonMaxAttempts {
+		if res := s.Send(ctx, down, testJob(), Round{}); res.Reason != ReasonMaxAttempts {
 			t.Fatalf("Send %d to a closed port: %+v", i, res)
 		}
 	}
@@ -516,7 +516,7 @@ func TestSendErrorsHideSecrets(t *testing.T) {
 			d.Timeout = 50 * time.Millisecond
 			d.Policy.MaxAttempts = 1
 		})
-		res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+		res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{})
 		if res.Err == nil {
 			t.Fatalf("Send to %s: no error", base)
 		}
@@ -550,7 +550,7 @@ func TestSuccessWhen(t *testing.T) {
 		d.Policy = Policy{MaxAttempts: 5, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}
 	})
 	var seen attempts
-	res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), false)
+	res := NewSender(SenderOptions{Observe: seen.observe}).Send(testContext(t), d, testJob(), Round{})
 	if res.Outcome != Delivered || res.Attempts != 3 {
 		t.Fatalf("Send = %+v, want delivered at the third attempt", res)
 	}
@@ -563,7 +563,7 @@ func TestSuccessWhen(t *testing.T) {
 		d.Success = success
 		d.Policy = Policy{MaxAttempts: 2, Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1}
 	})
-	res = NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false)
+	res = NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{})
 	if res.Outcome != Dead || res.Reason != ReasonMaxAttempts || res.Status != 200 ||
 		!strings.Contains(res.BodyExcerpt, "keywords not in content") || !strings.Contains(res.Err.Error(), "success_when is false") {
 		t.Errorf("Send = %+v, %v; want dead after 2 attempts, status 200, the errmsg in the excerpt", res, res.Err)
@@ -573,7 +573,7 @@ func TestSuccessWhen(t *testing.T) {
 	d = testDestination(t, fanouttest.NewReceiver(t, fanouttest.Reply(fanouttest.Answer{Status: 500, Body: `{"errcode":0}`})).URL(), func(d *Destination) {
 		d.Success = func(int, http.Header, []byte) (bool, error) { return true, nil }
 	})
-	if res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), false); res.Outcome != Delivered {
+	if res := NewSender(SenderOptions{}).Send(testContext(t), d, testJob(), Round{}); res.Outcome != Delivered {
 		t.Errorf("Send = %+v, want delivered", res)
 	}
 }

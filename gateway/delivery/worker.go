@@ -107,7 +107,7 @@ func (w *Worker) Handle(ctx context.Context, m *queue.Message) {
 	first := m.Attempt()
 	sent := job
 	sent.Attempt = first
-	res := w.Sender.Send(ctx, d, sent, held)
+	res := w.Sender.Send(ctx, d, sent, Round{Held: held, Breaker: w.Breaker, Probe: probe})
 	held = false // Send gave it back
 	if w.Breaker != nil {
 		// A round that made no attempt (cut short, or a body transform that failed) says

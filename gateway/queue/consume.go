@@ -452,16 +452,13 @@ func (c *consumption) message(m jetstream.Msg) (*Message, error) {
 	return msg, err
 }
 
-// handle admits m, decodes it and runs the handler, keeping m in progress meanwhile. A
-// message whose admission gave up (the consumption stops) is handed back. A message that is
-// not a job frame cannot be delivered; it goes to the dead-letter queue so that nothing is
-// dropped silently.
+// handle decodes m, admits it and runs the handler, keeping m in progress meanwhile. A
+// message that is not a job frame cannot be delivered; it goes to the dead-letter queue so
+// that nothing is dropped silently, without being admitted: what Admit reserves is the
+// handler's to release, and no handler runs for it. A message whose admission gave up (the
+// consumption stops) is handed back.
 func (c *consumption) handle(m jetstream.Msg) {
 	defer c.keepInProgress(m)()
-	if c.admit(c.admitCtx) != nil {
-		c.handBack(m)
-		return
-	}
 	msg, err := c.message(m)
 	if msg == nil {
 		c.q.log.Error("cannot read a job", "destination", c.destination, "error", err)
@@ -472,6 +469,10 @@ func (c *consumption) handle(m jetstream.Msg) {
 		if derr := c.q.DeadLetter(c.ctx, msg, DeadLetterInfo{Reason: reason, Attempts: msg.attempt}); derr != nil {
 			c.q.log.Error("cannot dead-letter an undecodable job", "destination", c.destination, "seq", msg.seq, "error", derr)
 		}
+		return
+	}
+	if c.admit(c.admitCtx) != nil {
+		c.handBack(m)
 		return
 	}
 	c.handler(c.ctx, msg)
