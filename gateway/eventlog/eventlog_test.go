@@ -188,18 +188,20 @@ func TestTrace(t *testing.T) {
 }
 
 // TestReplayOvertaken: a copy's attempt can reach the log before the record of its replay;
-// the trace still says delivered, and a replay after the last attempt says pending.
+// the trace still says delivered, with the copy's attempt as the last one made, and a
+// replay after the last attempt says pending.
 func TestReplayOvertaken(t *testing.T) {
 	l := openLog(t)
 	cb := message{key: "r1", from: "alice", to: "bob", routes: []string{"all"}, dests: []string{"crm"}}.callback()
 	l.Received(cb)
-	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 204, Result: "2xx", Started: time.Now()})
+	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 503, Result: "5xx", Started: time.Now()})
+	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 2, Status: 204, Result: "2xx", Started: time.Now()})
 	replayed := time.Now()
 	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 204, Result: "2xx", Started: time.Now()})
 	l.Replayed(cb.EventID, "crm", false, replayed)
 	settle(t, l)
 	d, err := l.Trace(ctxT(t), cb.EventID)
-	if err != nil || d.Outcome != eventlog.OutcomeDelivered || d.Deliveries[0].Replayed != 1 {
+	if err != nil || d.Outcome != eventlog.OutcomeDelivered || d.Deliveries[0].Replayed != 1 || d.Deliveries[0].Attempts != 1 {
 		t.Errorf("a replay overtaken by its attempt: %v %+v", err, d.Summary)
 	}
 

@@ -198,8 +198,9 @@ func assemble(id string, records []stored) (d Detail, found bool) {
 			}
 			s := state(e.Destination)
 			s.seen = later(s.seen, e.At)
-			s.Attempts = max(s.Attempts, e.Attempt)
-			s.LastStatus, s.LastResult, s.LastAt = e.Status, e.Result, e.At
+			if !e.At.Before(s.LastAt) { // the latest attempt; a replay numbers its own from 1
+				s.Attempts, s.LastStatus, s.LastResult, s.LastAt = e.Attempt, e.Status, e.Result, e.At
+			}
 			if e.Result == "2xx" {
 				s.State, s.DeliveredAt, s.Due, s.Reason = OutcomeDelivered, e.At.Add(time.Duration(e.DurationMS*float64(time.Millisecond))), time.Time{}, ""
 			} else if s.State != OutcomeDelivered {
