@@ -119,7 +119,7 @@ func (gw *testGateway) blockedLanes() []blockedLane {
 
 // TestConsoleBlockedLanes: an ordered destination's card shows its lanes and the lanes
 // blocked behind a delivery that gave up, a key with a slash and the fallback lane (whose
-// key is empty) among them. Skip dead-letters the head of one
+// key is empty) among them; the Overview counts them. Skip dead-letters the head of one
 // and its lane goes on; Retry delivers the head of the other, then the callbacks held
 // behind it, in order. The unordered destination's card has no lanes.
 func TestConsoleBlockedLanes(t *testing.T) {
@@ -147,6 +147,8 @@ func TestConsoleBlockedLanes(t *testing.T) {
 
 	tb := openConsole(t, gw)
 	tb.login()
+	tb.waitText("#blocked-lanes-tile", "2")
+	tb.waitText("#blocked-lanes-tile", "ordered")
 
 	tb.show("#/destinations", "Destinations")
 	card := `[data-destination="ordered"]`
@@ -191,4 +193,9 @@ func TestConsoleBlockedLanes(t *testing.T) {
 		t.Errorf("%d lanes still blocked", n)
 	}
 	tb.waitText(card+" .lanes", fmt.Sprintf("Blocked%d", 0))
+	tb.show("#/overview", "Overview")
+	tb.waitFor("the Overview's tiles", `document.querySelectorAll('#overview-tiles .tile').length >= 7`)
+	if eval[bool](tb, `!!document.getElementById('blocked-lanes-tile')`) {
+		t.Error("the Overview still shows blocked lanes")
+	}
 }

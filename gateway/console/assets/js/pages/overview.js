@@ -1,5 +1,5 @@
-// Overview: the traffic of the last hour, what is waiting, what is paused, what failed
-// last, and the config's reload state.
+// Overview: the traffic of the last hour, what is waiting, what is paused or blocked, what
+// failed last, and the config's reload state.
 
 import * as api from '../api.js';
 import {h, clear, fmtNumber, fmtRate, fmtAge, ago, fmtTime, errorBox, toast, pill} from '../dom.js';
@@ -55,10 +55,11 @@ export async function render(root, ctx) {
   };
 
   const refresh = async () => {
-    let overview, dests, routes;
+    let overview, dests, routes, lanes;
     try {
-      [overview, dests, routes] = await Promise.all([
-        api.get('/api/v1/overview'), api.get('/api/v1/destinations'), api.get('/api/v1/routes')]);
+      [overview, dests, routes, lanes] = await Promise.all([
+        api.get('/api/v1/overview'), api.get('/api/v1/destinations'), api.get('/api/v1/routes'),
+        api.get('/api/v1/lanes').catch(() => null)]); // the tile of blocked lanes is left out
     } catch (e) {
       clear(tiles).append(errorBox(e));
       return;
@@ -68,6 +69,7 @@ export async function render(root, ctx) {
     const dead = ds.reduce((a, d) => a + d.dead_letters, 0);
     const oldest = ds.reduce((a, d) => (d.oldest_pending_age_seconds > a.age ? {age: d.oldest_pending_age_seconds, name: d.name} : a), {age: 0, name: ''});
     const paused = ds.filter(d => d.paused);
+    const blocked = lanes ? lanes.blocked : [];
     const s = overview.series;
     const r = overview.reload;
 
@@ -80,6 +82,8 @@ export async function render(root, ctx) {
       tile('Oldest pending', oldest.age > 0 ? fmtAge(oldest.age) : '–', oldest.name || 'nothing waiting', oldest.age > 300 ? 'warn' : null),
       h('a', {href: '#/dead-letters', class: 'tile-link'}, tile('Dead letters', fmtNumber(dead), 'list, replay, purge', dead > 0 ? 'bad' : null)),
       tile('Paused', String(paused.length), paused.length ? paused.map(d => d.name).join(', ') : 'none', paused.length ? 'bad' : null),
+      blocked.length ? h('a', {href: '#/destinations', class: 'tile-link', id: 'blocked-lanes-tile'},
+        tile('Blocked lanes', fmtNumber(blocked.length), [...new Set(blocked.map(l => l.destination))].join(', ') + ': retry or skip', 'bad')) : null,
       h('div', {class: ['tile', r.last_successful ? null : 'bad'], id: 'config-tile'},
         h('div', {class: 'label'}, 'Config'),
         h('div', {class: 'value mono', title: routes.config_hash}, routes.config_hash.slice(0, 12)),
