@@ -516,7 +516,7 @@ routes: [{name: all, to: [crm]}]
 }
 
 // TestAdminLeaksNoSecret looks for every configured secret in every answer of the admin
-// port: the config views, dead letters, metrics and a reload's errors.
+// port: the config views, dead letters, blocked lanes, metrics and a reload's errors.
 func TestAdminLeaksNoSecret(t *testing.T) {
 	signing := "whsec_" + base64.StdEncoding.EncodeToString([]byte("signing-key-SECRET-0001"))
 	secrets := map[string]string{
@@ -557,11 +557,18 @@ destinations:
   hook:
     url: "%s/hook/%s"
     url_secret: true
+  ordered:
+    url: "http://alice:%s@127.0.0.1:1/lane?token=%s"
+    order_by: From_Account
+    on_exhausted: block
 routes:
   - name: all
     to: [signed, basic, hook]
+  - name: ordered
+    to: [ordered]
 %s`, secrets["admin token"], secrets["tencent token"], down.URL(), secrets["url query"], signing,
-			secrets["tim_token"], secrets["url password"], host, secrets["url query"], refusing.URL(), secrets["url path"], extra)
+			secrets["tim_token"], secrets["url password"], host, secrets["url query"], refusing.URL(), secrets["url path"],
+			secrets["url password"], secrets["url query"], extra)
 	}
 	// A when that compares with the environment's secret: GET /api/v1/routes shows whens.
 	envRoute := "  - name: env\n    when: From_Account == \"${ADMIN_TEST_HEADER_SECRET}\"\n    to: [signed]\n"
@@ -676,6 +683,24 @@ routes:
 	}
 	get(http.MethodPost, "/api/v1/destinations/signed/pause", "")
 	get(http.MethodPost, "/api/v1/destinations/signed/resume", "")
+	// The lanes: ordered's receiver, whose URL holds the password and the query secret,
+	// cannot be reached, so its lane is blocked. A retry blocks it again; a skip releases it.
+	blocked := func() {
+		fanouttest.WaitFor(t, fanouttest.WaitTimeout, "ordered's lane blocked", func() bool {
+			var l httpapi.Lanes
+			a.call(http.MethodGet, "/api/v1/lanes?destination=ordered", "", &l)
+			return len(l.Blocked) == 1 && l.Blocked[0].Action == ""
+		})
+	}
+	blocked()
+	get(http.MethodGet, "/api/v1/lanes", "")
+	get(http.MethodGet, "/api/v1/lanes?destination=ordered", "")
+	if !bytes.Contains(answers["GET /api/v1/lanes"], []byte(`"reason":`)) {
+		t.Errorf("GET /api/v1/lanes shows no blocked lane, so searching it proves little:\n%s", answers["GET /api/v1/lanes"])
+	}
+	get(http.MethodPost, "/api/v1/lanes/ordered/alice/retry", "")
+	blocked()
+	get(http.MethodPost, "/api/v1/lanes/ordered/alice/skip", "")
 	get(http.MethodGet, "/ui/", "")
 	// Reloads that fail, with the secrets in the broken file: an unknown key, URLs that do
 	// not parse or are not http, and a change that needs a restart.
@@ -697,7 +722,7 @@ routes:
 		t.Errorf("the env route's when is not shown redacted:\n%s", answers["GET /api/v1/routes"])
 	}
 	var d httpapi.Destinations
-	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 3 {
+	if err := json.Unmarshal(answers["GET /api/v1/destinations"], &d); err != nil || len(d.Destinations) != 4 {
 		t.Fatalf("destinations: %v %s", err, answers["GET /api/v1/destinations"])
 	}
 	s := d.Destinations[0]
