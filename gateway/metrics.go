@@ -183,7 +183,7 @@ var (
 	pendingDesc  = prometheus.NewDesc("fanout_queue_pending", "Deliveries stored and not yet finished.", []string{"destination"}, nil)
 	oldestDesc   = prometheus.NewDesc("fanout_queue_oldest_age_seconds", "Age of the oldest pending delivery.", []string{"destination"}, nil)
 	deadDesc     = prometheus.NewDesc("fanout_dead_letters", "Deliveries in the dead-letter queue.", []string{"destination"}, nil)
-	inFlightDesc = prometheus.NewDesc("fanout_delivery_in_flight", "HTTP delivery requests in flight from this process (at most the destination's concurrency).", []string{"destination"}, nil)
+	inFlightDesc = prometheus.NewDesc("fanout_delivery_in_flight", "Delivery slots in use in this process (at most the destination's concurrency): HTTP requests in flight, and deliveries holding their slot while they wait for the rate limit or for a paused destination's probe.", []string{"destination"}, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {

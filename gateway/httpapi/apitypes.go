@@ -59,7 +59,7 @@ type DestinationInfo struct {
 	OrderBy          string    `json:"order_by,omitempty"`
 	OnExhausted      string    `json:"on_exhausted,omitempty"` // with order_by: dead_letter or block
 
-	InFlight         int       `json:"in_flight"` // HTTP requests in flight from this process
+	InFlight         int       `json:"in_flight"` // slots in use here: requests in flight, and deliveries held for the rate limit or a pause
 	BacklogFull      bool      `json:"backlog_full"`
 	Pending          int       `json:"pending"`
 	OldestPendingAt  time.Time `json:"oldest_pending_at,omitzero"`
