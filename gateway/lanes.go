@@ -183,7 +183,7 @@ func (a adminAPI) ReleaseLane(ctx context.Context, destination, key, action stri
 func blockedLane(l queue.BlockedLane) httpapi.BlockedLane {
 	return httpapi.BlockedLane{
 		Destination: l.Destination, Key: l.Key, Partition: l.Partition, EventID: l.EventID, RequestID: l.RequestID,
-		ReceivedAt: l.ReceivedAt, Reason: l.Reason, LastStatus: l.LastStatus, BodyExcerpt: l.BodyExcerpt,
+		ReceivedAt: l.ReceivedAt, Reason: l.Reason, LastStatus: l.LastStatus, BodyExcerpt: l.BodyExcerpt, LastError: l.LastError,
 		Attempts: l.Attempts, FirstAttempt: l.FirstAttempt, LastAttempt: l.LastAttempt, BlockedAt: l.BlockedAt,
 		Action: l.Action,
 	}

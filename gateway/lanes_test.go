@@ -180,11 +180,13 @@ routes:
 			EventID    string `json:"event_id"`
 			Reason     string `json:"reason"`
 			LastStatus int    `json:"last_status"`
+			LastError  string `json:"last_error"`
 		} `json:"blocked"`
 	}
 	adminDo(t, g, http.MethodGet, "/api/v1/lanes?destination=app", http.StatusOK, &lanes)
 	if len(lanes.Blocked) != 2 || lanes.Blocked[0].Key != "" || lanes.Blocked[1].Key != "a/b" ||
-		lanes.Blocked[1].Reason != "status 400" || lanes.Blocked[1].LastStatus != 400 {
+		lanes.Blocked[1].Reason != "status 400" || lanes.Blocked[1].LastStatus != 400 ||
+		!strings.Contains(lanes.Blocked[1].LastError, "status 400") {
 		t.Fatalf("blocked lanes: %+v", lanes.Blocked)
 	}
 	if n := scrapeMetrics(t, g).Sum("fanout_deliveries_total", map[string]string{"destination": "app", "outcome": "blocked"}); n != 2 {

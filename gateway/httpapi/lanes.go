@@ -38,6 +38,7 @@ type BlockedLane struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status"`
 	BodyExcerpt  string    `json:"body_excerpt"`
+	LastError    string    `json:"last_error,omitempty"` // the last attempt's error (connection refused, timeout...)
 	Attempts     int       `json:"attempts"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`

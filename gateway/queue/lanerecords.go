@@ -75,6 +75,7 @@ type blockRecord struct {
 	Reason       string    `json:"reason"`
 	LastStatus   int       `json:"last_status,omitempty"`
 	BodyExcerpt  string    `json:"body_excerpt,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
 	Attempts     int       `json:"attempts,omitempty"`
 	FirstAttempt time.Time `json:"first_attempt,omitzero"`
 	LastAttempt  time.Time `json:"last_attempt,omitzero"`
@@ -84,7 +85,7 @@ type blockRecord struct {
 }
 
 func (r *blockRecord) info() DeadLetterInfo {
-	return DeadLetterInfo{Reason: r.Reason, LastStatus: r.LastStatus, BodyExcerpt: r.BodyExcerpt, Attempts: r.Attempts,
+	return DeadLetterInfo{Reason: r.Reason, LastStatus: r.LastStatus, BodyExcerpt: r.BodyExcerpt, LastError: r.LastError, Attempts: r.Attempts,
 		FirstAttempt: r.FirstAttempt, LastAttempt: r.LastAttempt}
 }
 

@@ -775,8 +775,8 @@ func (pt *partition) block(ctx context.Context, j *laneJob, job *Job, info DeadL
 	r := blockRecord{
 		Destination: pt.set.destination, Key: job.Key, Partition: pt.p, Seq: j.seq,
 		EventID: job.EventID, RequestID: job.RequestID, ReceivedAt: job.ReceivedAt,
-		Reason: info.Reason, LastStatus: info.LastStatus, BodyExcerpt: info.BodyExcerpt, Attempts: info.Attempts,
-		FirstAttempt: info.FirstAttempt, LastAttempt: info.LastAttempt, BlockedAt: time.Now().UTC(),
+		Reason: info.Reason, LastStatus: info.LastStatus, BodyExcerpt: info.BodyExcerpt, LastError: info.LastError,
+		Attempts: info.Attempts, FirstAttempt: info.FirstAttempt, LastAttempt: info.LastAttempt, BlockedAt: time.Now().UTC(),
 	}
 	if err := pt.q.putBlocked(ctx, r); err != nil {
 		return fmt.Errorf("queue: block the lane of event %s to %q: %w", job.EventID, job.Destination, err)

@@ -131,6 +131,7 @@ export async function render(root, ctx) {
       fact('Head', l.event_id ? h('a', {href: '#/events?id=' + encodeURIComponent(l.event_id), class: 'mono', title: 'its trace on the Events page'}, l.event_id) : '–'),
       fact('Reason', l.reason || '–', l.last_status ? ` · last status ${l.last_status}` : '', ` · ${fmtNumber(l.attempts)} attempt${l.attempts === 1 ? '' : 's'}`),
       l.body_excerpt ? fact('Answer', h('code', {class: 'excerpt'}, l.body_excerpt)) : null,
+      l.last_error ? fact('Error', h('span', {class: 'error'}, l.last_error)) : null,
       fact('Blocked since', fmtTime(l.blocked_at))),
     h('div', {class: 'row'},
       h('button', {type: 'button', dataset: {action: 'retry'}, on: {click: e => release(l, 'retry', e.target)}}, 'Retry'),
