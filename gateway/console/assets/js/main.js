@@ -78,7 +78,11 @@ async function show() {
   }
   document.title = page.title + ' · Fanout';
   banner.hidden = true;
-  clear(root).append(h('h1', {}, page.title));
+  // Each showing renders into a container of its own: a page whose work ends after the
+  // operator has moved on (an answer that comes late) writes into a container no longer
+  // in the document, never over the next page.
+  const view = h('div', {class: 'view'}, h('h1', {}, page.title));
+  clear(root).append(view);
   const ctx = {
     params,
     // every runs fn now and then every ms while the page is shown and the tab visible.
@@ -97,12 +101,12 @@ async function show() {
   try {
     const mod = await page.load();
     if (gen !== generation) return;
-    const dispose = await mod.render(root, ctx);
+    const dispose = await mod.render(view, ctx);
     stop = () => { timers.forEach(clearInterval); if (typeof dispose === 'function') dispose(); };
     if (gen !== generation) stop();
   } catch (e) {
     timers.forEach(clearInterval);
-    if (gen === generation) root.append(errorBox(e));
+    if (gen === generation) view.append(errorBox(e));
   }
   root.focus({preventScroll: true});
 }
