@@ -28,7 +28,7 @@ func (g *Gateway) openEventLog(ctx context.Context, q *queue.Queue, cfg config.E
 	}
 	var events *eventlog.Log
 	store, err := q.OpenEventLog(ctx, queue.EventLogOptions{MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
-		Failed: func(err error) { events.Failed(err) }})
+		Failed: func(records int, err error) { events.Failed(records, err) }})
 	if err != nil {
 		g.log.Error("the event log cannot be opened; running without it (fanout trace, events and replay answer that it is off)", "err", err)
 		return

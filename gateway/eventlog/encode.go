@@ -13,7 +13,7 @@ import (
 // test checks that the two agree. A received record is followed by a newline and the raw
 // body, whose bytes a replay must send unchanged.
 
-// encode is the stored form of e (its EventID is the record's subject, not written).
+// encode is the stored form of e (its EventID is beside it in its block, not written).
 func encode(buf []byte, e *Entry, body []byte) []byte {
 	b := append(buf, `{"kind":`...)
 	b = appendString(b, e.Kind)
@@ -83,16 +83,6 @@ func encode(buf []byte, e *Entry, body []byte) []byte {
 		b = append(b, body...)
 	}
 	return b
-}
-
-// encodeIndexEntry is the data of an index entry: the callback it points to.
-func encodeIndexEntry(eventID string, at time.Time) []byte {
-	b := make([]byte, 0, 96)
-	b = append(b, `{"event_id":`...)
-	b = appendString(b, eventID)
-	b = append(b, `,"at":"`...)
-	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
-	return append(b, `"}`...)
 }
 
 // kindOf reads the kind of a stored record without decoding it.

@@ -27,17 +27,20 @@ func (l *Log) Follow(ctx context.Context, f Filter, fn func(Entry) error) error 
 	defer cancel()
 	var fnErr error
 	fl := &follower{l: l, f: f, decided: map[string]bool{}}
-	err := l.store.Follow(ctx, func(r Stored) {
-		if fnErr != nil {
-			return
-		}
-		e := decode(r, false).entry
-		if !fl.selects(ctx, &e) {
-			return
-		}
-		if fnErr = fn(e); fnErr != nil {
-			cancel()
-		}
+	err := l.store.Follow(ctx, func(b Stored) {
+		_ = eachRecord(b.Data, func(_ int, id, data []byte) bool {
+			if fnErr != nil {
+				return false
+			}
+			e := decode(raw{at: b.Time, id: string(id), data: data}, false).entry
+			if !fl.selects(ctx, &e) {
+				return true
+			}
+			if fnErr = fn(e); fnErr != nil {
+				cancel()
+			}
+			return fnErr == nil
+		})
 	})
 	if fnErr != nil {
 		return fnErr
@@ -103,8 +106,8 @@ func (fl *follower) callback(ctx context.Context, e *Entry) bool {
 		ok = f.received(e)
 	} else {
 		// A callback received before the follow began: its received record tells.
-		_ = fl.l.store.Event(ctx, e.EventID, func(r Stored) bool {
-			if kindOf(r.Data) != KindReceived {
+		_ = fl.l.event(ctx, e.EventID, 0, func(r raw) bool {
+			if kindOf(r.data) != KindReceived {
 				return true
 			}
 			rec := decode(r, false).entry

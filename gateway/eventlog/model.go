@@ -34,7 +34,7 @@ const (
 var Outcomes = []string{OutcomeDelivered, OutcomeRetrying, OutcomeDead, OutcomePending, OutcomeNoRoute, OutcomeResponded}
 
 // Entry is one record of the log: what happened to a callback at one moment. It is stored
-// as JSON (the event id is the record's subject, not repeated) and answered as is by the
+// as JSON (the event id is beside it in its block, not repeated) and answered as is by the
 // admin API, in a callback's timeline and on the live stream.
 type Entry struct {
 	At      time.Time `json:"at"`
@@ -96,7 +96,7 @@ type Summary struct {
 	// from the records after it.
 	Evicted bool `json:"evicted,omitempty"`
 
-	seq uint64 // position of its received record (or index entry): the listing's cursor
+	seq uint64 // position of its received record: the listing's cursor
 }
 
 // DeliveryState is where one delivery of a callback stands.
@@ -137,17 +137,17 @@ type stored struct {
 	body  []byte // received: the raw body
 }
 
-// decode reads a stored record; eventID is its subject's. A record that does not decode
-// keeps its kind, so that it still shows in a timeline.
-func decode(r Stored, withBody bool) stored {
-	s := stored{seq: r.Seq}
-	head, body, hasBody := bytes.Cut(r.Data, []byte{'\n'})
+// decode reads a record. A record that does not decode keeps its kind, so that it still
+// shows in a timeline.
+func decode(r raw, withBody bool) stored {
+	s := stored{seq: r.pos}
+	head, body, hasBody := bytes.Cut(r.data, []byte{'\n'})
 	if err := json.Unmarshal(head, &s.entry); err != nil {
-		s.entry = Entry{Kind: kindOf(r.Data), Error: "undecodable record: " + err.Error()}
+		s.entry = Entry{Kind: kindOf(r.data), Error: "undecodable record: " + err.Error()}
 	}
-	s.entry.EventID = r.EventID
+	s.entry.EventID = r.id
 	if s.entry.At.IsZero() {
-		s.entry.At = r.Time
+		s.entry.At = r.at
 	}
 	if withBody && hasBody {
 		s.body = body
