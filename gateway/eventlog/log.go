@@ -133,6 +133,7 @@ type Log struct {
 
 	ch       chan item
 	done     chan struct{} // Close began
+	cache   entryCache
 	finished chan struct{} // the writer returned
 	started  atomic.Bool
 	closed   atomic.Bool

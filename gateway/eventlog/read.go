@@ -31,21 +31,6 @@ func endBlock(to uint64) uint64 {
 	return blockOf(to-1) + 1
 }
 
-// entries calls fn with the index entries in [from, to) (block positions, to 0: to the
-// end), oldest first, until fn returns false. An entry of an unknown version is skipped.
-func (l *Log) entries(ctx context.Context, from, to uint64, fn func(*blockEntry) bool) error {
-	if to > 0 && from >= to {
-		return nil
-	}
-	return l.store.Index(ctx, from, to, func(r Stored) bool {
-		e, err := decodeEntry(r)
-		if err != nil {
-			return true
-		}
-		return fn(&e)
-	})
-}
-
 // readBlocks calls fn with the records of the blocks of es (ascending positions) whose
 // position is in [from, to) (to 0: no end) and whose callback want accepts (nil: all), in
 // order, until fn returns false. Blocks evicted since their entry was read are left out.

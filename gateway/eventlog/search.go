@@ -86,7 +86,7 @@ const (
 // Variables so that a test can exercise the windows with a few callbacks.
 var (
 	// firstWindow is the fewest blocks read first when searching back in time.
-	firstWindow = 4
+	firstWindow = 1
 	// firstIndexWindow is the fewest index entries read first when searching by a field.
 	firstIndexWindow = 1024
 )
