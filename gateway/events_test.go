@@ -456,6 +456,38 @@ func TestEventsRetentionKeepsDeliveries(t *testing.T) {
 	}
 }
 
+// TestEventsBlockedLane: a delivery of an ordered destination with on_exhausted: block
+// that gives up is recorded as blocked (its lane waits for an operator), not dead.
+func TestEventsBlockedLane(t *testing.T) {
+	crm := fanouttest.NewReceiver(t, nil)
+	audit := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
+		return fanouttest.Answer{Status: http.StatusBadRequest, Body: "no"}
+	})
+	cfg := strings.NewReplacer("%CRM%", crm.URL(),
+		"%AUDIT%", fmt.Sprintf("  audit: {url: %q, order_by: From_Account, on_exhausted: block}", audit.URL()),
+		"%ROUTES%", "  - {name: vip, commands: [C2C.*], to: [audit]}").Replace(eventsConfig) + "\nlog: {enabled: true}\n"
+	a := startAdminGateway(t, cfg, eventsToken)
+	a.send("blocked-1")
+
+	d := a.trace("blocked-1", "audit's delivery blocked", func(d eventlog.Detail) bool { return d.Outcome == eventlog.OutcomeBlocked })
+	for _, dl := range d.Deliveries {
+		want := map[string]string{"crm": eventlog.OutcomeDelivered, "audit": eventlog.OutcomeBlocked}[dl.Destination]
+		if dl.State != want || dl.Destination == "audit" && dl.Reason != "status 400" {
+			t.Errorf("%s: %+v, want %s", dl.Destination, dl, want)
+		}
+	}
+	if !slices.ContainsFunc(d.Timeline, func(e eventlog.Entry) bool { return e.Kind == eventlog.KindBlocked && e.Destination == "audit" }) ||
+		slices.ContainsFunc(d.Timeline, func(e eventlog.Entry) bool { return e.Kind == eventlog.KindDead }) {
+		t.Errorf("timeline: %+v, want a blocked record and no dead one", d.Timeline)
+	}
+	if page := a.events("outcome=blocked&destination=audit"); len(page.Items) != 1 || page.Items[0].ID != d.ID {
+		t.Errorf("outcome=blocked at audit: %+v", page.Items)
+	}
+	if page := a.events("outcome=dead"); len(page.Items) != 0 {
+		t.Errorf("outcome=dead: %+v, want none", page.Items)
+	}
+}
+
 // TestEventsOff runs a gateway without a log section: the log is off by default, and the
 // endpoints say so.
 func TestEventsOff(t *testing.T) {

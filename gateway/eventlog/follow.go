@@ -15,7 +15,7 @@ const followMemory = 65536
 // the callback's (read once per callback from its received record); Destination selects
 // the records about that destination, and the received records routing to it; Outcome
 // selects the records that bring a delivery to that state (a 2xx attempt for delivered,
-// retrying and dead records, received records with no route).
+// retrying, dead and blocked records, received records with no route).
 func (l *Log) Follow(ctx context.Context, f Filter, fn func(Entry) error) error {
 	if l == nil {
 		return ErrOff
@@ -78,6 +78,8 @@ func (fl *follower) selects(ctx context.Context, e *Entry) bool {
 		return e.Kind == KindRetrying
 	case OutcomeDead:
 		return e.Kind == KindDead
+	case OutcomeBlocked:
+		return e.Kind == KindBlocked
 	case OutcomeNoRoute:
 		return e.Kind == KindReceived && len(e.Deliveries) == 0 && e.Respond == ""
 	case OutcomeResponded:

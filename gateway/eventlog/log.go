@@ -91,15 +91,18 @@ type Attempt struct {
 	Respond              bool  // a respond rule's synchronous exchange, not a delivery
 }
 
-// End is how a round of attempts ended: a retry is due, or the delivery is dead. (A
-// delivery shows in its 2xx attempt; it needs no record of its own.)
+// End is how a round of attempts ended: a retry is due, or the delivery is dead, or
+// blocked. (A delivery shows in its 2xx attempt; it needs no record of its own.)
 type End struct {
 	EventID, Destination string
 	At                   time.Time // when the round ended; zero: when Ended is called
 	Dead                 bool
-	Attempt              int       // the last attempt made
-	Due                  time.Time // retrying: the next attempt
-	Reason               string    // dead: why
+	// Blocked, with Dead: the delivery gave up at the head of its ordered lane and holds
+	// it until an operator retries or skips it (on_exhausted: block), not a dead letter.
+	Blocked bool
+	Attempt int       // the last attempt made
+	Due     time.Time // retrying: the next attempt
+	Reason  string    // dead and blocked: why
 }
 
 // Options configure New.
@@ -130,10 +133,10 @@ type Log struct {
 	index   []string
 	indexed map[string]bool
 	log     *slog.Logger
+	cache   entryCache
 
 	ch       chan item
 	done     chan struct{} // Close began
-	cache   entryCache
 	finished chan struct{} // the writer returned
 	started  atomic.Bool
 	closed   atomic.Bool
@@ -446,6 +449,9 @@ func (l *Log) entry(it item) (id string, e Entry, body []byte) {
 		e = Entry{At: x.At, Kind: KindRetrying, Destination: x.Destination, Attempt: x.Attempt, Due: x.Due}
 		if x.Dead {
 			e.Kind, e.Due, e.Reason = KindDead, time.Time{}, x.Reason
+			if x.Blocked {
+				e.Kind = KindBlocked
+			}
 		}
 		return x.EventID, e, nil
 	}
