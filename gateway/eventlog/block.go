@@ -83,7 +83,7 @@ func (b *blockBuilder) full() bool { return b.records >= b.most || len(b.buf) >=
 // add appends the record e of callback id, with its body and the indexed fields it carries.
 func (b *blockBuilder) add(id string, e *Entry, body []byte) {
 	b.scratch = encode(b.scratch[:0], e, body)
-	b.buf = append(b.buf, byte(len(id)))
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(id)))
 	b.buf = append(b.buf, id...)
 	b.buf = binary.AppendUvarint(b.buf, uint64(len(b.scratch)))
 	b.buf = append(b.buf, b.scratch...)
@@ -167,13 +167,13 @@ func eachRecord(block []byte, fn func(i int, id, data []byte) bool) error {
 	}
 	d := block[1:]
 	for i := 0; len(d) > 0; i++ {
-		idLen := int(d[0])
-		if len(d) < 1+idLen {
+		n, k := binary.Uvarint(d)
+		if k <= 0 || uint64(len(d)-k) < n {
 			return errors.New("block cut short")
 		}
-		id := d[1 : 1+idLen]
-		d = d[1+idLen:]
-		n, k := binary.Uvarint(d)
+		id := d[k : k+int(n)]
+		d = d[k+int(n):]
+		n, k = binary.Uvarint(d)
 		if k <= 0 || uint64(len(d)-k) < n {
 			return errors.New("block cut short")
 		}

@@ -313,18 +313,22 @@ func (l *Log) run() {
 		select {
 		case it := <-l.ch:
 			// The first record of a moment: the others that come within the linger are
-			// taken at once when it ends, rather than the writer waking for each of them.
+			// taken every blockLinger at most, rather than the writer waking for each of
+			// them, and the block is written when the linger ends (or once full).
 			l.take(b, it)
-			linger.Reset(l.linger)
-			select {
-			case <-linger.C:
-			case <-l.done:
-				linger.Stop()
-				l.closeOut(b)
-				report()
-				return
+			n, end := 1, time.Now().Add(l.linger)
+			for wait := min(l.linger, blockLinger); wait > 0; wait = min(time.Until(end), blockLinger) {
+				linger.Reset(wait)
+				select {
+				case <-linger.C:
+				case <-l.done:
+					linger.Stop()
+					l.closeOut(b)
+					report()
+					return
+				}
+				n += l.drain(b)
 			}
-			n := 1 + l.drain(b)
 			l.flush(b)
 			// Blocks of a few records, one after the other, would make the index as long
 			// as the log: while traffic is light, blocks wait longer for their records.
