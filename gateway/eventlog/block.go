@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // The stored form of the log: blocks of records, each with an index entry.
@@ -27,7 +29,7 @@ import (
 //
 // Entry, version 1:  0x01, records (uvarint), hashes (1 byte), len(bits) (uvarint), bits
 const (
-	blockVersion = 1
+	blockVersion = 2
 	entryVersion = 1
 
 	// posBits is the room a block's records take in a position.
@@ -55,13 +57,14 @@ var maxBlockRecords = 1024
 type blockBuilder struct {
 	buf     []byte
 	scratch []byte
+	packed  []byte // the block as stored
 	records int
-	most    int // records
-	keys    map[uint64]struct{}
+	most    int      // records
+	keys    []uint64 // with repeats: a filter sized by them is a little sparser
 }
 
 func newBlockBuilder(most int) *blockBuilder {
-	b := &blockBuilder{most: most, keys: map[uint64]struct{}{}}
+	b := &blockBuilder{most: most}
 	b.reset()
 	return b
 }
@@ -69,12 +72,24 @@ func newBlockBuilder(most int) *blockBuilder {
 func (b *blockBuilder) reset() {
 	b.buf = append(b.buf[:0], blockVersion)
 	b.records = 0
-	clear(b.keys)
+	b.keys = b.keys[:0]
 }
 
 // fits reports whether a record of about n bytes goes in the block without making it too big.
 func (b *blockBuilder) fits(n int) bool {
 	return b.records == 0 || b.records < b.most && len(b.buf)+n+48 <= maxBlockBytes
+}
+
+// packed is the block as stored: its records compressed.
+func (b *blockBuilder) pack() []byte {
+	n := 1 + s2.MaxEncodedLen(len(b.buf)-1)
+	if cap(b.packed) < n {
+		b.packed = make([]byte, n)
+	}
+	b.packed = b.packed[:n]
+	b.packed[0] = blockVersion
+	enc := s2.Encode(b.packed[1:], b.buf[1:])
+	return b.packed[:1+len(enc)]
 }
 
 // full reports whether the block takes no more records.
@@ -88,9 +103,9 @@ func (b *blockBuilder) add(id string, e *Entry, body []byte) {
 	b.buf = binary.AppendUvarint(b.buf, uint64(len(b.scratch)))
 	b.buf = append(b.buf, b.scratch...)
 	b.records++
-	b.keys[eventKey(id)] = struct{}{}
+	b.keys = append(b.keys, eventKey(id))
 	for _, f := range e.fields {
-		b.keys[fieldKey(f.Name, f.Value)] = struct{}{}
+		b.keys = append(b.keys, fieldKey(f.Name, f.Value))
 	}
 }
 
@@ -99,7 +114,7 @@ func (b *blockBuilder) entry() []byte {
 	nbits := max(64, len(b.keys)*bloomBitsPerKey)
 	bits := make([]byte, (nbits+7)/8)
 	nbits = len(bits) * 8
-	for h := range b.keys {
+	for _, h := range b.keys {
 		h1, h2 := h, h>>32|1
 		for i := range uint64(bloomHashes) {
 			bit := (h1 + i*h2) % uint64(nbits)
@@ -165,7 +180,10 @@ func eachRecord(block []byte, fn func(i int, id, data []byte) bool) error {
 	if len(block) < 1 || block[0] != blockVersion {
 		return errors.New("not a block of a known version")
 	}
-	d := block[1:]
+	d, err := s2.Decode(nil, block[1:])
+	if err != nil {
+		return err
+	}
 	for i := 0; len(d) > 0; i++ {
 		n, k := binary.Uvarint(d)
 		if k <= 0 || uint64(len(d)-k) < n {
@@ -186,22 +204,32 @@ func eachRecord(block []byte, fn func(i int, id, data []byte) bool) error {
 	return nil
 }
 
-// Keys of the index: FNV-1a of a kind and the value, mixed (the filter takes two hashes
-// out of one).
-func eventKey(id string) uint64 { return keyHash('e', id, "", "") }
+// Keys of the index: a 64-bit hash of a kind and the value, eight bytes at a time, mixed
+// (the filter takes two hashes out of one). It is part of the stored form: an index entry
+// written by one version is read by the next.
+func eventKey(id string) uint64 { return keyHash('e', id, "") }
 
-func fieldKey(name, value string) uint64 { return keyHash('f', name, "=", value) }
+func fieldKey(name, value string) uint64 { return keyHash('f', name, value) }
 
-func keyHash(kind byte, a, b, c string) uint64 {
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
-	h = (h ^ uint64(kind)) * prime
-	for _, s := range [3]string{a, b, c} {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint64(s[i])) * prime
+func keyHash(kind byte, a, b string) uint64 {
+	const m = 0x9e3779b97f4a7c15
+	h := uint64(kind)*m ^ uint64(len(a))<<32 ^ uint64(len(b))
+	for _, s := range [2]string{a, b} {
+		for len(s) >= 8 {
+			h = mix((h ^ binary.LittleEndian.Uint64([]byte(s[:8]))) * m)
+			s = s[8:]
 		}
+		var tail uint64
+		for i := 0; i < len(s); i++ {
+			tail |= uint64(s[i]) << (8 * i)
+		}
+		h = mix((h ^ tail ^ uint64(len(s))<<56) * m)
 	}
-	// splitmix64's finalizer
+	return mix(h)
+}
+
+// mix is splitmix64's finalizer.
+func mix(h uint64) uint64 {
 	h ^= h >> 30
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 27

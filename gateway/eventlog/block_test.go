@@ -29,7 +29,8 @@ func TestBlockRoundTrip(t *testing.T) {
 		t.Fatalf("entry: %+v, %v", entry, err)
 	}
 	n := 0
-	if err := eachRecord(b.buf, func(i int, id, data []byte) bool {
+	block := b.pack()
+	if err := eachRecord(block, func(i int, id, data []byte) bool {
 		r := decode(raw{pos: uint64(i), id: string(id), data: data}, true)
 		if string(id) != ids[i] || r.entry.Kind != KindReceived || string(r.body) != fmt.Sprintf(`{"n":%d}`, i) ||
 			r.entry.Fields["MsgKey"] != fmt.Sprint("key-", i) {
@@ -58,7 +59,7 @@ func TestBlockRoundTrip(t *testing.T) {
 		t.Errorf("the filter says yes to %d keys of 100000 it does not hold", wrong)
 	}
 
-	if err := eachRecord(b.buf[:len(b.buf)-3], func(int, []byte, []byte) bool { return true }); err == nil {
+	if err := eachRecord(block[:len(block)-3], func(int, []byte, []byte) bool { return true }); err == nil {
 		t.Errorf("a block cut short reads without an error")
 	}
 	for _, bad := range []Stored{{Block: 9, Data: []byte{2, 1, 11, 1, 0}}, {Block: 0, Data: b.entry()}, {Block: 9, Data: []byte{1}}} {

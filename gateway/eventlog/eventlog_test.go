@@ -2,10 +2,12 @@ package eventlog_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -621,11 +623,15 @@ func TestRetentionEvictsOldest(t *testing.T) {
 	l := eventlog.New(openStore(t, queue.EventLogOptions{MaxBytes: 1 << 20}), eventlog.Options{Index: testIndex, Logger: slog.New(slog.DiscardHandler)})
 	l.Start()
 	t.Cleanup(func() { l.Close(context.Background()) })
-	pad := strings.Repeat("x", 2000)
+	rng := rand.New(rand.NewPCG(1, 2))
 	var cbs []*eventlog.Callback
-	for i := range 1500 { // about 3 MB
+	for i := range 1500 { // about 3 MB, that do not compress much
+		pad := make([]byte, 1000)
+		for j := range pad {
+			pad[j] = byte(rng.Uint32())
+		}
 		cb := message{key: fmt.Sprintf("e%04d", i), from: "alice", to: "bob", dests: []string{"crm"}}.callback()
-		cb.Body = []byte(strings.Replace(string(cb.Body), `"MsgKey"`, `"Pad":"`+pad+`","MsgKey"`, 1))
+		cb.Body = []byte(strings.Replace(string(cb.Body), `"MsgKey"`, `"Pad":"`+hex.EncodeToString(pad)+`","MsgKey"`, 1))
 		cbs = append(cbs, cb)
 		l.Received(cb)
 		if i%100 == 99 {

@@ -412,7 +412,7 @@ func (l *Log) flush(b *blockBuilder) bool {
 		return true
 	}
 	defer b.reset()
-	if err := l.store.AppendBlock(b.buf, b.entry(), b.records); err != nil {
+	if err := l.store.AppendBlock(b.pack(), b.entry(), b.records); err != nil {
 		l.Failed(b.records, err)
 		l.failing = l.closed.Load()
 		return false
