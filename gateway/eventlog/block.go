@@ -23,11 +23,13 @@ import (
 // posBits, plus its place in the block: positions grow with the log and are the cursors
 // of searches.
 //
-// Block, version 1:  0x01, then per record: len(event id) (1 byte), event id,
+// The stored forms, each led by its version (a reader skips a version it does not know):
 //
-//	len(record) (uvarint), record (encode's form)
-//
-// Entry, version 1:  0x01, records (uvarint), hashes (1 byte), len(bits) (uvarint), bits
+//	block, version 2: 0x02, then S2 (klauspost/compress/s2) of, per record:
+//	                  len(event id) (uvarint), event id, len(record) (uvarint), record
+//	                  (encode's form)
+//	entry, version 1: 0x01, records (uvarint), hashes (1 byte), len(bits) (uvarint), bits:
+//	                  a Bloom filter of keyHash's keys (bit k is bit k%8 of byte k/8)
 const (
 	blockVersion = 2
 	entryVersion = 1
