@@ -466,7 +466,8 @@ func TestEventsRetentionKeepsDeliveries(t *testing.T) {
 }
 
 // TestEventsBlockedLane: a delivery of an ordered destination with on_exhausted: block
-// that gives up is recorded as blocked (its lane waits for an operator), not dead.
+// that gives up is recorded as blocked (its lane waits for an operator), not dead; dead
+// once an operator skips it.
 func TestEventsBlockedLane(t *testing.T) {
 	crm := fanouttest.NewReceiver(t, nil)
 	audit := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
@@ -494,6 +495,13 @@ func TestEventsBlockedLane(t *testing.T) {
 	}
 	if page := a.events("outcome=dead"); len(page.Items) != 0 {
 		t.Errorf("outcome=dead: %+v, want none", page.Items)
+	}
+
+	// An operator skips the lane: the delivery is a dead letter now.
+	a.call(http.MethodPost, "/api/v1/lanes/audit/jared/skip", "", nil)
+	d = a.trace("blocked-1", "audit's delivery dead once skipped", func(d eventlog.Detail) bool { return d.Outcome == eventlog.OutcomeDead })
+	if dl := d.Deliveries[1]; dl.Destination != "audit" || dl.Reason != "status 400; lane skipped by an operator" {
+		t.Errorf("audit after the skip: %+v", dl)
 	}
 }
 
