@@ -41,9 +41,11 @@ const (
 	// blockHeader carries, on an index entry, the position of the block it indexes.
 	blockHeader = "Fanout-Block"
 
-	// indexShare is the part of the log's max bytes given to the index: an entry is a few
-	// bytes per callback, a block hundreds.
-	indexShare = 16
+	// indexShare is the part of the log's max bytes given to the index. An entry takes
+	// a few bytes per callback and a compressed block often no more than a hundred or two:
+	// an index too small for its blocks would evict the entries of blocks still kept, which
+	// searches then no longer find.
+	indexShare = 8
 
 	// eventLogMaxPending caps the blocks sent and not yet stored with their index entry.
 	// Past it a write waits a moment and fails: the caller's buffer then fills and drops,
@@ -102,7 +104,7 @@ type EventLog struct {
 }
 
 // OpenEventLog creates or updates the event log's streams with o's limits and connects to
-// them. The index takes a sixteenth of MaxBytes, the blocks the rest.
+// them. The index takes an eighth of MaxBytes, the blocks the rest.
 func (q *Queue) OpenEventLog(ctx context.Context, o EventLogOptions) (*EventLog, error) {
 	if o.MaxAge <= 0 || o.MaxBytes <= 0 {
 		return nil, fmt.Errorf("queue: event log: max age %s and max bytes %d must be positive", o.MaxAge, o.MaxBytes)

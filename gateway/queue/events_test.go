@@ -226,7 +226,7 @@ func TestEventLogRetentionKeepsJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	block, entry := []byte(strings.Repeat("x", 20000)), []byte(strings.Repeat("i", 500))
+	block, entry := []byte(strings.Repeat("x", 20000)), []byte(strings.Repeat("i", 2000))
 	for i := range 200 { // about 4 MB of history
 		if err := l.AppendBlock(block, entry, 1); err != nil {
 			t.Fatal(err)
