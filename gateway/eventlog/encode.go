@@ -130,6 +130,15 @@ func appendStrings(b []byte, list []string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plain are the bytes a JSON string holds as they are: ASCII but control characters,
+// quotes and backslashes.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string: quotes, backslashes and control characters
 // escaped, invalid UTF-8 replaced by U+FFFD, as encoding/json writes it (< > & kept as
 // they are).
@@ -138,11 +147,11 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

@@ -143,6 +143,7 @@ type Log struct {
 	once     sync.Once
 
 	linger      time.Duration // the writer: how long a block waits for records
+	fields      []Field       // the writer: the indexed fields of the record at hand
 	failing     bool          // the writer: a write failed while closing
 	buffered    atomic.Int64  // bytes the buffered records hold, about
 	bufferFull  atomic.Uint64
@@ -434,11 +435,13 @@ func (l *Log) entry(it item) (id string, e Entry, body []byte) {
 			// makes them anew (tim_token) or leaves them out, so a replay needs neither.
 			Query:  tencentim.Resign(cb.Query, "", time.Time{}),
 			Routes: cb.Routes, Deliveries: cb.Deliveries, Respond: cb.Respond, BodySize: len(cb.Body)}
+		e.fields = l.fields[:0] // encoded before the next record reuses it
 		for _, name := range l.index {
 			if v, ok := fieldValue(cb.Fields[name]); ok {
 				e.fields = append(e.fields, Field{Name: name, Value: v})
 			}
 		}
+		l.fields = e.fields
 		return cb.EventID, e, cb.Body
 	case it.att != nil:
 		a := it.att
