@@ -28,7 +28,7 @@ func (g *Gateway) openEventLog(ctx context.Context, q *queue.Queue, cfg config.E
 	}
 	var events *eventlog.Log
 	store, err := q.OpenEventLog(ctx, queue.EventLogOptions{MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes,
-		Failed: func(err error) { events.Failed(err) }})
+		Failed: func(records int, err error) { events.Failed(records, err) }})
 	if err != nil {
 		g.log.Error("the event log cannot be opened; running without it (fanout trace, events and replay answer that it is off)", "err", err)
 		return
@@ -89,8 +89,8 @@ func (g *Gateway) logAttempt(a delivery.Attempt) {
 }
 
 // logEnd writes how a round ended to the event log: a retry and when it is due, or a dead
-// letter and why. A delivery shows in its 2xx attempt, and a round cut short by a stop is
-// no end.
+// letter (or, on_exhausted: block, a blocked lane) and why. A delivery shows in its 2xx
+// attempt, and a round cut short by a stop is no end.
 func (g *Gateway) logEnd(e delivery.End) {
 	events := g.events.Load()
 	if events == nil || e.HandedBack {
@@ -101,7 +101,7 @@ func (g *Gateway) logEnd(e delivery.End) {
 		events.Ended(eventlog.End{EventID: e.Job.EventID, Destination: e.Job.Destination, Attempt: e.Attempt, Due: e.Due})
 	case delivery.Dead:
 		events.Ended(eventlog.End{EventID: e.Job.EventID, Destination: e.Job.Destination, Attempt: max(e.Attempt, 0),
-			Dead: true, Reason: e.DeadReason})
+			Dead: true, Blocked: e.Blocked, Reason: e.DeadReason})
 	}
 }
 

@@ -3,8 +3,10 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -430,8 +432,15 @@ func TestEventsRetentionKeepsDeliveries(t *testing.T) {
 	cfg = strings.Replace(cfg, "max_attempts: 5", "max_attempts: 1000", 1)
 	a := startAdminGateway(t, cfg, eventsToken)
 	const n = 40
-	pad := strings.Repeat("x", 60<<10)
+	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range n {
+		// Random bytes: the log compresses its blocks, and a run of one letter would take
+		// almost nothing.
+		raw := make([]byte, 30<<10)
+		for j := range raw {
+			raw[j] = byte(rng.Uint32())
+		}
+		pad := hex.EncodeToString(raw)
 		q := fanouttest.SignedCallbackQuery(fanouttest.App, "C2C.CallbackAfterSendMsg", "tencent-token", time.Now())
 		body := fmt.Sprintf(`{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"a","To_Account":"b","MsgKey":"big-%d","Pad":%q}`, i, pad)
 		if ans := fanouttest.PostCallback(a.g.CallbackAddr(), q, []byte(body)); !ans.OK() {
@@ -453,6 +462,46 @@ func TestEventsRetentionKeepsDeliveries(t *testing.T) {
 	a.call(http.MethodGet, "/api/v1/destinations", "", &ds)
 	if p := ds.Destinations[0].Pending; p != n {
 		t.Errorf("crm has %d deliveries pending, want %d: the log's limits took deliveries", p, n)
+	}
+}
+
+// TestEventsBlockedLane: a delivery of an ordered destination with on_exhausted: block
+// that gives up is recorded as blocked (its lane waits for an operator), not dead; dead
+// once an operator skips it.
+func TestEventsBlockedLane(t *testing.T) {
+	crm := fanouttest.NewReceiver(t, nil)
+	audit := fanouttest.NewReceiver(t, func(fanouttest.Request) fanouttest.Answer {
+		return fanouttest.Answer{Status: http.StatusBadRequest, Body: "no"}
+	})
+	cfg := strings.NewReplacer("%CRM%", crm.URL(),
+		"%AUDIT%", fmt.Sprintf("  audit: {url: %q, order_by: From_Account, on_exhausted: block}", audit.URL()),
+		"%ROUTES%", "  - {name: vip, commands: [C2C.*], to: [audit]}").Replace(eventsConfig) + "\nlog: {enabled: true}\n"
+	a := startAdminGateway(t, cfg, eventsToken)
+	a.send("blocked-1")
+
+	d := a.trace("blocked-1", "audit's delivery blocked", func(d eventlog.Detail) bool { return d.Outcome == eventlog.OutcomeBlocked })
+	for _, dl := range d.Deliveries {
+		want := map[string]string{"crm": eventlog.OutcomeDelivered, "audit": eventlog.OutcomeBlocked}[dl.Destination]
+		if dl.State != want || dl.Destination == "audit" && dl.Reason != "status 400" {
+			t.Errorf("%s: %+v, want %s", dl.Destination, dl, want)
+		}
+	}
+	if !slices.ContainsFunc(d.Timeline, func(e eventlog.Entry) bool { return e.Kind == eventlog.KindBlocked && e.Destination == "audit" }) ||
+		slices.ContainsFunc(d.Timeline, func(e eventlog.Entry) bool { return e.Kind == eventlog.KindDead }) {
+		t.Errorf("timeline: %+v, want a blocked record and no dead one", d.Timeline)
+	}
+	if page := a.events("outcome=blocked&destination=audit"); len(page.Items) != 1 || page.Items[0].ID != d.ID {
+		t.Errorf("outcome=blocked at audit: %+v", page.Items)
+	}
+	if page := a.events("outcome=dead"); len(page.Items) != 0 {
+		t.Errorf("outcome=dead: %+v, want none", page.Items)
+	}
+
+	// An operator skips the lane: the delivery is a dead letter now.
+	a.call(http.MethodPost, "/api/v1/lanes/audit/jared/skip", "", nil)
+	d = a.trace("blocked-1", "audit's delivery dead once skipped", func(d eventlog.Detail) bool { return d.Outcome == eventlog.OutcomeDead })
+	if dl := d.Deliveries[1]; dl.Destination != "audit" || dl.Reason != "status 400; lane skipped by an operator" {
+		t.Errorf("audit after the skip: %+v", dl)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fanout-gw/fanout/gateway/config"
+	"github.com/fanout-gw/fanout/gateway/eventlog"
 	"github.com/fanout-gw/fanout/gateway/httpapi"
 	"github.com/fanout-gw/fanout/gateway/queue"
 	"github.com/fanout-gw/fanout/gateway/webhook"
@@ -177,6 +178,12 @@ func (a adminAPI) ReleaseLane(ctx context.Context, destination, key, action stri
 	}
 	a.g.log.Info("blocked lane released by an operator", "destination", destination, "key", key, "action", action,
 		"event_id", l.EventID, "applied", applied)
+	if action == queue.LaneSkip {
+		// The skipped delivery becomes a dead letter (the consuming replica stores it); a
+		// retried one shows in its next attempts.
+		a.g.events.Load().Ended(eventlog.End{EventID: l.EventID, Destination: destination, Dead: true, Attempt: l.Attempts,
+			Reason: l.Reason + "; lane skipped by an operator"})
+	}
 	return httpapi.LaneRelease{Destination: destination, Key: key, Action: action, Lane: blockedLane(l), Applied: applied}, nil
 }
 

@@ -289,7 +289,7 @@ func printTrace(w io.Writer, d eventlog.Detail) error {
 			switch {
 			case dl.State == eventlog.OutcomeRetrying && !dl.Due.IsZero():
 				state += ", next attempt due " + dl.Due.UTC().Format("15:04:05.000")
-			case dl.State == eventlog.OutcomeDead:
+			case dl.State == eventlog.OutcomeDead, dl.State == eventlog.OutcomeBlocked:
 				state += ": " + dl.Reason
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\twebhook-id %s\n", dl.Destination, state, plural(dl.Attempts, "attempt"), dl.WebhookID)
@@ -335,6 +335,8 @@ func entryLine(e eventlog.Entry) string {
 		return fmt.Sprintf("%s\tretrying: attempt %d due %s", e.Destination, e.Attempt+1, e.Due.UTC().Format("15:04:05.000"))
 	case eventlog.KindDead:
 		return fmt.Sprintf("%s\tdead after attempt %d: %s (in the dead-letter queue)", e.Destination, e.Attempt, e.Reason)
+	case eventlog.KindBlocked:
+		return fmt.Sprintf("%s\tblocked after attempt %d: %s (its lane waits for an operator: fanout lanes)", e.Destination, e.Attempt, e.Reason)
 	case eventlog.KindReplayed:
 		how := "replayed from the event log"
 		if e.Reroute {

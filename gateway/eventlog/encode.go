@@ -13,7 +13,7 @@ import (
 // test checks that the two agree. A received record is followed by a newline and the raw
 // body, whose bytes a replay must send unchanged.
 
-// encode is the stored form of e (its EventID is the record's subject, not written).
+// encode is the stored form of e (its EventID is beside it in its block, not written).
 func encode(buf []byte, e *Entry, body []byte) []byte {
 	b := append(buf, `{"kind":`...)
 	b = appendString(b, e.Kind)
@@ -85,16 +85,6 @@ func encode(buf []byte, e *Entry, body []byte) []byte {
 	return b
 }
 
-// encodeIndexEntry is the data of an index entry: the callback it points to.
-func encodeIndexEntry(eventID string, at time.Time) []byte {
-	b := make([]byte, 0, 96)
-	b = append(b, `{"event_id":`...)
-	b = appendString(b, eventID)
-	b = append(b, `,"at":"`...)
-	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
-	return append(b, `"}`...)
-}
-
 // kindOf reads the kind of a stored record without decoding it.
 func kindOf(data []byte) string {
 	rest, ok := bytes.CutPrefix(data, []byte(`{"kind":"`))
@@ -140,6 +130,15 @@ func appendStrings(b []byte, list []string) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plain are the bytes a JSON string holds as they are: ASCII but control characters,
+// quotes and backslashes.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string: quotes, backslashes and control characters
 // escaped, invalid UTF-8 replaced by U+FFFD, as encoding/json writes it (< > & kept as
 // they are).
@@ -148,11 +147,11 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

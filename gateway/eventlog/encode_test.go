@@ -53,8 +53,4 @@ func TestEncodeAsJSON(t *testing.T) {
 			t.Errorf("kindOf = %q, want %q", k, e.Kind)
 		}
 	}
-	var ie indexEntry
-	if err := json.Unmarshal(encodeIndexEntry("abc", at), &ie); err != nil || ie.EventID != "abc" || !ie.At.Equal(at) {
-		t.Errorf("index entry: %+v %v", ie, err)
-	}
 }

@@ -2,10 +2,12 @@ package eventlog_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -613,5 +615,47 @@ func TestBufferBoundedInBytes(t *testing.T) {
 	}
 	if err := l.Close(ctxT(t)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetentionEvictsOldest fills a small log past its size: the oldest callbacks leave
+// it (their index entries may stay a while, their blocks are gone), the newest are found,
+// and nothing fails.
+func TestRetentionEvictsOldest(t *testing.T) {
+	l := eventlog.New(openStore(t, queue.EventLogOptions{MaxBytes: 1 << 20}), eventlog.Options{Index: testIndex, Logger: slog.New(slog.DiscardHandler)})
+	l.Start()
+	t.Cleanup(func() { l.Close(context.Background()) })
+	rng := rand.New(rand.NewPCG(1, 2))
+	var cbs []*eventlog.Callback
+	for i := range 1500 { // about 3 MB, that do not compress much
+		pad := make([]byte, 1000)
+		for j := range pad {
+			pad[j] = byte(rng.Uint32())
+		}
+		cb := message{key: fmt.Sprintf("e%04d", i), from: "alice", to: "bob", dests: []string{"crm"}}.callback()
+		cb.Body = []byte(strings.Replace(string(cb.Body), `"MsgKey"`, `"Pad":"`+hex.EncodeToString(pad)+`","MsgKey"`, 1))
+		cbs = append(cbs, cb)
+		l.Received(cb)
+		if i%100 == 99 {
+			settle(t, l)
+		}
+	}
+	settle(t, l)
+	if full, failed := l.Dropped(); full+failed > 0 {
+		t.Fatalf("dropped %d, %d", full, failed)
+	}
+	if _, err := l.Trace(ctxT(t), cbs[0].EventID); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Errorf("the oldest callback: %v, want it evicted", err)
+	}
+	if items, _, err := l.Search(ctxT(t), eventlog.Filter{Fields: []eventlog.Field{{Name: "MsgKey", Value: "e0000"}}}, 0, 10); err != nil || len(items) != 0 {
+		t.Errorf("the oldest callback by MsgKey: %v %v", ids(items), err)
+	}
+	last := cbs[len(cbs)-1]
+	if d, err := l.Trace(ctxT(t), last.EventID); err != nil || d.Fields["MsgKey"] != "e1499" {
+		t.Errorf("the newest callback: %v %+v", err, d.Summary)
+	}
+	items, _, err := l.Search(ctxT(t), eventlog.Filter{Fields: []eventlog.Field{{Name: "From_Account", Value: "alice"}}}, 0, 3)
+	if err != nil || !slices.Equal(ids(items), []string{"e1499", "e1498", "e1497"}) {
+		t.Errorf("the newest by From_Account: %v %v", ids(items), err)
 	}
 }

@@ -15,7 +15,7 @@ const followMemory = 65536
 // the callback's (read once per callback from its received record); Destination selects
 // the records about that destination, and the received records routing to it; Outcome
 // selects the records that bring a delivery to that state (a 2xx attempt for delivered,
-// retrying and dead records, received records with no route).
+// retrying, dead and blocked records, received records with no route).
 func (l *Log) Follow(ctx context.Context, f Filter, fn func(Entry) error) error {
 	if l == nil {
 		return ErrOff
@@ -27,17 +27,20 @@ func (l *Log) Follow(ctx context.Context, f Filter, fn func(Entry) error) error 
 	defer cancel()
 	var fnErr error
 	fl := &follower{l: l, f: f, decided: map[string]bool{}}
-	err := l.store.Follow(ctx, func(r Stored) {
-		if fnErr != nil {
-			return
-		}
-		e := decode(r, false).entry
-		if !fl.selects(ctx, &e) {
-			return
-		}
-		if fnErr = fn(e); fnErr != nil {
-			cancel()
-		}
+	err := l.store.Follow(ctx, func(b Stored) {
+		_ = eachRecord(b.Data, func(_ int, id, data []byte) bool {
+			if fnErr != nil {
+				return false
+			}
+			e := decode(raw{at: b.Time, id: string(id), data: data}, false).entry
+			if !fl.selects(ctx, &e) {
+				return true
+			}
+			if fnErr = fn(e); fnErr != nil {
+				cancel()
+			}
+			return fnErr == nil
+		})
 	})
 	if fnErr != nil {
 		return fnErr
@@ -75,6 +78,8 @@ func (fl *follower) selects(ctx context.Context, e *Entry) bool {
 		return e.Kind == KindRetrying
 	case OutcomeDead:
 		return e.Kind == KindDead
+	case OutcomeBlocked:
+		return e.Kind == KindBlocked
 	case OutcomeNoRoute:
 		return e.Kind == KindReceived && len(e.Deliveries) == 0 && e.Respond == ""
 	case OutcomeResponded:
@@ -103,8 +108,8 @@ func (fl *follower) callback(ctx context.Context, e *Entry) bool {
 		ok = f.received(e)
 	} else {
 		// A callback received before the follow began: its received record tells.
-		_ = fl.l.store.Event(ctx, e.EventID, func(r Stored) bool {
-			if kindOf(r.Data) != KindReceived {
+		_ = fl.l.event(ctx, e.EventID, 0, func(r raw) bool {
+			if kindOf(r.data) != KindReceived {
 				return true
 			}
 			rec := decode(r, false).entry

@@ -5,9 +5,10 @@
 // and followed live.
 //
 // It writes without waiting: the callback path and the delivery workers hand records to
-// a bounded buffer, and one goroutine sends them to the Store, which does not wait for the
-// store's answers either. A record that finds the buffer full, or that the store refuses,
-// is dropped and counted: the log never slows or fails a callback or a delivery.
+// a bounded buffer, and one goroutine gathers them into blocks (block.go) that it sends to
+// the Store, which does not wait for the store's answers either. A record that finds the
+// buffer full, or that the store refuses, is dropped and counted: the log never slows or
+// fails a callback or a delivery.
 //
 // The storage is behind Store (gateway/queue's EventLog, on JetStream, which the gateway
 // adapts): this package speaks no NATS, serves no HTTP and evaluates no rules. Its types
@@ -16,8 +17,6 @@ package eventlog
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"strconv"
@@ -28,36 +27,35 @@ import (
 	"github.com/fanout-gw/fanout/gateway/tencentim"
 )
 
-// Stored is one record as the Store keeps it: Seq is its position in the log, Time when
-// the store took it, EventID the callback it belongs to ("" for an index entry), Index the
-// key of an index entry.
+// Stored is one message of the Store: a block of records, or a block's index entry. Seq
+// is its position (a block's among the blocks, an entry's in the index), Time when the
+// store took it, Block the position of the block an index entry indexes (0 for a block).
 //
 // It is an unnamed struct, the same as gateway/queue's LogRecord, so that the queue's
 // EventLog is a Store as it is, and this package imports no NATS.
 type Stored = struct {
-	Seq     uint64
-	Time    time.Time
-	EventID string
-	Index   string
-	Data    []byte
+	Seq   uint64
+	Time  time.Time
+	Block uint64
+	Data  []byte
 }
 
-// Store keeps the records: gateway/queue's EventLog. Appends do not wait for the store;
-// reads call fn for each record in log order until it returns false.
+// Store keeps the blocks and their index (block.go): gateway/queue's EventLog. Appends do
+// not wait for the store; reads call fn for each message in order until it returns false.
 type Store interface {
-	Append(eventID string, data []byte) error
-	AppendIndex(key string, data []byte) error
+	// AppendBlock stores a block of records and, once it is stored, its index entry with
+	// its position. records is the number of records, for counting a failure.
+	AppendBlock(block, index []byte, records int) error
 	Flush(ctx context.Context) error
-	// Event reads every record of one callback.
-	Event(ctx context.Context, eventID string, fn func(Stored) bool) error
-	// Index reads the entries under key whose position is in [from, to) (0: no bound).
-	Index(ctx context.Context, key string, from, to uint64, fn func(Stored) bool) error
-	// Scan reads every event record whose position is in [from, to) (to 0: to the end).
-	Scan(ctx context.Context, from, to uint64, fn func(Stored) bool) error
-	// SeqAt is the position of the first record stored at or after t (Bounds' last+1 when none).
-	SeqAt(ctx context.Context, t time.Time) (uint64, error)
+	// Index reads the entries whose position is in [from, to) (to 0: to the end).
+	Index(ctx context.Context, from, to uint64, fn func(Stored) bool) error
+	// Blocks reads the blocks at positions seqs (ascending), leaving out those evicted.
+	Blocks(ctx context.Context, seqs []uint64, fn func(Stored) bool) error
+	// IndexAt is the position of the first entry stored at or after t (Bounds' last+1 when none).
+	IndexAt(ctx context.Context, t time.Time) (uint64, error)
+	// Bounds are the positions of the first and last entries of the index.
 	Bounds(ctx context.Context) (first, last uint64, err error)
-	// Follow calls fn with every event record stored from now on, until ctx ends.
+	// Follow calls fn with every block stored from now on, until ctx ends.
 	Follow(ctx context.Context, fn func(Stored)) error
 }
 
@@ -93,15 +91,18 @@ type Attempt struct {
 	Respond              bool  // a respond rule's synchronous exchange, not a delivery
 }
 
-// End is how a round of attempts ended: a retry is due, or the delivery is dead. (A
-// delivery shows in its 2xx attempt; it needs no record of its own.)
+// End is how a round of attempts ended: a retry is due, or the delivery is dead, or
+// blocked. (A delivery shows in its 2xx attempt; it needs no record of its own.)
 type End struct {
 	EventID, Destination string
 	At                   time.Time // when the round ended; zero: when Ended is called
 	Dead                 bool
-	Attempt              int       // the last attempt made
-	Due                  time.Time // retrying: the next attempt
-	Reason               string    // dead: why
+	// Blocked, with Dead: the delivery gave up at the head of its ordered lane and holds
+	// it until an operator retries or skips it (on_exhausted: block), not a dead letter.
+	Blocked bool
+	Attempt int       // the last attempt made
+	Due     time.Time // retrying: the next attempt
+	Reason  string    // dead and blocked: why
 }
 
 // Options configure New.
@@ -128,9 +129,11 @@ const dropReportEvery = 10 * time.Second
 // as they are.
 type Log struct {
 	store   Store
+	records int // the most records in a block: maxBlockRecords
 	index   []string
 	indexed map[string]bool
 	log     *slog.Logger
+	cache   entryCache
 
 	ch       chan item
 	done     chan struct{} // Close began
@@ -139,7 +142,10 @@ type Log struct {
 	closed   atomic.Bool
 	once     sync.Once
 
-	buffered    atomic.Int64 // bytes the buffered records hold, about
+	linger      time.Duration // the writer: how long a block waits for records
+	fields      []Field       // the writer: the indexed fields of the record at hand
+	failing     bool          // the writer: a write failed while closing
+	buffered    atomic.Int64  // bytes the buffered records hold, about
 	bufferFull  atomic.Uint64
 	writeFailed atomic.Uint64
 	lastErrMu   sync.Mutex
@@ -161,7 +167,7 @@ func New(store Store, o Options) *Log {
 	if n <= 0 {
 		n = DefaultBuffer
 	}
-	l := &Log{store: store, index: o.Index, indexed: map[string]bool{}, log: o.Logger,
+	l := &Log{store: store, records: maxBlockRecords, linger: blockLinger, index: o.Index, indexed: map[string]bool{}, log: o.Logger,
 		ch: make(chan item, n), done: make(chan struct{}), finished: make(chan struct{})}
 	if l.log == nil {
 		l.log = slog.Default()
@@ -212,12 +218,13 @@ func (l *Log) Dropped() (bufferFull, writeFailed uint64) {
 	return l.bufferFull.Load(), l.writeFailed.Load()
 }
 
-// Failed counts a record the store refused after it was sent: the Store calls it.
-func (l *Log) Failed(err error) {
+// Failed counts the records of a block the store refused after it was sent: the Store
+// calls it.
+func (l *Log) Failed(records int, err error) {
 	if l == nil {
 		return
 	}
-	l.writeFailed.Add(1)
+	l.writeFailed.Add(uint64(records))
 	l.lastErrMu.Lock()
 	l.lastErr = err.Error()
 	l.lastErrMu.Unlock()
@@ -281,12 +288,14 @@ func (it item) size() int64 {
 	return 256
 }
 
-// run writes the buffered records until Close, then those still buffered; every
-// dropReportEvery it logs the records dropped meanwhile.
+// run writes the buffered records until Close, then those still buffered, a block at a
+// time; every dropReportEvery it logs the records dropped meanwhile.
 func (l *Log) run() {
 	defer close(l.finished)
 	tick := time.NewTicker(dropReportEvery)
 	defer tick.Stop()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	var reported [2]uint64
 	report := func() {
 		full, failed := l.Dropped()
@@ -300,117 +309,162 @@ func (l *Log) run() {
 			"buffer_full", full-reported[0], "write_failed", failed-reported[1], "last_error", last)
 		reported = [2]uint64{full, failed}
 	}
+	b := newBlockBuilder(l.records)
 	for {
 		select {
 		case it := <-l.ch:
-			l.write(it)
-			l.buffered.Add(-it.size())
-		case <-tick.C:
-			report()
-		case <-l.done:
-			// What is still buffered is written, until a write fails: a store that fails
-			// now would only make each of the others wait its turn to fail, and hold up
-			// the stop. They are counted instead.
-			failing := false
-			for {
+			// The first record of a moment: the others that come within the linger are
+			// taken every blockLinger at most, rather than the writer waking for each of
+			// them, and the block is written when the linger ends (or once full).
+			l.take(b, it)
+			n, end := 1, time.Now().Add(l.linger)
+			for wait := min(l.linger, blockLinger); wait > 0; wait = min(time.Until(end), blockLinger) {
+				linger.Reset(wait)
 				select {
-				case it := <-l.ch:
-					if failing {
-						l.writeFailed.Add(1)
-					} else {
-						failing = !l.write(it)
-					}
-					l.buffered.Add(-it.size())
-				default:
+				case <-linger.C:
+				case <-l.done:
+					linger.Stop()
+					l.closeOut(b)
 					report()
 					return
 				}
+				n += l.drain(b)
 			}
+			l.flush(b)
+			// Blocks of a few records, one after the other, would make the index as long
+			// as the log: while traffic is light, blocks wait longer for their records.
+			if n < lingerFill {
+				l.linger = min(2*l.linger, maxLinger)
+			} else {
+				l.linger = blockLinger
+			}
+		case <-tick.C:
+			report()
+		case <-l.done:
+			l.closeOut(b)
+			report()
+			return
 		}
 	}
 }
 
-// write writes one buffered record; false says the store refused it (or one of them).
-func (l *Log) write(it item) bool {
-	var (
-		id string
-		e  Entry
-	)
+// take puts a buffered record in block b.
+func (l *Log) take(b *blockBuilder, it item) {
+	l.add(b, it)
+	l.buffered.Add(-it.size())
+}
+
+// drain puts the records buffered now in block b (writing it each time it is full), and
+// returns how many.
+func (l *Log) drain(b *blockBuilder) int {
+	for n := 0; n < cap(l.ch); n++ {
+		select {
+		case it := <-l.ch:
+			l.take(b, it)
+		default:
+			return n
+		}
+	}
+	return cap(l.ch)
+}
+
+// closeOut writes what is still buffered at Close, until a write fails: a store that
+// fails now would only make each of the others wait its turn to fail, and hold up the
+// stop. They are counted instead.
+func (l *Log) closeOut(b *blockBuilder) {
+	for {
+		select {
+		case it := <-l.ch:
+			if l.failing {
+				l.writeFailed.Add(1)
+				l.buffered.Add(-it.size())
+			} else {
+				l.take(b, it)
+			}
+		default:
+			if !l.failing {
+				l.flush(b)
+			} else if b.records > 0 {
+				l.writeFailed.Add(uint64(b.records))
+				b.reset()
+			}
+			return
+		}
+	}
+}
+
+// add puts a buffered record in block b, writing b first when the record does not fit,
+// and once it is full.
+func (l *Log) add(b *blockBuilder, it item) {
+	id, e, body := l.entry(it)
+	if !b.fits(256 + len(body) + len(e.Query)) {
+		l.flush(b)
+	}
+	b.add(id, &e, body)
+	if b.full() {
+		l.flush(b)
+	}
+}
+
+// flush writes block b and its index entry, and empties it; false says the store refused
+// it (its records are counted as failed).
+func (l *Log) flush(b *blockBuilder) bool {
+	if b.records == 0 {
+		return true
+	}
+	defer b.reset()
+	if err := l.store.AppendBlock(b.pack(), b.entry(), b.records); err != nil {
+		l.Failed(b.records, err)
+		l.failing = l.closed.Load()
+		return false
+	}
+	return true
+}
+
+// entry is the record a buffered item makes: its callback, the record, and the body of a
+// received record.
+func (l *Log) entry(it item) (id string, e Entry, body []byte) {
 	switch {
 	case it.cb != nil:
-		return l.writeCallback(it.cb)
+		cb := it.cb
+		if cb.Duplicate {
+			return cb.EventID, Entry{At: cb.ReceivedAt, Kind: KindDuplicate, RequestID: cb.RequestID}, nil
+		}
+		e = Entry{At: cb.ReceivedAt, Kind: KindReceived, RequestID: cb.RequestID, SdkAppID: cb.App, Command: cb.Command,
+			// Sign and RequestTime go: the pair proves a request came from Tencent. A delivery
+			// makes them anew (tim_token) or leaves them out, so a replay needs neither.
+			Query:  tencentim.Resign(cb.Query, "", time.Time{}),
+			Routes: cb.Routes, Deliveries: cb.Deliveries, Respond: cb.Respond, BodySize: len(cb.Body)}
+		e.fields = l.fields[:0] // encoded before the next record reuses it
+		for _, name := range l.index {
+			if v, ok := fieldValue(cb.Fields[name]); ok {
+				e.fields = append(e.fields, Field{Name: name, Value: v})
+			}
+		}
+		l.fields = e.fields
+		return cb.EventID, e, cb.Body
 	case it.att != nil:
 		a := it.att
-		id = a.EventID
 		e = Entry{At: a.Started, Kind: KindAttempt, Destination: a.Destination, Attempt: a.Number, Status: a.Status,
 			Result: a.Result, DurationMS: float64(a.Took.Microseconds()) / 1000, RespondTo: a.Respond}
 		if a.Err != nil {
 			e.Error = a.Err.Error()
 		}
+		return a.EventID, e, nil
 	case it.end != nil:
 		x := it.end
-		id = x.EventID
 		e = Entry{At: x.At, Kind: KindRetrying, Destination: x.Destination, Attempt: x.Attempt, Due: x.Due}
 		if x.Dead {
 			e.Kind, e.Due, e.Reason = KindDead, time.Time{}, x.Reason
+			if x.Blocked {
+				e.Kind = KindBlocked
+			}
 		}
-	case it.replay != nil:
-		id, e = it.replay.EventID, *it.replay
-		e.EventID = ""
+		return x.EventID, e, nil
 	}
-	return l.append(id, &e, nil)
-}
-
-// writeCallback writes a callback's received record and its index entries.
-func (l *Log) writeCallback(cb *Callback) bool {
-	if cb.Duplicate {
-		return l.append(cb.EventID, &Entry{At: cb.ReceivedAt, Kind: KindDuplicate, RequestID: cb.RequestID}, nil)
-	}
-	e := Entry{At: cb.ReceivedAt, Kind: KindReceived, RequestID: cb.RequestID, SdkAppID: cb.App, Command: cb.Command,
-		// Sign and RequestTime go: the pair proves a request came from Tencent. A delivery
-		// makes them anew (tim_token) or leaves them out, so a replay needs neither.
-		Query:  tencentim.Resign(cb.Query, "", time.Time{}),
-		Routes: cb.Routes, Deliveries: cb.Deliveries, Respond: cb.Respond, BodySize: len(cb.Body)}
-	for _, name := range l.index {
-		if v, ok := fieldValue(cb.Fields[name]); ok {
-			e.fields = append(e.fields, Field{Name: name, Value: v})
-		}
-	}
-	if !l.append(cb.EventID, &e, cb.Body) {
-		return false
-	}
-	entry := encodeIndexEntry(cb.EventID, cb.ReceivedAt)
-	for i, f := range e.fields {
-		if err := l.store.AppendIndex(indexKey(f.Name, f.Value), entry); err != nil {
-			l.Failed(err)
-			l.writeFailed.Add(uint64(len(e.fields) - i - 1)) // the entries not tried
-			return false
-		}
-	}
-	return true
-}
-
-func (l *Log) append(id string, e *Entry, body []byte) bool {
-	data := encode(make([]byte, 0, 256+len(e.Query)+len(body)), e, body)
-	if err := l.store.Append(id, data); err != nil {
-		l.Failed(err)
-		return false
-	}
-	return true
-}
-
-// indexEntry is the data of an index entry (encodeIndexEntry): the callback the field
-// value belongs to.
-type indexEntry struct {
-	EventID string    `json:"event_id"`
-	At      time.Time `json:"at"` // received at
-}
-
-// indexKey is the key of the index entries of field = value: a hash, so that any value is
-// one subject token of a bounded length.
-func indexKey(field, value string) string {
-	sum := sha256.Sum256([]byte(field + "=" + value))
-	return hex.EncodeToString(sum[:16])
+	e = *it.replay
+	e.EventID = ""
+	return it.replay.EventID, e, nil
 }
 
 // fieldValue is a body field's value as indexed and shown: strings as they are, numbers

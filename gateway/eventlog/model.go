@@ -17,6 +17,7 @@ const (
 	KindAttempt   = "attempt"   // one HTTP attempt to one destination (or a respond rule's exchange)
 	KindRetrying  = "retrying"  // a round of attempts failed; the next is due at Due
 	KindDead      = "dead"      // the delivery gave up (Reason) and is a dead letter
+	KindBlocked   = "blocked"   // the delivery gave up (Reason) and holds its lane for an operator
 	KindReplayed  = "replayed"  // the callback was queued again for a destination from the log
 )
 
@@ -26,15 +27,16 @@ const (
 	OutcomeDelivered = "delivered" // a 2xx answer
 	OutcomeRetrying  = "retrying"  // waiting for its next attempt
 	OutcomeDead      = "dead"      // given up: in the dead-letter queue
+	OutcomeBlocked   = "blocked"   // given up, holding its ordered lane until an operator retries or skips it
 	OutcomeNoRoute   = "no_route"  // no route matched: nothing to deliver
 	OutcomeResponded = "responded" // only a respond rule's synchronous answer
 )
 
 // Outcomes lists the values Filter.Outcome takes.
-var Outcomes = []string{OutcomeDelivered, OutcomeRetrying, OutcomeDead, OutcomePending, OutcomeNoRoute, OutcomeResponded}
+var Outcomes = []string{OutcomeDelivered, OutcomeRetrying, OutcomeDead, OutcomeBlocked, OutcomePending, OutcomeNoRoute, OutcomeResponded}
 
 // Entry is one record of the log: what happened to a callback at one moment. It is stored
-// as JSON (the event id is the record's subject, not repeated) and answered as is by the
+// as JSON (the event id is beside it in its block, not repeated) and answered as is by the
 // admin API, in a callback's timeline and on the live stream.
 type Entry struct {
 	At      time.Time `json:"at"`
@@ -54,9 +56,9 @@ type Entry struct {
 	BodySize   int               `json:"body_size,omitempty"`
 	fields     []Field           // Fields, in log.index order, as the writer has them
 
-	// attempt, retrying, dead and replayed
+	// attempt, retrying, dead, blocked and replayed
 	Destination string `json:"destination,omitempty"`
-	// attempt: its number (Fanout-Attempt); retrying and dead: the last one made
+	// attempt: its number (Fanout-Attempt); retrying, dead and blocked: the last one made
 	Attempt    int     `json:"attempt,omitempty"`
 	Status     int     `json:"status,omitempty"`      // attempt: the HTTP status, 0 when none came back
 	Result     string  `json:"result,omitempty"`      // attempt: 2xx, 5xx, 429, timeout, connection, ...
@@ -65,7 +67,7 @@ type Entry struct {
 	RespondTo  bool    `json:"respond_exchange,omitempty"`
 	// retrying: when the next attempt is due
 	Due time.Time `json:"due,omitzero"`
-	// dead: why ("max attempts", "status 404", ...)
+	// dead and blocked: why ("max attempts", "status 404", ...)
 	Reason string `json:"reason,omitempty"`
 	// replayed: by re-evaluating the routes rather than to a named destination
 	Reroute bool `json:"reroute,omitempty"`
@@ -88,7 +90,7 @@ type Summary struct {
 	Routes     []string          `json:"routes"`
 	Respond    string            `json:"respond,omitempty"`
 	// Outcome is the callback's as a whole: no_route, responded, or the least advanced of
-	// its deliveries' states (dead, then retrying, pending, delivered).
+	// its deliveries' states (dead, then blocked, retrying, pending, delivered).
 	Outcome    string          `json:"outcome"`
 	Deliveries []DeliveryState `json:"deliveries"`
 	Duplicates int             `json:"duplicates,omitempty"` // received again within the dedup window
@@ -96,7 +98,7 @@ type Summary struct {
 	// from the records after it.
 	Evicted bool `json:"evicted,omitempty"`
 
-	seq uint64 // position of its received record (or index entry): the listing's cursor
+	seq uint64 // position of its received record: the listing's cursor
 }
 
 // DeliveryState is where one delivery of a callback stands.
@@ -104,14 +106,14 @@ type DeliveryState struct {
 	Destination string    `json:"destination"`
 	WebhookID   string    `json:"webhook_id"`
 	Routes      []string  `json:"routes"`
-	State       string    `json:"state"`    // pending, delivered, retrying, dead
+	State       string    `json:"state"`    // pending, delivered, retrying, dead, blocked
 	Attempts    int       `json:"attempts"` // the number of the last attempt made (Fanout-Attempt)
 	LastStatus  int       `json:"last_status,omitempty"`
 	LastResult  string    `json:"last_result,omitempty"`
 	LastAt      time.Time `json:"last_attempt_at,omitzero"`
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 	Due         time.Time `json:"due,omitzero"`       // retrying: the next attempt
-	Reason      string    `json:"reason,omitempty"`   // dead: why
+	Reason      string    `json:"reason,omitempty"`   // dead and blocked: why
 	Replayed    int       `json:"replayed,omitempty"` // times queued again from the log
 
 	seen time.Time // the latest attempt or end of a round recorded for it
@@ -137,17 +139,17 @@ type stored struct {
 	body  []byte // received: the raw body
 }
 
-// decode reads a stored record; eventID is its subject's. A record that does not decode
-// keeps its kind, so that it still shows in a timeline.
-func decode(r Stored, withBody bool) stored {
-	s := stored{seq: r.Seq}
-	head, body, hasBody := bytes.Cut(r.Data, []byte{'\n'})
+// decode reads a record. A record that does not decode keeps its kind, so that it still
+// shows in a timeline.
+func decode(r raw, withBody bool) stored {
+	s := stored{seq: r.pos}
+	head, body, hasBody := bytes.Cut(r.data, []byte{'\n'})
 	if err := json.Unmarshal(head, &s.entry); err != nil {
-		s.entry = Entry{Kind: kindOf(r.Data), Error: "undecodable record: " + err.Error()}
+		s.entry = Entry{Kind: kindOf(r.data), Error: "undecodable record: " + err.Error()}
 	}
-	s.entry.EventID = r.EventID
+	s.entry.EventID = r.id
 	if s.entry.At.IsZero() {
-		s.entry.At = r.Time
+		s.entry.At = r.at
 	}
 	if withBody && hasBody {
 		s.body = body
@@ -212,11 +214,11 @@ func assemble(id string, records []stored) (d Detail, found bool) {
 			if s.State != OutcomeDelivered {
 				s.State, s.Due = OutcomeRetrying, e.Due
 			}
-		case KindDead:
+		case KindDead, KindBlocked:
 			s := state(e.Destination)
 			s.seen = later(s.seen, e.At)
 			if s.State != OutcomeDelivered {
-				s.State, s.Reason, s.Due = OutcomeDead, e.Reason, time.Time{}
+				s.State, s.Reason, s.Due = e.Kind, e.Reason, time.Time{} // the kinds are the states
 			}
 		case KindReplayed:
 			// The copy's own attempts may reach the log before this record (it is written
@@ -261,7 +263,7 @@ func outcome(s *Summary) string {
 		}
 		return OutcomeNoRoute
 	}
-	rank := map[string]int{OutcomeDead: 0, OutcomeRetrying: 1, OutcomePending: 2, OutcomeDelivered: 3}
+	rank := map[string]int{OutcomeDead: 0, OutcomeBlocked: 1, OutcomeRetrying: 2, OutcomePending: 3, OutcomeDelivered: 4}
 	least := OutcomeDelivered
 	for _, dl := range s.Deliveries {
 		if cmp.Less(rank[dl.State], rank[least]) {

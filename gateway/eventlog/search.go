@@ -1,8 +1,8 @@
 package eventlog
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -66,25 +66,29 @@ func (l *Log) Check(f Filter) error {
 // continue from.
 const (
 	// writeSlack is how much later than a callback's received time its record may reach
-	// the store: time bounds are widened by it, then applied exactly.
+	// the store: time bounds are widened by it, then applied exactly. It covers a block's
+	// linger too.
 	writeSlack = 5 * time.Second
-	// maxWindow is the most positions read at once when searching back in time.
-	maxWindow = 1 << 20
+	// maxWindow is the most blocks read at once when searching back in time.
+	maxWindow = 64
+	// maxIndexWindow is the most index entries read at once when searching by a field.
+	maxIndexWindow = 1 << 16
 	// earlyRecords is how many records a search keeps that come before their callback's
 	// received record (an attempt that beat it to the log).
 	earlyRecords = 64
-	// maxScanned and maxFetched bound the records read and the callbacks assembled.
+	// maxScanned and maxFetched bound the records read and the callbacks assembled;
+	// maxEntries the index entries read.
 	maxScanned = 1 << 21
 	maxFetched = 2000
+	maxEntries = 1 << 22
 )
 
 // Variables so that a test can exercise the windows with a few callbacks.
 var (
-	// firstWindow is the fewest positions read first when searching back in time.
-	firstWindow = 256
-	// smallIndex is the number of index entries read in one go, from the subject's
-	// first: a field value of up to so many callbacks is found without a scan.
-	smallIndex = 10000
+	// firstWindow is the fewest blocks read first when searching back in time.
+	firstWindow = 1
+	// firstIndexWindow is the fewest index entries read first when searching by a field.
+	firstIndexWindow = 1024
 )
 
 // Search returns up to limit callbacks that f selects, newest first, received before the
@@ -115,7 +119,7 @@ func (l *Log) Trace(ctx context.Context, id string) (Detail, error) {
 	if l == nil {
 		return Detail{}, ErrOff
 	}
-	d, found, err := l.detail(ctx, id)
+	d, found, err := l.detail(ctx, id, 0)
 	if err != nil {
 		return Detail{}, err
 	}
@@ -125,10 +129,11 @@ func (l *Log) Trace(ctx context.Context, id string) (Detail, error) {
 	return d, nil
 }
 
-// detail reads and assembles the records of callback id.
-func (l *Log) detail(ctx context.Context, id string) (Detail, bool, error) {
+// detail reads and assembles the records of callback id from position from on (0: the
+// whole log).
+func (l *Log) detail(ctx context.Context, id string, from uint64) (Detail, bool, error) {
 	var records []stored
-	err := l.store.Event(ctx, id, func(r Stored) bool {
+	err := l.event(ctx, id, from, func(r raw) bool {
 		records = append(records, decode(r, true))
 		return true
 	})
@@ -139,6 +144,16 @@ func (l *Log) detail(ctx context.Context, id string) (Detail, bool, error) {
 	return d, found, nil
 }
 
+// detailSince reads and assembles callback id, received at at: its records are all
+// stored after at (less writeSlack), but for the replays, which are later still.
+func (l *Log) detailSince(ctx context.Context, id string, at time.Time) (Detail, bool, error) {
+	from, err := l.posAt(ctx, at.Add(-writeSlack))
+	if err != nil {
+		return Detail{}, false, err
+	}
+	return l.detail(ctx, id, from)
+}
+
 // search is one Search in progress.
 type search struct {
 	l     *Log
@@ -147,10 +162,9 @@ type search struct {
 
 	items            []Summary
 	next             uint64
-	seen             map[string]bool // callbacks already looked at (received twice, indexed twice)
+	seen             map[string]bool // callbacks already looked at (received twice)
 	scanned, fetched int
-	read             int    // the entries the last indexEntries read
-	lastRead         uint64 // the position of the last of them
+	entries          int // index entries read
 }
 
 // bounds are the positions [lo, hi) a search reads between: the whole log, narrowed by
@@ -160,12 +174,12 @@ func (s *search) bounds(ctx context.Context, before uint64) (lo, hi uint64, toEn
 	if err != nil {
 		return 0, 0, false, err
 	}
-	lo, hi, toEnd = max(first, 1), last+1, true
+	lo, hi, toEnd = max(first, 1)<<posBits, (last+1)<<posBits, true
 	if before > 0 && before < hi {
 		hi, toEnd = before, false
 	}
 	if !s.f.Until.IsZero() {
-		u, err := s.l.store.SeqAt(ctx, s.f.Until.Add(writeSlack))
+		u, err := s.l.posAt(ctx, s.f.Until.Add(writeSlack))
 		if err != nil {
 			return 0, 0, false, err
 		}
@@ -174,7 +188,7 @@ func (s *search) bounds(ctx context.Context, before uint64) (lo, hi uint64, toEn
 		}
 	}
 	if !s.f.Since.IsZero() {
-		since, err := s.l.store.SeqAt(ctx, s.f.Since.Add(-writeSlack))
+		since, err := s.l.posAt(ctx, s.f.Since.Add(-writeSlack))
 		if err != nil {
 			return 0, 0, false, err
 		}
@@ -183,46 +197,54 @@ func (s *search) bounds(ctx context.Context, before uint64) (lo, hi uint64, toEn
 	return lo, hi, toEnd, nil
 }
 
+// windowBack is the start of a window of n blocks ending at hi (exclusive), at least lo.
+func windowBack(lo, hi, n uint64) uint64 {
+	end := endBlock(hi)
+	if end <= n {
+		return lo
+	}
+	return max(lo, (end-n)<<posBits)
+}
+
+// windowForward is the end of a window of n blocks starting at lo, at most hi.
+func windowForward(lo, hi, n uint64) uint64 {
+	return min(hi, (blockOf(lo)+n)<<posBits)
+}
+
 // candidate is a callback a search found and has not looked at yet: the position of its
-// received record (or index entry), and its records when the search read them all.
+// received record and when it was received, and its records when the search read them all.
 type candidate struct {
 	seq     uint64
 	id      string
+	at      time.Time
 	records []stored
 }
 
-// firstWindowFor is the positions read first when searching back for limit callbacks: a
-// callback makes a few records (received, index entries, attempts).
-func firstWindowFor(limit int) uint64 { return uint64(max(firstWindow, 8*limit)) }
-
-// byScan reads the log back in time, a window at a time, for received records that pass
-// the filter's cheap parts, then assembles each (newest first) to apply the rest. The
-// first window usually reaches the end of the log: it then holds every record of its
-// callbacks, which are assembled without reading them again.
+// byScan reads the log back in time, a window of blocks at a time, for received records
+// that pass the filter's cheap parts, then assembles each (newest first) to apply the
+// rest. The first window usually reaches the end of the log: it then holds every record of
+// its callbacks, which are assembled without reading them again.
 func (s *search) byScan(ctx context.Context, before uint64) error {
 	lo, hi, toEnd, err := s.bounds(ctx, before)
 	if err != nil {
 		return err
 	}
-	for window := firstWindowFor(s.limit); hi > lo; window = min(2*window, maxWindow) {
-		start := lo
-		if hi-lo > window {
-			start = hi - window
-		}
+	for window := uint64(firstWindow); hi > lo; window = min(2*window, maxWindow) {
+		start := windowBack(lo, hi, window)
 		var cands []candidate
 		byID := map[string]int{} // index in cands, while collecting their records
 		// The intake records a callback once it is stored, and a worker may have attempted
 		// it by then: the last few records of no candidate yet are kept, for the received
 		// record that follows them.
-		var early [earlyRecords]Stored
+		var early [earlyRecords]raw
 		nEarly := 0
-		err := s.l.store.Scan(ctx, start, hi, func(r Stored) bool {
+		err := s.l.scan(ctx, start, hi, func(r raw) bool {
 			s.scanned++
-			if kindOf(r.Data) != KindReceived {
+			if kindOf(r.data) != KindReceived {
 				if !toEnd {
 					return true
 				}
-				if i, ok := byID[r.EventID]; ok {
+				if i, ok := byID[r.id]; ok {
 					cands[i].records = append(cands[i].records, decode(r, true))
 				} else {
 					early[nEarly%earlyRecords] = r
@@ -232,15 +254,15 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 			}
 			rec := decode(r, true)
 			if s.f.received(&rec.entry) {
-				c := candidate{seq: r.Seq, id: r.EventID}
+				c := candidate{seq: r.pos, id: r.id, at: rec.entry.At}
 				if toEnd {
 					for i := max(nEarly-earlyRecords, 0); i < nEarly; i++ {
-						if e := early[i%earlyRecords]; e.EventID == r.EventID {
+						if e := early[i%earlyRecords]; e.id == r.id {
 							c.records = append(c.records, decode(e, true))
 						}
 					}
 					c.records = append(c.records, rec)
-					byID[r.EventID] = len(cands)
+					byID[r.id] = len(cands)
 				}
 				cands = append(cands, c)
 			}
@@ -263,35 +285,45 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 	return nil
 }
 
-// byIndex reads the index entries of the filter's first field, newest first, and
-// assembles each callback to apply the rest of the filter. A value with up to smallIndex
-// entries (a MsgKey has one) is read in one go from its first entry: a lookup. One with
-// more is read back in windows.
-func (s *search) byIndex(ctx context.Context, before uint64) error {
+// indexed returns the callbacks whose received record, in [from, to), carries the value of
+// the filter's first field and passes the filter's cheap parts, oldest first: it reads the
+// index entries of the range, then the blocks whose filter may hold the value.
+func (s *search) indexed(ctx context.Context, from, to uint64) ([]candidate, error) {
 	fd := s.f.Fields[0]
-	key := indexKey(fd.Name, fd.Value)
-	cands, complete, err := s.firstEntries(ctx, key, before)
-	if err != nil {
-		return err
+	es, read, err := s.l.withKey(ctx, fieldKey(fd.Name, fd.Value), from, to)
+	s.entries += read
+	if err != nil || len(es) == 0 {
+		return nil, err
 	}
-	if complete {
-		for i := len(cands) - 1; i >= 0; i-- {
-			if done, err := s.consider(ctx, cands[i]); done || err != nil {
-				return err
-			}
+	// The field as encode writes it: most records of a block whose filter said yes by
+	// chance are left without decoding them.
+	needle := appendString(append(appendString(nil, fd.Name), ':'), fd.Value)
+	var cands []candidate
+	err = s.l.readBlocks(ctx, es, from, to, nil, func(r raw) bool {
+		s.scanned++
+		head, _, _ := bytes.Cut(r.data, []byte{'\n'})
+		if !bytes.Contains(head, needle) || kindOf(r.data) != KindReceived {
+			return true
 		}
-		return nil
-	}
+		if rec := decode(r, false); s.f.received(&rec.entry) {
+			cands = append(cands, candidate{seq: r.pos, id: r.id, at: rec.entry.At})
+		}
+		return true
+	})
+	return cands, err
+}
+
+// byIndex reads the index back in time, a window of entries at a time, for the blocks
+// that may hold the filter's first field value, and assembles each callback found there
+// (newest first) to apply the rest of the filter.
+func (s *search) byIndex(ctx context.Context, before uint64) error {
 	lo, hi, _, err := s.bounds(ctx, before)
 	if err != nil {
 		return err
 	}
-	for window := firstWindowFor(s.limit); hi > lo; window = min(2*window, maxWindow) {
-		start := lo
-		if hi-lo > window {
-			start = hi - window
-		}
-		cands, err := s.indexEntries(ctx, key, start, hi, 0)
+	for window := uint64(firstIndexWindow); hi > lo; window = min(2*window, maxIndexWindow) {
+		start := windowBack(lo, hi, window)
+		cands, err := s.indexed(ctx, start, hi)
 		if err != nil {
 			return err
 		}
@@ -301,44 +333,12 @@ func (s *search) byIndex(ctx context.Context, before uint64) error {
 			}
 		}
 		hi = start
-		if s.scanned >= maxScanned && hi > lo {
+		if (s.scanned >= maxScanned || s.entries >= maxEntries) && hi > lo {
 			s.next = hi
 			return nil
 		}
 	}
 	return nil
-}
-
-// firstEntries reads the entries under key before to (0: all), from the first, up to
-// smallIndex of them; complete says there were no more.
-func (s *search) firstEntries(ctx context.Context, key string, to uint64) (cands []candidate, complete bool, err error) {
-	cands, err = s.indexEntries(ctx, key, 0, to, smallIndex)
-	return cands, s.read < smallIndex, err
-}
-
-// indexEntries reads the entries under key in [from, to), up to most of them (0: all),
-// and returns those whose callback was received in the filter's time range, oldest first.
-// s.read says how many it read.
-func (s *search) indexEntries(ctx context.Context, key string, from, to uint64, most int) ([]candidate, error) {
-	var cands []candidate
-	s.read = 0
-	err := s.l.store.Index(ctx, key, from, to, func(r Stored) bool {
-		if most > 0 && s.read >= most {
-			return false
-		}
-		s.read++
-		s.scanned++
-		s.lastRead = r.Seq
-		var e indexEntry
-		if json.Unmarshal(r.Data, &e) != nil {
-			return true
-		}
-		if (s.f.Since.IsZero() || !e.At.Before(s.f.Since)) && (s.f.Until.IsZero() || e.At.Before(s.f.Until)) {
-			cands = append(cands, candidate{seq: r.Seq, id: e.EventID})
-		}
-		return true
-	})
-	return cands, err
 }
 
 // consider assembles candidate c and keeps it if the whole filter holds. done says the
@@ -356,7 +356,7 @@ func (s *search) consider(ctx context.Context, c candidate) (done bool, err erro
 		d, found = assemble(c.id, c.records)
 	} else {
 		s.fetched++
-		if d, found, err = s.l.detail(ctx, c.id); err != nil {
+		if d, found, err = s.l.detailSince(ctx, c.id, c.at); err != nil {
 			return true, err
 		}
 	}
@@ -445,7 +445,7 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 		s.seen[c.id] = true
 		if whole || rec == nil {
 			s.fetched++
-			d, found, err := l.detail(ctx, c.id)
+			d, found, err := l.detailSince(ctx, c.id, c.at)
 			if err != nil {
 				return true, err
 			}
@@ -468,38 +468,30 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 	}
 	lo = max(lo, after+1)
 	if len(f.Fields) > 0 {
-		// A value with up to smallIndex entries is read in one go from its first entry (a
-		// lookup); one with more, a window at a time.
-		key := indexKey(f.Fields[0].Name, f.Fields[0].Value)
-		cands, complete, err := s.firstEntries(ctx, key, hi)
-		lo = max(lo, s.lastRead+1)
-		for window := uint64(firstWindow); err == nil; window = min(2*window, maxWindow) {
+		for window := uint64(firstIndexWindow); lo < hi; window = min(2*window, maxIndexWindow) {
+			end := windowForward(lo, hi, window)
+			cands, err := s.indexed(ctx, lo, end)
+			if err != nil {
+				return items, 0, err
+			}
 			for _, c := range cands {
-				if c.seq <= after {
-					continue
-				}
 				if done, err := take(c, nil); done || err != nil {
 					return items, s.next, err
 				}
 			}
-			if complete || lo >= hi {
-				return items, 0, nil
-			}
-			if s.scanned >= maxScanned {
+			lo = end
+			if (s.scanned >= maxScanned || s.entries >= maxEntries) && lo < hi {
 				return items, lo - 1, nil
 			}
-			end := min(hi, lo+window)
-			cands, err = s.indexEntries(ctx, key, lo, end, 0)
-			lo = end
 		}
-		return items, 0, err
+		return items, 0, nil
 	}
 	for window := uint64(firstWindow); lo < hi; window = min(2*window, maxWindow) {
-		end := min(hi, lo+window)
+		end := windowForward(lo, hi, window)
 		var recs []stored
-		err := l.store.Scan(ctx, lo, end, func(r Stored) bool {
+		err := l.scan(ctx, lo, end, func(r raw) bool {
 			s.scanned++
-			if kindOf(r.Data) == KindReceived {
+			if kindOf(r.data) == KindReceived {
 				if rec := decode(r, true); f.received(&rec.entry) {
 					recs = append(recs, rec)
 				}
@@ -510,7 +502,8 @@ func (l *Log) Select(ctx context.Context, f Filter, after uint64, limit int) (it
 			return items, 0, err
 		}
 		for i := range recs {
-			if done, err := take(candidate{seq: recs[i].seq, id: recs[i].entry.EventID}, &recs[i]); done || err != nil {
+			c := candidate{seq: recs[i].seq, id: recs[i].entry.EventID, at: recs[i].entry.At}
+			if done, err := take(c, &recs[i]); done || err != nil {
 				return items, s.next, err
 			}
 		}

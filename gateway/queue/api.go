@@ -15,9 +15,9 @@
 // replicas sharing the queue and the destinations each one's config names
 // (replicas.go). The embedded store's health (a failed write, a deleted
 // directory) is watched in health.go.
-// A further stream, FANOUT_EVENTS (limits retention by age and size, discarding the
-// oldest), keeps the event log (events.go): history only, so that its limits
-// never take a job.
+// Two further streams, FANOUT_EVENTLOG and its index FANOUT_EVENTLOG_INDEX (limits
+// retention by age and size, discarding the oldest), keep the event log (events.go):
+// history only, so that their limits never take a job.
 package queue
 
 import (

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,28 +13,44 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The event log's store: the stream FANOUT_EVENTS, beside the jobs and the dead letters.
-// It holds history only (what happened to each callback), never a delivery, so that its
-// limits (age, size, discard old) can evict anything in it without losing a job.
+// The event log's store: two streams beside the jobs and the dead letters. They hold
+// history only (what happened to each callback), never a delivery, so that their limits
+// (age, size, discard old) can evict anything in them without losing a job.
 //
-// Its subjects are its indexes, answered from JetStream's subject index instead of a scan:
+//	FANOUT_EVENTLOG        fanout.eventlog.blocks: the blocks of records, each one message
+//	FANOUT_EVENTLOG_INDEX  fanout.eventlog.index: one small entry per block, stored once the
+//	                       block is, carrying the block's position (header Fanout-Block)
 //
-//	fanout.events.<event id>   every record of one callback: received, attempts, outcomes
-//	fanout.index.<key>         one entry per callback whose indexed field has the value
-//	                           the key stands for (a hash of field=value, made by the caller)
+// What a block and an entry hold is the caller's (gateway/eventlog): to this package they
+// are opaque. A block gathers the records of many callbacks, so that logging costs the
+// store a message every few milliseconds rather than several per callback; the entries,
+// kept apart from the blocks, are what a search reads to know which blocks to fetch: a
+// read of the index never loads the blocks' bytes from disk. Both streams have one subject
+// each: the log adds nothing to JetStream's subject index as it grows.
 //
-// Reading one subject is a lookup whatever the size of the log. The price is memory in
-// the JetStream server: its subject index keeps an entry per distinct subject, and a logged
-// callback that carries a MsgKey makes two (about 650 bytes together in BenchmarkSearch).
+// The previous version's stream, FANOUT_EVENTS (a message per record and per indexed
+// value), is deleted when the log opens: it is history in a form no longer read, and its
+// subject index took memory in proportion to the callbacks it held.
 const (
-	eventsStream       = "FANOUT_EVENTS"
-	eventSubjectPrefix = "fanout.events."
-	indexSubjectPrefix = "fanout.index."
+	blocksStream   = "FANOUT_EVENTLOG"
+	indexStream    = "FANOUT_EVENTLOG_INDEX"
+	blocksSubject  = "fanout.eventlog.blocks"
+	indexSubject   = "fanout.eventlog.index"
+	oldEventStream = "FANOUT_EVENTS"
 
-	// eventLogMaxPending caps the records sent and not yet acknowledged. Past it a write
-	// waits a moment and fails: the caller's buffer then fills and drops, rather than
-	// records piling up in the connection while the store is slow.
-	eventLogMaxPending = 4096
+	// blockHeader carries, on an index entry, the position of the block it indexes.
+	blockHeader = "Fanout-Block"
+
+	// indexShare is the part of the log's max bytes given to the index. An entry takes
+	// a few bytes per callback and a compressed block often no more than a hundred or two:
+	// an index too small for its blocks would evict the entries of blocks still kept, which
+	// searches then no longer find.
+	indexShare = 8
+
+	// eventLogMaxPending caps the blocks sent and not yet stored with their index entry.
+	// Past it a write waits a moment and fails: the caller's buffer then fills and drops,
+	// rather than blocks piling up in the connection while the store is slow.
+	eventLogMaxPending = 64
 	// directBatch and directMaxBytes bound one read of the log.
 	directBatch    = 512
 	directMaxBytes = 4 << 20
@@ -43,24 +58,24 @@ const (
 	directWait = 10 * time.Second
 )
 
-// LogRecord is one record of the event log as stored: Seq is its position in the log (the
-// stream sequence), Time when the store took it, EventID the callback it belongs to (""
-// for an index entry), Index the key of an index entry ("" for an event record).
+// LogRecord is one message of the event log as stored: Seq is its position in its stream
+// (a block's in the blocks, an entry's in the index), Time when the store took it, Block
+// the position of the block an index entry indexes (0 for a block).
 //
 // It is an unnamed struct, the same as gateway/eventlog's Stored, so that *EventLog is an
 // eventlog.Store as it is: the event log's model stays free of NATS, and this package of it.
 type LogRecord = struct {
-	Seq     uint64
-	Time    time.Time
-	EventID string
-	Index   string
-	Data    []byte
+	Seq   uint64
+	Time  time.Time
+	Block uint64
+	Data  []byte
 }
 
-// LogState is the extent of the log.
+// LogState is the extent of the log: the positions of its index's first and last entries,
+// its blocks, and the bytes of both streams.
 type LogState struct {
 	FirstSeq, LastSeq uint64
-	Records           uint64
+	Blocks            uint64
 	Bytes             uint64
 }
 
@@ -68,25 +83,28 @@ type LogState struct {
 type EventLogOptions struct {
 	MaxAge   time.Duration
 	MaxBytes int64
-	// Failed is told of every record the store refused after Append sent it (the write is
-	// asynchronous): full, unreachable, or no acknowledgement in time.
-	Failed func(err error)
+	// Failed is told of every block the store refused after AppendBlock sent it (the
+	// write is asynchronous): full, unreachable, or no acknowledgement in time, with the
+	// number of records it held.
+	Failed func(records int, err error)
 }
 
-// EventLog is the event log's stream, written asynchronously on a connection of its own,
+// EventLog is the event log's streams, written asynchronously on a connection of its own,
 // so that its traffic never queues in front of a job's write or acknowledgement. It is
 // safe for concurrent use.
 type EventLog struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	stream jetstream.Stream
+	blocks jetstream.Stream
+	index  jetstream.Stream
 	w      *logWriter
 
 	closeOnce sync.Once
 	closing   chan struct{}
 }
 
-// OpenEventLog creates or updates the event log's stream with o's limits and connects to it.
+// OpenEventLog creates or updates the event log's streams with o's limits and connects to
+// them. The index takes an eighth of MaxBytes, the blocks the rest.
 func (q *Queue) OpenEventLog(ctx context.Context, o EventLogOptions) (*EventLog, error) {
 	if o.MaxAge <= 0 || o.MaxBytes <= 0 {
 		return nil, fmt.Errorf("queue: event log: max age %s and max bytes %d must be positive", o.MaxAge, o.MaxBytes)
@@ -103,77 +121,75 @@ func (q *Queue) OpenEventLog(ctx context.Context, o EventLogOptions) (*EventLog,
 	}
 	failed := o.Failed
 	if failed == nil {
-		failed = func(error) {}
+		failed = func(int, error) {}
 	}
 	l.w, err = newLogWriter(l.nc, failed)
 	if err == nil {
 		l.js, err = jetstream.New(l.nc)
 	}
+	if err != nil {
+		l.nc.Close()
+		return nil, fmt.Errorf("queue: event log: %w", err)
+	}
+	if err := l.js.DeleteStream(ctx, oldEventStream); err == nil {
+		q.log.Info("event log: deleted the previous version's stream; its history is not carried over", "stream", oldEventStream)
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		q.log.Warn("event log: the previous version's stream could not be deleted", "stream", oldEventStream, "err", err)
+	}
 	replicas := max(q.opts.Replicas, 1)
 	persist := jetstream.DefaultPersistMode
 	if replicas == 1 {
-		// Written to disk in batches rather than one write per record: the log is history,
+		// Written to disk in batches rather than one write per block: the log is history,
 		// and a crash may take its last moments (a replicated stream flushes so anyway).
 		persist = jetstream.AsyncPersistMode
 	}
-	if err == nil {
-		l.stream, err = l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        eventsStream,
-			Description: "Fanout event log: callbacks, routes and delivery attempts, kept for tracing and backfills",
-			Subjects:    []string{eventSubjectPrefix + "*", indexSubjectPrefix + "*"},
+	indexBytes := max(o.MaxBytes/indexShare, 64<<10)
+	for _, s := range []struct {
+		stream   *jetstream.Stream
+		name     string
+		subject  string
+		maxBytes int64
+		desc     string
+	}{
+		{&l.blocks, blocksStream, blocksSubject, max(o.MaxBytes-indexBytes, indexBytes), "Fanout event log: callbacks, routes and delivery attempts, kept for tracing and backfills"},
+		{&l.index, indexStream, indexSubject, indexBytes, "Fanout event log's index: the callbacks and field values each block of " + blocksStream + " holds"},
+	} {
+		*s.stream, err = l.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        s.name,
+			Description: s.desc,
+			Subjects:    []string{s.subject},
 			Retention:   jetstream.LimitsPolicy,
 			Discard:     jetstream.DiscardOld,
 			MaxAge:      o.MaxAge,
-			MaxBytes:    o.MaxBytes,
+			MaxBytes:    s.maxBytes,
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 			PersistMode: persist,
-			// Reads are direct gets, by subject and in batches: no consumer per lookup.
+			// Reads are direct gets, by position and in batches: no consumer per lookup.
 			AllowDirect: true,
-			Duplicates:  dedupWindow(0), // records carry no message id
+			Duplicates:  dedupWindow(0), // blocks carry no message id
 		})
-	}
-	if err != nil {
-		l.nc.Close()
-		return nil, fmt.Errorf("queue: create or update stream %s: %w", eventsStream, err)
+		if err != nil {
+			l.nc.Close()
+			return nil, fmt.Errorf("queue: create or update stream %s: %w", s.name, err)
+		}
 	}
 	return l, nil
 }
 
-// Append stores a record of the callback eventID without waiting for the store: its
-// failure, if any, goes to EventLogOptions.Failed. The error is for a record that could
-// not even be sent (closed, disconnected, too many records unacknowledged).
-func (l *EventLog) Append(eventID string, data []byte) error {
-	if err := checkLogToken(eventID); err != nil {
-		return fmt.Errorf("queue: event log: event id %q: %w", eventID, err)
-	}
-	return l.publish(eventSubjectPrefix+eventID, data)
-}
-
-// AppendIndex stores an index entry under key, as Append does.
-func (l *EventLog) AppendIndex(key string, data []byte) error {
-	if err := checkLogToken(key); err != nil {
-		return fmt.Errorf("queue: event log: index key %q: %w", key, err)
-	}
-	return l.publish(indexSubjectPrefix+key, data)
-}
-
-func (l *EventLog) publish(subject string, data []byte) error {
-	if err := l.w.publish(subject, data); err != nil {
+// AppendBlock stores a block of records, then its index entry, without waiting for the
+// store: the entry is sent once the block is stored, with the block's position. A failure
+// of either goes to EventLogOptions.Failed with records, the number of records the block
+// holds. The error is for a block that could not even be sent (closed, disconnected, too
+// many blocks unacknowledged).
+func (l *EventLog) AppendBlock(block, index []byte, records int) error {
+	if err := l.w.publish(block, index, records); err != nil {
 		return fmt.Errorf("queue: event log: %w", err)
 	}
 	return nil
 }
 
-// checkLogToken refuses what cannot be one subject token.
-func checkLogToken(s string) error {
-	if s == "" || strings.ContainsAny(s, ".*> \t\r\n") {
-		return errors.New("not a subject token")
-	}
-	return nil
-}
-
-// Flush waits until the store has answered every record sent, or ctx ends.
+// Flush waits until the store has answered every block and index entry sent, or ctx ends.
 func (l *EventLog) Flush(ctx context.Context) error {
 	if err := l.w.flush(ctx); err != nil {
 		return fmt.Errorf("queue: event log: flush: %w", err)
@@ -181,7 +197,7 @@ func (l *EventLog) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close ends every Follow and closes the log's connection; records not yet acknowledged
+// Close ends every Follow and closes the log's connection; blocks not yet acknowledged
 // may be lost (Flush first). It is idempotent.
 func (l *EventLog) Close() {
 	l.closeOnce.Do(func() {
@@ -192,64 +208,81 @@ func (l *EventLog) Close() {
 
 // State returns the extent of the log.
 func (l *EventLog) State(ctx context.Context) (LogState, error) {
-	info, err := l.stream.Info(ctx)
+	bi, err := l.blocks.Info(ctx)
 	if err != nil {
 		return LogState{}, fmt.Errorf("queue: event log: %w", err)
 	}
-	s := info.State
-	return LogState{FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Records: s.Msgs, Bytes: s.Bytes}, nil
+	ii, err := l.index.Info(ctx)
+	if err != nil {
+		return LogState{}, fmt.Errorf("queue: event log: %w", err)
+	}
+	return LogState{FirstSeq: ii.State.FirstSeq, LastSeq: ii.State.LastSeq, Blocks: bi.State.Msgs,
+		Bytes: bi.State.Bytes + ii.State.Bytes}, nil
 }
 
-// Bounds returns the positions of the first and last records of the log.
+// Bounds returns the positions of the first and last entries of the index.
 func (l *EventLog) Bounds(ctx context.Context) (first, last uint64, err error) {
-	st, err := l.State(ctx)
-	return st.FirstSeq, st.LastSeq, err
-}
-
-// Event calls fn with every record of the callback eventID, oldest first, until fn
-// returns false. A callback the log does not know has none.
-func (l *EventLog) Event(ctx context.Context, eventID string, fn func(LogRecord) bool) error {
-	if checkLogToken(eventID) != nil {
-		return nil
+	info, err := l.index.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue: event log: %w", err)
 	}
-	return l.read(ctx, eventSubjectPrefix+eventID, 0, 0, fn)
+	return info.State.FirstSeq, info.State.LastSeq, nil
 }
 
-// Index calls fn with the entries under key whose position is in [from, to) (0: no
-// bound), oldest first, until fn returns false.
-func (l *EventLog) Index(ctx context.Context, key string, from, to uint64, fn func(LogRecord) bool) error {
-	if checkLogToken(key) != nil {
-		return nil
+// Index calls fn with the index entries whose position is in [from, to) (to 0: to the
+// end), oldest first, until fn returns false.
+func (l *EventLog) Index(ctx context.Context, from, to uint64, fn func(LogRecord) bool) error {
+	return l.read(ctx, indexStream, max(from, 1), to, fn)
+}
+
+// Blocks calls fn with the blocks at the positions seqs (ascending), in order, until fn
+// returns false. A block the log no longer holds is left out.
+func (l *EventLog) Blocks(ctx context.Context, seqs []uint64, fn func(LogRecord) bool) error {
+	for i := 0; i < len(seqs); {
+		// A run of positions close together is one batched read.
+		j := i + 1
+		for j < len(seqs) && seqs[j]-seqs[j-1] <= 4 {
+			j++
+		}
+		run, k, stopped := seqs[i:j], 0, false
+		err := l.read(ctx, blocksStream, run[0], run[len(run)-1]+1, func(r LogRecord) bool {
+			for k < len(run) && run[k] < r.Seq {
+				k++
+			}
+			if k < len(run) && run[k] == r.Seq && !fn(r) {
+				stopped = true
+				return false
+			}
+			return true
+		})
+		if err != nil || stopped {
+			return err
+		}
+		i = j
 	}
-	return l.read(ctx, indexSubjectPrefix+key, from, to, fn)
+	return nil
 }
 
-// Scan calls fn with every event record (index entries left out) whose position is in
-// [from, to) (to 0: up to the end), in order, until fn returns false.
-func (l *EventLog) Scan(ctx context.Context, from, to uint64, fn func(LogRecord) bool) error {
-	return l.read(ctx, eventSubjectPrefix+"*", max(from, 1), to, fn)
-}
-
-// SeqAt is the position of the first record stored at or after t: the state's LastSeq+1
-// when there is none.
-func (l *EventLog) SeqAt(ctx context.Context, t time.Time) (uint64, error) {
+// IndexAt is the position of the first index entry stored at or after t: the index's last
+// position + 1 when there is none.
+func (l *EventLog) IndexAt(ctx context.Context, t time.Time) (uint64, error) {
 	var seq uint64
 	found := false
-	_, _, err := l.direct(ctx, directGetRequest{StartTime: &t, Batch: 1}, func(r LogRecord) bool {
+	_, _, err := l.direct(ctx, indexStream, directGetRequest{StartTime: &t, Batch: 1}, func(r LogRecord) bool {
 		seq, found = r.Seq, true
 		return false
 	})
 	if err != nil || found {
 		return seq, err
 	}
-	st, err := l.State(ctx)
-	return st.LastSeq + 1, err
+	_, last, err := l.Bounds(ctx)
+	return last + 1, err
 }
 
-// Follow calls fn with every event record stored from now on, in order, until ctx ends or
-// the log closes. It returns nil then, or the error that stopped it.
+// Follow calls fn with every block stored from now on, in order, until ctx ends or the
+// log closes. It returns nil then, or the error that stopped it.
 func (l *EventLog) Follow(ctx context.Context, fn func(LogRecord)) error {
-	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	cons, err := l.blocks.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
 		return fmt.Errorf("queue: event log: follow: %w", err)
 	}
@@ -278,32 +311,34 @@ func (l *EventLog) Follow(ctx context.Context, fn func(LogRecord)) error {
 		if err != nil {
 			continue
 		}
-		r := LogRecord{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data()}
-		if id, ok := strings.CutPrefix(m.Subject(), eventSubjectPrefix); ok {
-			r.EventID = id
-			fn(r)
-		}
+		fn(LogRecord{Seq: meta.Sequence.Stream, Time: meta.Timestamp, Data: m.Data()})
 	}
 }
 
-// read calls fn with the records on subject ("" for every subject) whose position is in
-// [from, to), in batches of direct gets, until fn returns false or there are no more.
-func (l *EventLog) read(ctx context.Context, subject string, from, to uint64, fn func(LogRecord) bool) error {
+// read calls fn with the messages of stream whose position is in [from, to), in batches
+// of direct gets, until fn returns false or there are no more.
+func (l *EventLog) read(ctx context.Context, stream string, from, to uint64, fn func(LogRecord) bool) error {
 	seq := from
 	for {
+		if to > 0 && seq >= to {
+			return nil
+		}
 		stopped := false
-		last, more, err := l.direct(ctx, directGetRequest{Seq: seq, NextFor: subject, Batch: directBatch, MaxBytes: directMaxBytes},
-			func(r LogRecord) bool {
-				if to > 0 && r.Seq >= to {
-					stopped = true
-					return false
-				}
-				if !fn(r) {
-					stopped = true
-					return false
-				}
-				return true
-			})
+		req := directGetRequest{Seq: seq, Batch: directBatch, MaxBytes: directMaxBytes}
+		if to > 0 {
+			req.Batch = int(min(to-seq, directBatch))
+		}
+		last, more, err := l.direct(ctx, stream, req, func(r LogRecord) bool {
+			if to > 0 && r.Seq >= to {
+				stopped = true
+				return false
+			}
+			if !fn(r) {
+				stopped = true
+				return false
+			}
+			return true
+		})
 		if err != nil || stopped || !more || last == 0 {
 			return err
 		}
@@ -314,16 +349,15 @@ func (l *EventLog) read(ctx context.Context, subject string, from, to uint64, fn
 // directGetRequest is the body of a direct get ($JS.API.DIRECT.GET.<stream>).
 type directGetRequest struct {
 	Seq       uint64     `json:"seq,omitempty"`
-	NextFor   string     `json:"next_by_subj,omitempty"`
 	Batch     int        `json:"batch,omitempty"`
 	MaxBytes  int        `json:"max_bytes,omitempty"`
 	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
-// direct makes one batch direct get and calls fn with each record answered until it
-// returns false. It returns the position of the last record read and whether the log has
-// more matching records after it.
-func (l *EventLog) direct(ctx context.Context, req directGetRequest, fn func(LogRecord) bool) (last uint64, more bool, err error) {
+// direct makes one batch direct get and calls fn with each message answered until it
+// returns false. It returns the position of the last message read and whether the stream
+// has more after it.
+func (l *EventLog) direct(ctx context.Context, stream string, req directGetRequest, fn func(LogRecord) bool) (last uint64, more bool, err error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, directWait)
@@ -341,7 +375,7 @@ func (l *EventLog) direct(ctx context.Context, req directGetRequest, fn func(Log
 		return 0, false, fmt.Errorf("queue: event log: read: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+eventsStream, inbox, body); err != nil {
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
 		return 0, false, fmt.Errorf("queue: event log: read: %w", err)
 	}
 	for {
@@ -378,7 +412,7 @@ func (l *EventLog) direct(ctx context.Context, req directGetRequest, fn func(Log
 	}
 }
 
-// directRecord reads a record out of a direct get's answer.
+// directRecord reads a message out of a direct get's answer.
 func directRecord(m *nats.Msg) (LogRecord, error) {
 	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 	if err != nil {
@@ -389,11 +423,10 @@ func directRecord(m *nats.Msg) (LogRecord, error) {
 		return LogRecord{}, fmt.Errorf("answer without a time: %w", err)
 	}
 	r := LogRecord{Seq: seq, Time: at, Data: m.Data}
-	subject := m.Header.Get(jetstream.SubjectHeader)
-	if id, ok := strings.CutPrefix(subject, eventSubjectPrefix); ok {
-		r.EventID = id
-	} else if key, ok := strings.CutPrefix(subject, indexSubjectPrefix); ok {
-		r.Index = key
+	if b := m.Header.Get(blockHeader); b != "" {
+		if r.Block, err = strconv.ParseUint(b, 10, 64); err != nil {
+			return LogRecord{}, fmt.Errorf("index entry with a bad %s header %q", blockHeader, b)
+		}
 	}
 	return r, nil
 }
