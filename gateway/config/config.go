@@ -149,6 +149,7 @@ type nodes struct {
 	// admin.listen.
 	root, tencent, adminListen *yaml.Node
 	maxBody                    *yaml.Node // server.max_body_bytes
+	logMaxBytes, logEnabled    *yaml.Node // log.max_bytes, log.enabled
 }
 
 // decode reads the document section by section, in document order. Defaults come first,
@@ -166,7 +167,7 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 		"admin":        func(n *yaml.Node, p string) { c.Admin.decode(d, n, p, pos) },
 		"tencent":      func(n *yaml.Node, p string) { c.Tencent.decode(d, n, p, pos) },
 		"queue":        func(n *yaml.Node, p string) { c.Queue.decode(d, n, p) },
-		"log":          func(n *yaml.Node, p string) { c.Log.decode(d, n, p) },
+		"log":          func(n *yaml.Node, p string) { c.Log.decode(d, n, p, pos) },
 		"defaults":     func(*yaml.Node, string) {}, // decoded above
 		"destinations": func(n *yaml.Node, p string) { checkDestinationsShape(d, n, p) },
 		"routes":       func(n *yaml.Node, p string) { c.decodeRoutes(d, n, p) },
@@ -205,6 +206,7 @@ func (c *Config) check(d *decoder) {
 	apps := c.Tencent.check(d, c.pos)
 	c.Admin.check(d, c.pos)
 	c.Server.checkBody(d, c.Queue, c.pos)
+	c.Log.checkRoom(d, c.Queue, c.pos)
 	used := map[string]bool{}
 	c.checkRoutes(d, apps, used)
 	c.checkRespond(d, apps, used)
