@@ -70,7 +70,11 @@ type Gateway struct {
 	sweepNow     chan struct{}
 	stopRegistry context.CancelFunc       // ends keepRegistry
 	removeHook   func(destination string) // tests: runs before a removed destination's backlog moves
-	lanes        laneSets                 // the ordered destinations' lanes (lanes.go)
+	// removing is held while the sweep removes a destination's backlog and consumers; a
+	// reload that configures a destination again takes it before creating its consumer, so
+	// that the end of a removal never deletes the consumer just made (removeBacklog).
+	removing sync.Mutex
+	lanes    laneSets // the ordered destinations' lanes (lanes.go)
 
 	statesMu sync.Mutex
 	states   map[string]*destState // by destination name, kept across reloads

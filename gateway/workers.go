@@ -65,6 +65,13 @@ func (g *Gateway) startWorkers(ctx context.Context, q *queue.Queue, rt *runtime)
 			} else {
 				w.ctx, w.cancel = context.WithCancel(g.workCtx)
 			}
+			if old == nil {
+				// A removal of this destination's backlog under way stops at its next job,
+				// now that the staged config names it, or finishes deleting its consumers
+				// before this one is made.
+				g.removing.Lock()
+				g.removing.Unlock()
+			}
 			h := g.handler(q, d.Name)
 			c, err := q.Consume(w.ctx, d.Name, queue.ConsumeOptions{Window: window(d.Concurrency), AckWait: delivery.AckWait, Admit: h.Admit}, h.Handle)
 			if err != nil {
@@ -223,18 +230,38 @@ func (g *Gateway) sweep(ctx context.Context, q *queue.Queue) {
 		}
 	}
 	for _, name := range names {
-		if named[name] || g.live.Load().dests[name] != nil {
+		if named[name] || g.configured(name) {
 			continue
 		}
 		g.removeBacklog(ctx, q, name)
 	}
 }
 
+// configured reports whether the live config names destination, or the config a reload is
+// starting the workers of.
+func (g *Gateway) configured(destination string) bool {
+	if g.live.Load().dests[destination] != nil {
+		return true
+	}
+	rt := g.staged.Load()
+	return rt != nil && rt.dests[destination] != nil
+}
+
 // removeBacklog moves the deliveries queued for name to the dead-letter queue, counting
 // them in fanout_removed_deliveries_total. It stops when name is configured again.
+//
+// It holds g.removing throughout: a reload that configures name again waits for it before
+// creating name's consumer. It waits little: the moving stops at the next job once the
+// reload's staged config names it, and the consumers are deleted only by a removal that
+// moved everything while no config named it.
 func (g *Gateway) removeBacklog(ctx context.Context, q *queue.Queue, name string) {
 	if g.removeHook != nil {
 		g.removeHook(name)
+	}
+	g.removing.Lock()
+	defer g.removing.Unlock()
+	if g.configured(name) {
+		return
 	}
 	n, _, err := q.Pending(ctx, name)
 	if err != nil {
@@ -248,14 +275,14 @@ func (g *Gateway) removeBacklog(ctx context.Context, q *queue.Queue, name string
 		if moved%10000 == 0 {
 			g.log.Info("moving a removed destination's deliveries to the dead-letter queue", "destination", name, "moved", moved)
 		}
-		return g.live.Load().dests[name] == nil
+		return !g.configured(name)
 	})
 	switch {
 	case err != nil && ctx.Err() == nil:
 		g.log.Error("removed destination: cannot move its deliveries to the dead-letter queue; trying again later", "destination", name, "moved", moved, "err", err)
 	case err != nil:
 		g.log.Info("removed destination: moving its deliveries stopped (Fanout stopping); going on later", "destination", name, "moved", moved)
-	case g.live.Load().dests[name] != nil:
+	case g.configured(name):
 		g.log.Warn("destination configured again: its remaining deliveries stay queued", "destination", name, "moved", moved)
 	default:
 		g.log.Warn("removed destination: its queued deliveries are in the dead-letter queue", "destination", name, "moved", moved)
