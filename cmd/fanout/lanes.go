@@ -140,10 +140,11 @@ func lanesList(ctx context.Context, c *adminClient, destination string, asJSON b
 		fmt.Fprintln(stdout, "no blocked lanes")
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DESTINATION\tKEY\tBLOCKED AT\tREASON\tSTATUS\tATTEMPTS\tEVENT\tACTION")
+		fmt.Fprintln(tw, "DESTINATION\tKEY\tBLOCKED AT\tREASON\tSTATUS\tATTEMPTS\tEVENT\tACTION\tLAST ERROR")
 		for _, b := range l.Blocked {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", b.Destination, strconv.Quote(b.Key),
-				b.BlockedAt.UTC().Format(time.RFC3339), oneLine(b.Reason), status(b.LastStatus), b.Attempts, dash(b.EventID), dash(b.Action))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", b.Destination, strconv.Quote(b.Key),
+				b.BlockedAt.UTC().Format(time.RFC3339), oneLine(b.Reason), status(b.LastStatus), b.Attempts, dash(b.EventID), dash(b.Action),
+				dash(oneLine(b.LastError)))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -128,7 +128,7 @@ routes:
 		return strings.Contains(out, `"k1"`) && strings.Contains(out, "status 400") && len(rc.Delivered()) == 2
 	})
 	out := lanes(exitOK, "list", "--destination", "app")
-	for _, want := range []string{"DESTINATION  KEY", "status 400", "app (order_by: MsgKey[0:2], on_exhausted: block): this replica consumes 16 of its 16 partitions"} {
+	for _, want := range []string{"DESTINATION  KEY", "status 400", `destination "app": POST: status 400`, "app (order_by: MsgKey[0:2], on_exhausted: block): this replica consumes 16 of its 16 partitions"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lanes list lacks %q:\n%s", want, out)
 		}
