@@ -497,6 +497,28 @@ func TestEventsBlockedLane(t *testing.T) {
 		t.Errorf("outcome=dead: %+v, want none", page.Items)
 	}
 
+	// An operator retries the lane: the delivery waits for its next attempt, which fails
+	// again (the receiver still refuses it) and blocks the lane again.
+	a.call(http.MethodPost, "/api/v1/lanes/audit/jared/retry", "", nil)
+	d = a.trace("blocked-1", "audit's delivery retried, then blocked again", func(d eventlog.Detail) bool {
+		// The retry's record is written once the lane's replica applied it, which can be
+		// after the records of the attempt it made: the trace orders them by time.
+		n := map[string]int{}
+		for _, e := range d.Timeline {
+			n[e.Kind]++
+		}
+		return d.Outcome == eventlog.OutcomeBlocked && n[eventlog.KindBlocked] == 2 && n[eventlog.KindRetrying] == 1
+	})
+	kinds := []string{}
+	for _, e := range d.Timeline {
+		if e.Destination == "audit" && e.Kind != eventlog.KindAttempt {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	if want := []string{eventlog.KindBlocked, eventlog.KindRetrying, eventlog.KindBlocked}; !slices.Equal(kinds, want) {
+		t.Errorf("audit's records besides attempts: %v, want %v", kinds, want)
+	}
+
 	// An operator skips the lane: the delivery is a dead letter now.
 	a.call(http.MethodPost, "/api/v1/lanes/audit/jared/skip", "", nil)
 	d = a.trace("blocked-1", "audit's delivery dead once skipped", func(d eventlog.Detail) bool { return d.Outcome == eventlog.OutcomeDead })

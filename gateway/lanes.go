@@ -169,6 +169,7 @@ func (a adminAPI) ReleaseLane(ctx context.Context, destination, key, action stri
 	if err != nil {
 		return httpapi.LaneRelease{}, err
 	}
+	asked := time.Now()
 	l, applied, err := q.ReleaseLane(ctx, destination, key, action)
 	if errors.Is(err, queue.ErrNotFound) {
 		return httpapi.LaneRelease{}, fmt.Errorf("no blocked lane %q of destination %q: %w", key, destination, httpapi.ErrNotFound)
@@ -178,11 +179,14 @@ func (a adminAPI) ReleaseLane(ctx context.Context, destination, key, action stri
 	}
 	a.g.log.Info("blocked lane released by an operator", "destination", destination, "key", key, "action", action,
 		"event_id", l.EventID, "applied", applied)
-	if action == queue.LaneSkip {
-		// The skipped delivery becomes a dead letter (the consuming replica stores it); a
-		// retried one shows in its next attempts.
+	switch action {
+	case queue.LaneSkip:
+		// The skipped delivery becomes a dead letter (the consuming replica stores it).
 		a.g.events.Load().Ended(eventlog.End{EventID: l.EventID, Destination: destination, Dead: true, Attempt: l.Attempts,
 			Reason: l.Reason + "; lane skipped by an operator"})
+	case queue.LaneRetry:
+		// The retried delivery's next attempt is due now, on the replica consuming the lane.
+		a.g.events.Load().Ended(eventlog.End{EventID: l.EventID, Destination: destination, Attempt: l.Attempts, Due: asked, At: asked})
 	}
 	return httpapi.LaneRelease{Destination: destination, Key: key, Action: action, Lane: blockedLane(l), Applied: applied}, nil
 }

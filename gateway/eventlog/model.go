@@ -209,11 +209,14 @@ func assemble(id string, records []stored) (d Detail, found bool) {
 				s.State, s.Due = OutcomePending, time.Time{}
 			}
 		case KindRetrying:
+			// An operator's retry of a blocked lane is recorded when asked, and the retried
+			// attempts can reach the log first: like a replay, it tells the state only when
+			// nothing was recorded after it.
 			s := state(e.Destination)
-			s.seen = later(s.seen, e.At)
-			if s.State != OutcomeDelivered {
+			if !e.At.Before(s.seen) && s.State != OutcomeDelivered {
 				s.State, s.Due = OutcomeRetrying, e.Due
 			}
+			s.seen = later(s.seen, e.At)
 		case KindDead, KindBlocked:
 			s := state(e.Destination)
 			s.seen = later(s.seen, e.At)
