@@ -175,10 +175,11 @@ func TestEventsSearch(t *testing.T) {
 	if ans := fanouttest.PostCallback(a.g.CallbackAddr(), q, []byte(`{"CallbackCommand":"State.StateChange","Info":{"To_Account":"x"}}`)); !ans.OK() {
 		t.Fatalf("state change: %d %s", ans.Status, ans.Body)
 	}
-	// crm's deliveries of a1 and a2 race their dead letters at audit: wait for all of them.
-	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "a1 and a2 dead at audit, all four delivered to crm", func() bool {
+	// crm's deliveries of a1 and a2 race their dead letters at audit, and each record shows
+	// once its block is written: wait for all of them.
+	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "a1 and a2 dead at audit, all four delivered to crm, the state change unrouted", func() bool {
 		return len(a.events("outcome=dead").Items) == 2 && len(a.events("outcome=delivered").Items) == 2 &&
-			len(a.events("outcome=delivered&destination=crm").Items) == 4
+			len(a.events("outcome=delivered&destination=crm").Items) == 4 && len(a.events("outcome=no_route").Items) == 1
 	})
 	keys := func(p httpapi.EventPage) []string {
 		var out []string
