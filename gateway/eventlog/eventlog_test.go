@@ -215,6 +215,22 @@ func TestReplayOvertaken(t *testing.T) {
 	}
 }
 
+// TestAttemptBeforeReceived: a worker can attempt a callback before the intake's record of
+// it reaches the log, in an earlier block; listing the newest callbacks still finds that
+// attempt, and the callback delivered.
+func TestAttemptBeforeReceived(t *testing.T) {
+	l := openLog(t)
+	cb := message{key: "early", from: "alice", to: "bob", routes: []string{"all"}, dests: []string{"crm"}}.callback()
+	l.Attempted(eventlog.Attempt{EventID: cb.EventID, Destination: "crm", Number: 1, Status: 200, Result: "2xx", Started: time.Now()})
+	settle(t, l) // the attempt's block is stored
+	l.Received(cb)
+	settle(t, l)
+	items, _, err := l.Search(ctxT(t), eventlog.Filter{Outcome: eventlog.OutcomeDelivered}, 0, 10)
+	if err != nil || len(items) != 1 || items[0].ID != cb.EventID {
+		t.Errorf("delivered callbacks: %v %+v, want the one attempted before its received record was written", err, items)
+	}
+}
+
 // TestSearchFilters lists callbacks by each filter, newest first, page by page.
 func TestSearchFilters(t *testing.T) {
 	l := openLog(t)

@@ -233,6 +233,10 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 		start := windowBack(lo, hi, window)
 		var cands []candidate
 		byID := map[string]int{} // index in cands, while collecting their records
+		// A callback's attempts can reach the log before its received record, in the
+		// block before the window: its records are all in the window only if that block
+		// was stored before the callback was received. Otherwise it is read whole.
+		before := s.storedBefore(ctx, start)
 		// The intake records a callback once it is stored, and a worker may have attempted
 		// it by then: the last few records of no candidate yet are kept, for the received
 		// record that follows them.
@@ -255,7 +259,7 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 			rec := decode(r, true)
 			if s.f.received(&rec.entry) {
 				c := candidate{seq: r.pos, id: r.id, at: rec.entry.At}
-				if toEnd {
+				if toEnd && before(c.at) {
 					for i := max(nEarly-earlyRecords, 0); i < nEarly; i++ {
 						if e := early[i%earlyRecords]; e.id == r.id {
 							c.records = append(c.records, decode(e, true))
@@ -283,6 +287,20 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 		}
 	}
 	return nil
+}
+
+// storedBefore returns whether the block before the one of record position start was
+// stored before a given time (true when there is none: the window starts the log).
+func (s *search) storedBefore(ctx context.Context, start uint64) func(time.Time) bool {
+	b := blockOf(start)
+	if b <= 1 {
+		return func(time.Time) bool { return true }
+	}
+	var at time.Time
+	if err := s.l.entries(ctx, b-1, b, func(e *blockEntry) bool { at = e.at; return false }); err != nil || at.IsZero() {
+		return func(time.Time) bool { return false } // unknown: read each callback whole
+	}
+	return at.Before
 }
 
 // indexed returns the callbacks whose received record, in [from, to), carries the value of
