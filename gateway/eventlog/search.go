@@ -73,9 +73,6 @@ const (
 	maxWindow = 64
 	// maxIndexWindow is the most index entries read at once when searching by a field.
 	maxIndexWindow = 1 << 16
-	// earlyRecords is how many records a search keeps that come before their callback's
-	// received record (an attempt that beat it to the log).
-	earlyRecords = 64
 	// maxScanned and maxFetched bound the records read and the callbacks assembled;
 	// maxEntries the index entries read.
 	maxScanned = 1 << 21
@@ -238,10 +235,9 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 		// was stored before the callback was received. Otherwise it is read whole.
 		before := s.storedBefore(ctx, start)
 		// The intake records a callback once it is stored, and a worker may have attempted
-		// it by then: the last few records of no candidate yet are kept, for the received
-		// record that follows them.
-		var early [earlyRecords]raw
-		nEarly := 0
+		// it by then: the records of no candidate yet are kept, for the received record
+		// that follows them (the window that reaches the end of the log is a few blocks).
+		early := map[string][]raw{}
 		err := s.l.scan(ctx, start, hi, func(r raw) bool {
 			s.scanned++
 			if kindOf(r.data) != KindReceived {
@@ -251,8 +247,7 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 				if i, ok := byID[r.id]; ok {
 					cands[i].records = append(cands[i].records, decode(r, true))
 				} else {
-					early[nEarly%earlyRecords] = r
-					nEarly++
+					early[r.id] = append(early[r.id], r)
 				}
 				return true
 			}
@@ -260,10 +255,8 @@ func (s *search) byScan(ctx context.Context, before uint64) error {
 			if s.f.received(&rec.entry) {
 				c := candidate{seq: r.pos, id: r.id, at: rec.entry.At}
 				if toEnd && before(c.at) {
-					for i := max(nEarly-earlyRecords, 0); i < nEarly; i++ {
-						if e := early[i%earlyRecords]; e.id == r.id {
-							c.records = append(c.records, decode(e, true))
-						}
+					for _, e := range early[r.id] {
+						c.records = append(c.records, decode(e, true))
 					}
 					c.records = append(c.records, rec)
 					byID[r.id] = len(cands)
