@@ -300,11 +300,7 @@ func TestFlakyDestinationGetsEverything(t *testing.T) {
 		return fanouttest.Answer{}
 	})
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   flaky:
     url: %q
@@ -313,7 +309,7 @@ destinations:
 routes:
   - name: all
     to: [flaky]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), flaky.URL())))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), flaky.URL())))
 
 	for i := range n {
 		acceptMessage(t, g, fmt.Sprintf("flaky-%02d", i))
@@ -375,11 +371,7 @@ func TestRejectingDestinationIsDeadLettered(t *testing.T) {
 		Header: http.Header{"Content-Type": {"application/json"}}, Body: answerBody}))
 	fine := fanouttest.NewReceiver(t, nil)
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 defaults:
   retry: {max_attempts: 10, backoff: {initial: 20ms, max: 100ms, multiplier: 2, jitter: 0}}
 destinations:
@@ -388,7 +380,7 @@ destinations:
 routes:
   - name: all
     to: [rejecting, fine]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), rejecting.URL(), fine.URL())))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), rejecting.URL(), fine.URL())))
 
 	sent := map[string][]byte{}
 	before := time.Now()
@@ -461,11 +453,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		return fanouttest.Answer{Status: status, Header: http.Header{"Retry-After": {"2"}}}
 	})
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   paced-503:
     url: %q
@@ -477,7 +465,7 @@ destinations:
 routes:
   - name: all
     to: [paced-503, paced-429]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), paced.URL(), paced.URL())))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), paced.URL(), paced.URL())))
 
 	acceptMessage(t, g, "paced")
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the second attempts", func() bool { return paced.Count() == 4 })
@@ -515,11 +503,7 @@ func TestHangingDestinationDoesNotDelayOthers(t *testing.T) {
 	t.Cleanup(unblock) // runs before the receiver closes: cleanups run last first
 	healthy := fanouttest.NewReceiver(t, nil)
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   hanging:
     url: %q
@@ -530,7 +514,7 @@ destinations:
 routes:
   - name: all
     to: [hanging, healthy]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), hanging.URL(), healthy.URL())))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), hanging.URL(), healthy.URL())))
 
 	for i := range n {
 		acceptMessage(t, g, fmt.Sprintf("hang-%02d", i))
@@ -565,11 +549,7 @@ func TestRestartDeliversPending(t *testing.T) {
 	addr := fanouttest.FreeAddr(t) // the destination is down: connections are refused
 
 	path := fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   down:
     url: "http://%s/hook"
@@ -579,7 +559,7 @@ destinations:
 routes:
   - name: all
     to: [down]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), addr))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), addr))
 
 	g1 := startGateway(t, path)
 	for i := range n {

@@ -69,11 +69,7 @@ func TestOrderedDestination(t *testing.T) {
 	}
 	ordered, plain := fanouttest.NewReceiver(t, flaky), fanouttest.NewReceiver(t, flaky)
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 defaults:
   concurrency: 4
   retry: {max_attempts: 50, backoff: {initial: 5ms, max: 50ms, multiplier: 2, jitter: 0}}
@@ -86,7 +82,7 @@ destinations:
 routes:
   - name: all
     to: [ordered, plain]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), ordered.URL(), plain.URL())))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), ordered.URL(), plain.URL())))
 
 	convs := [][2]string{{"u1", "u2"}, {"u2", "u1"}, {"u3", "u4"}, {"u5", "u6"}}
 	want := map[string][]string{}
@@ -149,11 +145,7 @@ func TestBlockedLaneThroughTheAPI(t *testing.T) {
 		return fanouttest.Answer{}
 	})
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   app:
     url: %q
@@ -162,7 +154,7 @@ destinations:
 routes:
   - name: all
     to: [app]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), rc.URL())))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), rc.URL())))
 	q := fanouttest.CallbackQuery(fanouttest.App, "C2C.CallbackAfterSendMsg")
 	for i := range 4 {
 		accept(t, g, q, convMessage("a/b", "x", fmt.Sprintf("a/b-%d", i)))
@@ -255,18 +247,14 @@ func TestLanesAcrossReloads(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "queue")
 	config := func(app string) string {
 		return fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   other: {url: %q}
 %s
 routes:
   - name: all
     to: [other%s]
-`, fanouttest.App, dir, other.URL(), app, map[bool]string{true: ", app", false: ""}[app != ""])
+`, fanouttest.ConfigHeader(dir), other.URL(), app, map[bool]string{true: ", app", false: ""}[app != ""])
 	}
 	path := fanouttest.WriteConfig(t, config(fmt.Sprintf("  app: {url: %q}", rc.URL())))
 	g := startGateway(t, path)

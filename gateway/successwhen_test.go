@@ -20,11 +20,7 @@ func TestSuccessWhenRetriesABotRefusal(t *testing.T) {
 		return fanouttest.Answer{Body: `{"errcode":0,"errmsg":"ok"}`}
 	})
 	g := startGateway(t, fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   bot:
     url: %q
@@ -33,7 +29,7 @@ destinations:
 routes:
   - name: all
     to: [bot]
-`, fanouttest.App, filepath.Join(t.TempDir(), "queue"), bot.URL()+"/robot/send?access_token=t")))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "queue")), bot.URL()+"/robot/send?access_token=t")))
 	acceptMessage(t, g, "bot-1")
 	fanouttest.WaitFor(t, fanouttest.WaitTimeout, "the delivery", func() bool {
 		return scrapeMetrics(t, g).Sum("fanout_deliveries_total", map[string]string{"destination": "bot", "outcome": "delivered"}) == 1

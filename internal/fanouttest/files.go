@@ -1,6 +1,7 @@
 package fanouttest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -25,4 +26,11 @@ func ReplaceFile(t testing.TB, path, text string) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ConfigHeader is how most test configs start: the callback and admin ports on free
+// addresses of 127.0.0.1, App without a token, and the embedded queue in dir.
+func ConfigHeader(dir string) string {
+	return fmt.Sprintf("server: {listen: \"127.0.0.1:0\", path: /callback}\nadmin: {listen: \"127.0.0.1:0\"}\n"+
+		"tencent:\n  apps: [{sdkappid: %s}]\nqueue: {dir: %q}\n", App, dir)
 }

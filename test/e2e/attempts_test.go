@@ -31,11 +31,7 @@ func TestAttemptsAcrossKill(t *testing.T) {
 	// Every wait (4 s) is longer than the in-process quick retries: each failed attempt is
 	// stored in the queue until due.
 	config := fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 destinations:
   audit:
     url: %q
@@ -44,7 +40,7 @@ destinations:
 routes:
   - name: all
     to: [audit]
-`, fanouttest.App, filepath.Join(t.TempDir(), "data"), rc.URL()))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "data")), rc.URL()))
 
 	f := fanouttest.StartFanout(t, bin, config)
 	if a := f.Callback(c2cQuery, fanouttest.C2CMessage("attempts-1")); !a.OK() {

@@ -118,11 +118,7 @@ func TestOrderedDeliveryAcrossKill(t *testing.T) {
 	bin := fanouttest.FanoutBinary(t)
 	ordered, unordered := flakyReceiver(t, 20*time.Millisecond), flakyReceiver(t, 20*time.Millisecond)
 	config := fanouttest.WriteConfig(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0", path: /callback}
-admin: {listen: "127.0.0.1:0"}
-tencent:
-  apps: [{sdkappid: %s}]
-queue: {dir: %q}
+%s
 defaults:
   concurrency: 8
   timeout: 2s
@@ -136,7 +132,7 @@ destinations:
 routes:
   - name: all
     to: [ordered, unordered]
-`, fanouttest.App, filepath.Join(t.TempDir(), "data"), ordered.URL(), unordered.URL()))
+`, fanouttest.ConfigHeader(filepath.Join(t.TempDir(), "data")), ordered.URL(), unordered.URL()))
 
 	first := fanouttest.StartFanout(t, bin, config)
 	var addr atomic.Pointer[string]
